@@ -1,0 +1,48 @@
+//! Errors of the blob store and exports.
+
+use std::path::PathBuf;
+
+/// What went wrong in the store, always naming the file or blob concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What kiln was doing ("writing blob", "reading index").
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A blob's bytes do not hash to the digest it was fetched or referenced by.
+    #[error("blob digest mismatch: expected {expected}, the content hashes to {actual}")]
+    DigestMismatch {
+        /// The digest the blob was supposed to have.
+        expected: Box<str>,
+        /// The digest of the bytes actually received.
+        actual: Box<str>,
+    },
+    /// A digest string that is not `sha256:<64 hex digits>`.
+    #[error("unsupported or malformed digest {0:?} (kiln stores sha256 blobs only)")]
+    BadDigest(Box<str>),
+    /// A blob needed for an export is not in the store.
+    #[error("blob {0} is missing from the store")]
+    Missing(Box<str>),
+    /// A small JSON document (index, manifest) could not be encoded or decoded.
+    #[error("{action}: {source}")]
+    Json {
+        /// What kiln was doing.
+        action: &'static str,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { action, path, source }
+    }
+}

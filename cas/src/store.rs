@@ -1,0 +1,164 @@
+//! The store itself: an OCI image layout directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::Digest;
+
+use crate::{BlobWriter, Error, Result};
+
+/// The `oci-layout` marker every OCI image layout carries.
+const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// A blob that is complete in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// Its sha256 digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A content-addressed blob store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens the store at `dir`, creating the layout (and the directory) if needed.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let blobs = dir.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(Error::io("creating store", &blobs))?;
+        let ingest = dir.join("ingest");
+        fs::create_dir_all(&ingest).map_err(Error::io("creating store", &ingest))?;
+        let layout = dir.join("oci-layout");
+        if !layout.exists() {
+            fs::write(&layout, OCI_LAYOUT).map_err(Error::io("writing", &layout))?;
+        }
+        let index = dir.join("index.json");
+        if !index.exists() {
+            let empty = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+            fs::write(&index, empty).map_err(Error::io("writing", &index))?;
+        }
+        Ok(Store {
+            root: dir.to_path_buf(),
+        })
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob with `digest` lives (whether or not it is present).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_ref())
+            .join(digest.digest())
+    }
+
+    /// Whether the blob is complete in the store.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Starts writing a new blob; it is named only when [`BlobWriter::commit`] succeeds.
+    pub fn writer(&self) -> Result<BlobWriter> {
+        BlobWriter::new(&self.root.join("ingest"), &self.root.join("blobs").join("sha256"))
+    }
+
+    /// Stores a small in-memory blob (a manifest or config).
+    pub fn put(&self, bytes: &[u8]) -> Result<Blob> {
+        let mut writer = self.writer()?;
+        std::io::Write::write_all(&mut writer, bytes)
+            .map_err(Error::io("writing blob", self.root.join("ingest")))?;
+        writer.commit()
+    }
+
+    /// Reads a small blob (manifest, config) whole, refusing anything over `limit` bytes.
+    pub fn read_small(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest);
+        let size = fs::metadata(&path)
+            .map_err(|_| Error::Missing(digest.to_string().into()))?
+            .len();
+        if size > limit {
+            return Err(Error::Io {
+                action: "reading",
+                path,
+                source: std::io::Error::other(format!("{size} bytes is over the {limit}-byte limit")),
+            });
+        }
+        fs::read(&path).map_err(Error::io("reading blob", path))
+    }
+}
+
+/// Parses `sha256:<hex>` into a digest, refusing anything else.
+pub(crate) fn parse_digest(text: &str) -> Result<Digest> {
+    let digest: Digest = text
+        .parse()
+        .map_err(|_| Error::BadDigest(text.into()))?;
+    let hex = digest.digest();
+    if digest.algorithm().as_ref() != "sha256"
+        || hex.len() != 64
+        || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(Error::BadDigest(text.into()));
+    }
+    Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_committed_blob_is_named_by_the_sha256_of_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let blob = store.put(b"hello").unwrap();
+        assert_eq!(
+            blob.digest.to_string(),
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(blob.size, 5);
+        assert_eq!(fs::read(store.blob_path(&blob.digest)).unwrap(), b"hello");
+        assert!(dir.path().join("oci-layout").is_file());
+    }
+
+    #[test]
+    fn a_blob_that_does_not_match_its_expected_digest_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let expected = parse_digest(
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        )
+        .unwrap();
+        let mut writer = store.writer().unwrap();
+        writer.write_all(b"not what was promised").unwrap();
+        let err = writer.commit_expecting(&expected).unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        assert!(!store.contains(&expected));
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_abandoned_writer_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut writer = store.writer().unwrap();
+        writer.write_all(b"partial").unwrap();
+        drop(writer);
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn malformed_digests_are_refused() {
+        for bad in ["sha256:abc", "md5:00", "sha256:ZZ", "nothing"] {
+            assert!(parse_digest(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Resolving the images a build starts from and pulling their layers into the store.
+//!
+//! Every layer is streamed from the registry into the store and named only once its bytes hash
+//! to the digest the manifest promised; a layer already in the store is not fetched again.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, bail};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use kiln_cas::Store;
+use kiln_registry::{Client, Platform, Reference, ResolvedImage};
+
+use crate::image::Layer;
+use crate::image::config::{BaseConfig, parse_base};
+use crate::image::manifest::oci_layer_media_type;
+
+/// How many layers are downloaded at once.
+const PARALLEL_PULLS: usize = 3;
+
+/// An external image, resolved and with every layer in the store.
+#[derive(Debug)]
+pub struct PulledImage {
+    /// What the registry answered.
+    pub resolved: ResolvedImage,
+    /// Its config, as the build uses it.
+    pub config: BaseConfig,
+    /// Its layers, base first.
+    pub layers: Vec<Layer>,
+}
+
+/// Resolves each reference (as written in the Dockerfile) and pulls its layers.
+pub async fn pull_all(
+    client: &Client,
+    store: &Store,
+    references: &[String],
+    platform: &Platform,
+) -> anyhow::Result<BTreeMap<String, PulledImage>> {
+    let mut images = BTreeMap::new();
+    for name in references {
+        let reference: Reference = name
+            .parse()
+            .with_context(|| format!("base image {name:?} is not a valid image name"))?;
+        tracing::info!("Retrieving image manifest {reference}");
+        let resolved = client
+            .resolve_image(&reference, platform)
+            .await
+            .with_context(|| format!("cannot pull base image {name}"))?;
+        let config = parse_base(&resolved.config_bytes)
+            .with_context(|| format!("base image {name}: unreadable config"))?;
+        let layers = layers_of(&resolved, &config).with_context(|| format!("base image {name}"))?;
+        pull_layers(client, store, &resolved.reference, &layers)
+            .await
+            .with_context(|| format!("cannot pull the layers of base image {name}"))?;
+        images.insert(
+            name.clone(),
+            PulledImage {
+                resolved,
+                config,
+                layers,
+            },
+        );
+    }
+    Ok(images)
+}
+
+/// Pairs each manifest layer with its diff id from the config.
+fn layers_of(resolved: &ResolvedImage, config: &BaseConfig) -> anyhow::Result<Vec<Layer>> {
+    let descriptors = resolved.manifest.layers();
+    if descriptors.len() != config.diff_ids.len() {
+        bail!(
+            "its manifest lists {} layers but its config {} diff ids",
+            descriptors.len(),
+            config.diff_ids.len()
+        );
+    }
+    descriptors
+        .iter()
+        .zip(&config.diff_ids)
+        .map(|(descriptor, diff_id)| {
+            let media_type = descriptor.media_type().to_string();
+            Ok(Layer {
+                digest: descriptor.digest().clone(),
+                size: descriptor.size(),
+                diff_id: diff_id.clone(),
+                media_type: oci_layer_media_type(&media_type).to_owned(),
+            })
+        })
+        .collect()
+}
+
+async fn pull_layers(
+    client: &Client,
+    store: &Store,
+    image: &Reference,
+    layers: &[Layer],
+) -> anyhow::Result<()> {
+    futures_util::stream::iter(layers.iter().filter(|layer| !store.contains(&layer.digest)))
+        .map(|layer| pull_layer(client, store, image, layer))
+        .buffer_unordered(PARALLEL_PULLS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn pull_layer(
+    client: &Client,
+    store: &Store,
+    image: &Reference,
+    layer: &Layer,
+) -> anyhow::Result<()> {
+    let digest = layer.digest.to_string();
+    tracing::info!("Pulling layer {digest} ({} bytes)", layer.size);
+    let mut stream = client.blob(image, &digest).await?;
+    let mut writer = store.writer()?;
+    while let Some(chunk) = stream.next_chunk().await? {
+        // Writes of one network chunk land in the page cache; blocking here is cheaper than a
+        // thread hop per chunk.
+        std::io::Write::write_all(&mut writer, &chunk)
+            .with_context(|| format!("writing layer {digest} into {}", store.root().display()))?;
+    }
+    if writer.size() != layer.size {
+        bail!(
+            "layer {digest} from {image}: the registry sent {} bytes, the manifest says {}",
+            writer.size(),
+            layer.size
+        );
+    }
+    writer
+        .commit_expecting(&layer.digest)
+        .with_context(|| format!("layer {digest} from {image}"))?;
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Node-key inputs only the CLI can supply: base image digests and build-context content.
+
+use std::collections::BTreeMap;
+
+use kiln_exec::context::BuildContext;
+use kiln_graph::{CopyStep, KeyInputs};
+
+use super::bases::PulledImage;
+
+/// Answers the planner's questions from pulled images and the build context.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    /// Pulled external images by reference.
+    pub images: &'a BTreeMap<String, PulledImage>,
+    /// The build context.
+    pub context: &'a BuildContext,
+}
+
+impl KeyInputs for Inputs<'_> {
+    fn image_digest(&self, reference: &str) -> Option<String> {
+        self.images
+            .get(reference)
+            .map(|image| image.resolved.manifest_digest.clone())
+    }
+
+    fn context_digest(&self, copy: &CopyStep) -> Result<[u8; 32], String> {
+        self.context
+            .digest(&copy.sources)
+            .map_err(|err| err.to_string())
+    }
+}

@@ -1,0 +1,153 @@
+//! One build, end to end: Dockerfile -> plan with node keys -> base images pulled -> stages
+//! executed into layers -> image config and manifest -> outputs and pushes.
+//!
+//! Nothing is written to any destination (registry, tarball, layout, digest files) until the
+//! whole image exists in the store, so a failed build leaves every destination as it was.
+
+mod bases;
+mod keys;
+mod settings;
+
+pub use settings::Settings;
+mod stage;
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use kiln_cas::Store;
+use kiln_cas::export::StoredImage;
+use kiln_exec::context::BuildContext;
+use kiln_graph::{PlanOptions, Planner};
+use kiln_registry::{Client, Platform};
+use serde_json::{Map, Value, json};
+
+use crate::args::BuildOptions;
+use crate::image::config::{NewConfig, render};
+use crate::image::{manifest, Layer};
+use crate::output;
+
+/// Runs `kiln build`.
+pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
+    let settings = Settings::new(options)?;
+    let store = Store::open(&settings.cache_dir.join("store"))
+        .with_context(|| format!("opening the store in {}", settings.cache_dir.display()))?;
+    let client = Client::new(settings.registry.clone()).context("setting up the registry client")?;
+    let platform = Platform::host();
+
+    let label = settings.dockerfile.display().to_string();
+    let text = std::fs::read_to_string(&settings.dockerfile)
+        .with_context(|| format!("reading {label}"))?;
+    let dockerfile = kiln_graph::parse(&text, &label)?;
+    let planner = Planner::new(
+        &dockerfile,
+        PlanOptions {
+            build_args: settings.build_args.clone(),
+            target: settings.target.clone(),
+            platform: kiln_graph::Platform {
+                os: platform.os.clone(),
+                architecture: platform.architecture.clone(),
+                variant: platform.variant.clone(),
+            },
+        },
+    )?;
+    let context = BuildContext::open(&settings.context, Some(&settings.dockerfile))
+        .with_context(|| format!("opening the build context {}", settings.context.display()))?;
+
+    let images = bases::pull_all(&client, &store, &planner.external_images(), &platform).await?;
+    let states: BTreeMap<String, kiln_graph::ImageState> = images
+        .iter()
+        .map(|(name, image)| (name.clone(), image.config.state.clone()))
+        .collect();
+    let mut plan = planner.plan(&states)?;
+    plan.assign_keys(&keys::Inputs {
+        images: &images,
+        context: &context,
+    })?;
+    for stage in &plan.stages {
+        for step in &stage.steps {
+            if let Some(key) = &step.key {
+                tracing::debug!("key {key} for {}:{} {}", label, step.line, step.text);
+            }
+        }
+    }
+
+    let work_root = settings.cache_dir.join("work");
+    std::fs::create_dir_all(&work_root)
+        .with_context(|| format!("creating {}", work_root.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix("build-")
+        .tempdir_in(&work_root)
+        .with_context(|| format!("creating a work directory in {}", work_root.display()))?;
+
+    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let built = {
+        let store = store.clone();
+        let work_dir = work.path().to_path_buf();
+        let created = created.clone();
+        let scratch_platform = scratch_platform(&platform);
+        tokio::task::spawn_blocking(move || {
+            stage::Executor {
+                plan: &plan,
+                store: &store,
+                context: &context,
+                images: &images,
+                work: &work_dir,
+                scratch_platform,
+                created,
+                dockerfile: &label,
+            }
+            .run()
+        })
+        .await
+        .context("the build thread failed")??
+    };
+
+    let mut state = built.state.clone();
+    for (key, value) in &settings.labels {
+        state.labels.insert(key.clone(), value.clone());
+    }
+    let image = store_image(&store, &built.layers, &NewConfig {
+        state: &state,
+        platform: &built.platform,
+        diff_ids: built.layers.iter().map(|l| l.diff_id.clone()).collect(),
+        history: built.history.clone(),
+        created: &created,
+    })?;
+    tracing::info!("Built image {}", image.manifest);
+
+    // Root filesystems can be large and slow to delete: do it while the outputs are written.
+    let cleanup = tokio::task::spawn_blocking(move || drop(work));
+    let result = output::write_all(&settings, &client, &store, &image).await;
+    cleanup.await.context("removing the work directory")?;
+    result
+}
+
+/// Writes the config and manifest into the store.
+fn store_image(store: &Store, layers: &[Layer], config: &NewConfig<'_>) -> anyhow::Result<StoredImage> {
+    let config_bytes = render(config)?;
+    let config_blob = store.put(&config_bytes)?;
+    let manifest_bytes = manifest::render(
+        &config_blob.digest.to_string(),
+        config_blob.size,
+        layers,
+    )?;
+    let manifest_blob = store.put(&manifest_bytes)?;
+    Ok(StoredImage {
+        manifest: manifest_blob.digest,
+        manifest_size: manifest_blob.size,
+        manifest_media_type: manifest::OCI_MANIFEST.to_owned(),
+        config: config_blob.digest,
+        layers: layers.iter().map(|layer| layer.digest.clone()).collect(),
+    })
+}
+
+/// Config platform fields for an image built `FROM scratch`.
+fn scratch_platform(platform: &Platform) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert("architecture".into(), json!(platform.architecture));
+    map.insert("os".into(), json!(platform.os));
+    if let Some(variant) = &platform.variant {
+        map.insert("variant".into(), json!(variant));
+    }
+    map
+}

@@ -1,0 +1,355 @@
+//! Executing a plan: one root filesystem per stage, each step applied to it, each change
+//! snapshotted into a layer in the store.
+//!
+//! Everything here is blocking filesystem and CPU work; the caller runs it on a blocking thread.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use kiln_cas::Store;
+use kiln_exec::compression::{Compression, decompress};
+use kiln_exec::context::BuildContext;
+use kiln_exec::copy::{CopyOptions, copy};
+use kiln_exec::layer::{LayerOptions, write_layer};
+use kiln_exec::run::{RunSpec, run};
+use kiln_exec::snapshot::Snapshot;
+use kiln_exec::unpack::apply_layer;
+use kiln_exec::users::{resolve_chown, resolve_user};
+use kiln_exec::workdir::ensure_workdir;
+use kiln_exec::{Changes, RootFs};
+use kiln_graph::{BaseRef, CopyFrom, CopyStep, ImageState, Plan, Stage, Step, StepKind};
+use serde_json::{Map, Value};
+
+use super::bases::PulledImage;
+use crate::image::Layer;
+use crate::image::config::history_entry;
+
+/// The image a stage produced, and its root filesystem while later stages may need it.
+#[derive(Debug, Clone)]
+pub struct StageImage {
+    /// The stage's root filesystem.
+    pub rootfs: PathBuf,
+    /// Every layer, base first.
+    pub layers: Vec<Layer>,
+    /// History, base first.
+    pub history: Vec<Value>,
+    /// Platform fields of the config.
+    pub platform: Map<String, Value>,
+    /// Final runtime settings.
+    pub state: ImageState,
+}
+
+/// Runs the stages of a plan in order.
+#[derive(Debug)]
+pub struct Executor<'a> {
+    /// The plan, keys assigned.
+    pub plan: &'a Plan,
+    /// Blob store for layers.
+    pub store: &'a Store,
+    /// Build context for `COPY`.
+    pub context: &'a BuildContext,
+    /// Pulled external images.
+    pub images: &'a BTreeMap<String, PulledImage>,
+    /// Scratch directory for root filesystems (removed by the caller).
+    pub work: &'a Path,
+    /// Platform fields for stages built `FROM scratch`.
+    pub scratch_platform: Map<String, Value>,
+    /// Creation time stamped on history entries.
+    pub created: String,
+    /// The Dockerfile's name, for messages.
+    pub dockerfile: &'a str,
+}
+
+impl Executor<'_> {
+    /// Builds every stage the target needs and returns the target's image.
+    pub fn run(&self) -> anyhow::Result<StageImage> {
+        let order = self.plan.build_order();
+        let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
+        let mut image_roots: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for (position, &index) in order.iter().enumerate() {
+            let stage = &self.plan.stages[index];
+            let later = &order[position + 1..];
+            let image = self
+                .run_stage(stage, &mut built, later, &mut image_roots)
+                .with_context(|| stage_label(stage))?;
+            built.insert(index, image);
+        }
+        built
+            .remove(&self.plan.target)
+            .context("the target stage was not built")
+    }
+
+    fn run_stage(
+        &self,
+        stage: &Stage,
+        built: &mut BTreeMap<usize, StageImage>,
+        later: &[usize],
+        image_roots: &mut BTreeMap<String, PathBuf>,
+    ) -> anyhow::Result<StageImage> {
+        let rootfs = self.work.join(format!("stage-{}", stage.index));
+        let mut image = match &stage.base {
+            BaseRef::Scratch => {
+                create_rootfs(&rootfs)?;
+                StageImage {
+                    rootfs: rootfs.clone(),
+                    layers: Vec::new(),
+                    history: Vec::new(),
+                    platform: self.scratch_platform.clone(),
+                    state: stage.base_state.clone(),
+                }
+            }
+            BaseRef::Image(reference) => {
+                let pulled = self
+                    .images
+                    .get(reference)
+                    .with_context(|| format!("base image {reference} was not pulled"))?;
+                create_rootfs(&rootfs)?;
+                tracing::info!("Unpacking rootfs of {reference}");
+                self.unpack(&rootfs, &pulled.layers)?;
+                StageImage {
+                    rootfs: rootfs.clone(),
+                    layers: pulled.layers.clone(),
+                    history: pulled.config.history.clone(),
+                    platform: pulled.config.platform.clone(),
+                    state: stage.base_state.clone(),
+                }
+            }
+            BaseRef::Stage(parent) => {
+                let needed_later = self.stage_needed_by(*parent, stage, later);
+                let source = built
+                    .get(parent)
+                    .with_context(|| format!("stage {parent} was not built"))?
+                    .clone();
+                if needed_later {
+                    create_rootfs(&rootfs)?;
+                    self.unpack(&rootfs, &source.layers)?;
+                } else {
+                    // Nobody else reads the parent's tree: take it over instead of rebuilding it.
+                    std::fs::rename(&source.rootfs, &rootfs).with_context(|| {
+                        format!("moving {} to {}", source.rootfs.display(), rootfs.display())
+                    })?;
+                    built.remove(parent);
+                }
+                StageImage {
+                    rootfs: rootfs.clone(),
+                    state: stage.base_state.clone(),
+                    ..source
+                }
+            }
+        };
+        let root = RootFs::open(&rootfs)
+            .with_context(|| format!("opening the root filesystem {}", rootfs.display()))?;
+        for step in &stage.steps {
+            tracing::info!("{}", step.text);
+            let changes = self
+                .apply(&root, step, built, image_roots)
+                .with_context(|| format!("{}:{}: {}", self.file(), step.line, step.text))?;
+            if !step.in_history {
+                continue;
+            }
+            let makes_layer = !matches!(step.kind, StepKind::Config) && !changes.is_empty();
+            if makes_layer {
+                let layer = self
+                    .snapshot(&root, &changes)
+                    .with_context(|| format!("{}:{}: snapshotting {}", self.file(), step.line, step.text))?;
+                image.layers.push(layer);
+            }
+            image
+                .history
+                .push(history_entry(&self.created, &step.created_by, !makes_layer));
+        }
+        image.state = stage.final_state().clone();
+        Ok(image)
+    }
+
+    /// Whether a stage other than `current` (or `current`'s own `COPY --from`) still reads
+    /// `parent`'s root filesystem.
+    fn stage_needed_by(&self, parent: usize, current: &Stage, later: &[usize]) -> bool {
+        let reads = |stage: &Stage| {
+            matches!(stage.base, BaseRef::Stage(p) if p == parent)
+                || stage.steps.iter().any(|step| {
+                    matches!(&step.kind, StepKind::Copy(CopyStep { from: CopyFrom::Stage(p), .. }) if *p == parent)
+                })
+        };
+        current.steps.iter().any(|step| {
+            matches!(&step.kind, StepKind::Copy(CopyStep { from: CopyFrom::Stage(p), .. }) if *p == parent)
+        }) || later.iter().any(|&index| reads(&self.plan.stages[index]))
+            || self.plan.target == parent
+    }
+
+    fn apply(
+        &self,
+        root: &RootFs,
+        step: &Step,
+        built: &BTreeMap<usize, StageImage>,
+        image_roots: &mut BTreeMap<String, PathBuf>,
+    ) -> anyhow::Result<Changes> {
+        match &step.kind {
+            StepKind::Config => Ok(Changes::new()),
+            StepKind::Workdir { path, user } => {
+                let ids = resolve_user(root, user.as_deref().unwrap_or(""))?;
+                Ok(ensure_workdir(root, path, (ids.uid, ids.gid))?)
+            }
+            StepKind::Run(run_step) => {
+                let before = Snapshot::scan(root.path(), &[])?;
+                let user = run_step.user.clone().unwrap_or_default();
+                let ids = resolve_user(root, &user)?;
+                ensure_workdir(root, &run_step.workdir, (ids.uid, ids.gid))?;
+                let spec = RunSpec {
+                    argv: run_step.argv.clone(),
+                    env: run_step.env.clone(),
+                    workdir: run_step.workdir.clone(),
+                    user,
+                };
+                run(root, &spec)?;
+                let after = Snapshot::scan(root.path(), &[])?;
+                Ok(before.diff(&after))
+            }
+            StepKind::Copy(copy_step) => self.copy(root, copy_step, built, image_roots),
+        }
+    }
+
+    fn copy(
+        &self,
+        root: &RootFs,
+        step: &CopyStep,
+        built: &BTreeMap<usize, StageImage>,
+        image_roots: &mut BTreeMap<String, PathBuf>,
+    ) -> anyhow::Result<Changes> {
+        let chown = step
+            .chown
+            .as_deref()
+            .map(|spec| resolve_chown(root, spec))
+            .transpose()?;
+        let source_root;
+        let (source, options) = match &step.from {
+            CopyFrom::Context => {
+                if step.add {
+                    refuse_archives(self.context.root(), &step.sources)?;
+                }
+                (
+                    self.context.root(),
+                    CopyOptions {
+                        chown,
+                        chmod: step.chmod,
+                        ignore: Some(self.context.ignore()),
+                        preserve_owner: false,
+                    },
+                )
+            }
+            CopyFrom::Stage(index) => {
+                let stage = built
+                    .get(index)
+                    .with_context(|| format!("stage {index} was not built"))?;
+                source_root = RootFs::open(&stage.rootfs)?;
+                (&source_root, from_options(chown, step.chmod))
+            }
+            CopyFrom::Image(reference) => {
+                let dir = match image_roots.get(reference) {
+                    Some(dir) => dir.clone(),
+                    None => {
+                        let pulled = self
+                            .images
+                            .get(reference)
+                            .with_context(|| format!("image {reference} was not pulled"))?;
+                        let dir = self.work.join(format!("image-{}", image_roots.len()));
+                        create_rootfs(&dir)?;
+                        self.unpack(&dir, &pulled.layers)?;
+                        image_roots.insert(reference.clone(), dir.clone());
+                        dir
+                    }
+                };
+                source_root = RootFs::open(&dir)?;
+                (&source_root, from_options(chown, step.chmod))
+            }
+        };
+        Ok(copy(source, &step.sources, root, &step.dest, &options)?)
+    }
+
+    /// Applies layers from the store, in order, onto an empty root filesystem.
+    fn unpack(&self, rootfs: &Path, layers: &[Layer]) -> anyhow::Result<()> {
+        let root = RootFs::open(rootfs)?;
+        for layer in layers {
+            let path = self.store.blob_path(&layer.digest);
+            let file = File::open(&path)
+                .with_context(|| format!("layer {} is missing from the store", layer.digest))?;
+            let compression = Compression::from_media_type(&layer.media_type)?;
+            let tar = decompress(compression, BufReader::with_capacity(1 << 20, file))?;
+            apply_layer(&root, tar, &layer.digest.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Writes `changes` as a gzip layer into the store.
+    fn snapshot(&self, root: &RootFs, changes: &Changes) -> anyhow::Result<Layer> {
+        let options = LayerOptions::default();
+        let written = write_layer(root, changes, &options, self.store.writer()?)?;
+        let blob = written.sink.commit()?;
+        tracing::debug!(
+            "layer {} ({} bytes, {} uncompressed)",
+            blob.digest,
+            blob.size,
+            written.uncompressed_size
+        );
+        Ok(Layer {
+            digest: blob.digest,
+            size: blob.size,
+            diff_id: written.diff_id,
+            media_type: options.compression.oci_layer_media_type().to_owned(),
+        })
+    }
+
+    fn file(&self) -> &str {
+        self.dockerfile
+    }
+}
+
+fn from_options(chown: Option<(u32, u32)>, chmod: Option<u32>) -> CopyOptions<'static> {
+    CopyOptions {
+        chown,
+        chmod,
+        ignore: None,
+        preserve_owner: true,
+    }
+}
+
+fn stage_label(stage: &Stage) -> String {
+    match &stage.name {
+        Some(name) => format!("stage {name:?}"),
+        None => format!("stage {}", stage.dockerfile_index),
+    }
+}
+
+/// An empty root filesystem directory with the mode `/` has in images.
+fn create_rootfs(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir(path).with_context(|| format!("creating {}", path.display()))?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
+/// `ADD` of a local archive means "extract it" in Docker; until kiln does that, refuse rather
+/// than silently copying the archive file.
+fn refuse_archives(context: &RootFs, sources: &[String]) -> anyhow::Result<()> {
+    for source in sources {
+        let Ok(mut file) = context.open_file(Path::new(source)) else {
+            continue;
+        };
+        let mut head = [0u8; 262];
+        let read = file.read(&mut head).unwrap_or(0);
+        let head = &head[..read];
+        let archive = head.starts_with(&[0x1f, 0x8b])
+            || head.starts_with(b"BZh")
+            || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+            || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+            || head.get(257..262) == Some(b"ustar");
+        if archive {
+            bail!(
+                "ADD {source}: extracting local archives is not supported yet; use COPY to add the file as is, or RUN tar to extract it"
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Logging: human-readable lines on stderr, filtered by Kaniko's `--verbosity` (or `KILN_LOG`
+//! for per-module filters while debugging).
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber.
+pub fn init(verbosity: &str) -> anyhow::Result<()> {
+    let level = match verbosity {
+        "panic" | "fatal" | "error" => "error",
+        "warn" | "warning" => "warn",
+        "info" => "info",
+        "debug" => "debug",
+        "trace" => "trace",
+        other => anyhow::bail!(
+            "--verbosity {other:?} is not a level: use one of panic, fatal, error, warn, info, debug, trace"
+        ),
+    };
+    let filter = match std::env::var("KILN_LOG") {
+        Ok(filter) => EnvFilter::try_new(filter)?,
+        Err(_) => EnvFilter::try_new(format!("warn,kiln_cli={level},kiln_exec={level},kiln_registry={level},kiln_cas={level},kiln_graph={level}"))?,
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .without_time()
+        .try_init()
+        .map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))
+}

@@ -1,0 +1,79 @@
+//! Delivering a built image: OCI layout, docker-archive tarball, registry pushes, digest files.
+//!
+//! Local files first, then pushes, then the digest files, so that a file that says "this digest
+//! was pushed" is only written once it was.
+
+mod push;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use kiln_cas::Store;
+use kiln_cas::export::{StoredImage, write_docker_archive, write_oci_layout};
+use kiln_registry::Client;
+
+use crate::build::Settings;
+
+/// Writes every output the flags ask for.
+pub async fn write_all(
+    settings: &Settings,
+    client: &Client,
+    store: &Store,
+    image: &StoredImage,
+) -> anyhow::Result<()> {
+    let digest = image.manifest.to_string();
+    if let Some(dir) = &settings.oci_layout_path {
+        let tag = settings
+            .destinations
+            .first()
+            .and_then(|d| d.tag().map(str::to_owned))
+            .unwrap_or_else(|| "latest".to_owned());
+        write_oci_layout(store, image, dir, Some(&tag))
+            .with_context(|| format!("writing the OCI layout {}", dir.display()))?;
+        tracing::info!("Wrote OCI layout {} (tag {tag})", dir.display());
+    }
+    if let Some(path) = &settings.tar_path {
+        let tags: Vec<String> = settings
+            .destinations
+            .iter()
+            .filter(|d| d.tag().is_some())
+            .map(ToString::to_string)
+            .collect();
+        write_docker_archive(store, image, path, &tags)
+            .with_context(|| format!("writing the tarball {}", path.display()))?;
+        tracing::info!("Wrote tarball {}", path.display());
+    }
+    if settings.no_push {
+        tracing::info!("Skipping push to container registry due to --no-push flag");
+    } else {
+        for destination in &settings.destinations {
+            push::push(client, store, image, destination).await?;
+            tracing::info!("Pushed {}", destination.with_digest(&digest));
+        }
+    }
+    if let Some(path) = &settings.digest_file {
+        write_file(path, &digest)?;
+    }
+    if let Some(path) = &settings.image_name_with_digest_file {
+        let lines: String = settings
+            .destinations
+            .iter()
+            .map(|d| format!("{}@{digest}\n", d.repo_ref()))
+            .collect();
+        write_file(path, &lines)?;
+    }
+    if let Some(path) = &settings.image_name_tag_with_digest_file {
+        let lines: String = settings
+            .destinations
+            .iter()
+            .map(|d| format!("{d}@{digest}\n"))
+            .collect();
+        write_file(path, &lines)?;
+    }
+    println!("{digest}");
+    Ok(())
+}
+
+fn write_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,320 @@
+//! The local build context: a directory `COPY` reads from, with its `.dockerignore`.
+//!
+//! The context is opened as a [`RootFs`], so a symlink inside it (`secret -> /etc/passwd`) is
+//! resolved against the context itself and can never expose host files to the image. Its digest
+//! is the cache key of a `COPY`: it covers exactly the files that `COPY` would read.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags};
+use thiserror::Error;
+
+use crate::copy::CopyError;
+use crate::dockerignore::{Dockerignore, DockerignoreError};
+use crate::fsroot::RootFs;
+use crate::sources::{self, Entry, Visit};
+
+/// Why a build context could not be opened.
+#[derive(Debug, Error)]
+pub enum ContextError {
+    /// The context directory cannot be opened.
+    #[error("opening build context {}: {source}", .path.display())]
+    Open {
+        /// The context directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The ignore file exists but cannot be read.
+    #[error("reading {}: {source}", .path.display())]
+    ReadIgnore {
+        /// The ignore file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The ignore file has an invalid pattern.
+    #[error("{}: {source}", .path.display())]
+    Ignore {
+        /// The ignore file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: DockerignoreError,
+    },
+}
+
+/// An opened local build context.
+#[derive(Debug)]
+pub struct BuildContext {
+    root: RootFs,
+    ignore: Dockerignore,
+}
+
+impl BuildContext {
+    /// Opens a context directory. The ignore file is `<dockerfile>.dockerignore` when a Dockerfile
+    /// is given and that file exists, else `<dir>/.dockerignore` (read inside the context).
+    pub fn open(dir: &Path, dockerfile: Option<&Path>) -> Result<BuildContext, ContextError> {
+        let root = RootFs::open(dir).map_err(|source| ContextError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut ignore = None;
+        if let Some(dockerfile) = dockerfile {
+            let mut name = OsString::from(dockerfile.as_os_str());
+            name.push(".dockerignore");
+            let path = PathBuf::from(name);
+            match File::open(&path) {
+                Ok(file) => ignore = Some(parse_ignore(file, &path)?),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ContextError::ReadIgnore { path, source }),
+            }
+        }
+        let ignore = match ignore {
+            Some(ignore) => ignore,
+            None => {
+                let path = dir.join(".dockerignore");
+                match root.open_path(Path::new(".dockerignore"), OFlags::RDONLY, Mode::empty()) {
+                    Ok(fd) => parse_ignore(File::from(fd), &path)?,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => Dockerignore::default(),
+                    Err(source) => return Err(ContextError::ReadIgnore { path, source }),
+                }
+            }
+        };
+        Ok(BuildContext { root, ignore })
+    }
+
+    /// The context directory as a root: symlinks inside it can never reach host files.
+    pub fn root(&self) -> &RootFs {
+        &self.root
+    }
+
+    /// The context's ignore rules (empty when there is no ignore file).
+    pub fn ignore(&self) -> &Dockerignore {
+        &self.ignore
+    }
+
+    /// Content digest of what `COPY <sources>` would read, for cache keys: BLAKE3 over every
+    /// selected source's name and every entry below it (after wildcard expansion and
+    /// `.dockerignore`), sources sorted, entries depth first with names sorted,
+    /// each length-framed as (context-relative path, file type, permission bits, size, content or
+    /// link target or device number). Names are included, so a rename changes the key (Kaniko's
+    /// keys omitted them and served stale layers); owners and times are not, since `COPY` resets
+    /// owners and an identical regenerated file should still hit.
+    pub fn digest(&self, sources: &[String]) -> Result<[u8; 32], CopyError> {
+        let mut selected = sources::expand(&self.root, sources, Some(&self.ignore))?;
+        selected.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
+        selected.dedup_by(|a, b| a.name == b.name && a.path == b.path);
+        let mut hasher = blake3::Hasher::new();
+        frame(&mut hasher, b"kiln-context-digest-v1");
+        for source in &selected {
+            // The name a source was selected under becomes a destination name (a symlink is
+            // copied as its target's content under its own name), so it is part of the key.
+            frame(&mut hasher, b"source");
+            frame(&mut hasher, source.name.as_bytes());
+            sources::walk(
+                &self.root,
+                source,
+                Some(&self.ignore),
+                &mut |visit| match visit {
+                    Visit::Enter(entry) | Visit::Leaf(entry) => hash_entry(&mut hasher, &entry),
+                    Visit::Leave(_) => Ok(()),
+                },
+            )?;
+        }
+        Ok(*hasher.finalize().as_bytes())
+    }
+}
+
+fn parse_ignore(file: File, path: &Path) -> Result<Dockerignore, ContextError> {
+    Dockerignore::from_reader(BufReader::new(file)).map_err(|source| ContextError::Ignore {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Length-prefixed field, so that no two different entries can hash the same byte stream.
+fn frame(hasher: &mut blake3::Hasher, bytes: &[u8]) {
+    hasher.update(&(bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+fn hash_entry(hasher: &mut blake3::Hasher, entry: &Entry<'_>) -> Result<(), CopyError> {
+    let stat = entry.stat;
+    let file_type = FileType::from_raw_mode(stat.st_mode);
+    frame(hasher, entry.root_path.as_os_str().as_bytes());
+    let type_tag: u8 = match file_type {
+        FileType::RegularFile => b'f',
+        FileType::Directory => b'd',
+        FileType::Symlink => b'l',
+        FileType::Fifo => b'p',
+        FileType::CharacterDevice => b'c',
+        FileType::BlockDevice => b'b',
+        _ => b'?',
+    };
+    frame(hasher, &[type_tag]);
+    frame(hasher, &(stat.st_mode & 0o7777).to_le_bytes());
+    match file_type {
+        FileType::RegularFile => {
+            let size = u64::try_from(stat.st_size).unwrap_or(0);
+            frame(hasher, &size.to_le_bytes());
+            let fd = rustix::fs::openat(
+                entry.parent,
+                entry.name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|err| CopyError::in_source("open", entry.root_path, err.into()))?;
+            let copied = io::copy(&mut File::from(fd).take(size), &mut HashWriter(hasher))
+                .map_err(|err| CopyError::in_source("read", entry.root_path, err))?;
+            if copied != size {
+                return Err(CopyError::in_source(
+                    "read",
+                    entry.root_path,
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while hashing"),
+                ));
+            }
+        }
+        FileType::Symlink => {
+            let target = rustix::fs::readlinkat(entry.parent, entry.name, Vec::new())
+                .map_err(|err| CopyError::in_source("read link", entry.root_path, err.into()))?;
+            frame(hasher, target.as_bytes());
+        }
+        FileType::CharacterDevice | FileType::BlockDevice => {
+            frame(hasher, &stat.st_rdev.to_le_bytes());
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `io::Write` into a hasher we only borrow.
+struct HashWriter<'a>(&'a mut blake3::Hasher);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let path = tmp.path().join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, content).unwrap();
+        }
+        tmp
+    }
+
+    fn digest(tmp: &tempfile::TempDir, sources: &[&str]) -> [u8; 32] {
+        let ctx = BuildContext::open(tmp.path(), None).unwrap();
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        ctx.digest(&sources).unwrap()
+    }
+
+    #[test]
+    fn renaming_a_file_changes_the_digest() {
+        let a = context(&[("dir/one", "x")]);
+        let b = context(&[("dir/two", "x")]);
+        assert_ne!(digest(&a, &["dir"]), digest(&b, &["dir"]));
+    }
+
+    #[test]
+    fn content_and_mode_change_the_digest_but_mtime_does_not() {
+        let a = context(&[("f", "x")]);
+        let before = digest(&a, &["f"]);
+        let file = fs::File::options()
+            .write(true)
+            .open(a.path().join("f"))
+            .unwrap();
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(digest(&a, &["f"]), before);
+        fs::write(a.path().join("f"), "y").unwrap();
+        let changed = digest(&a, &["f"]);
+        assert_ne!(changed, before);
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(a.path().join("f"), fs::Permissions::from_mode(0o600)).unwrap();
+        assert_ne!(digest(&a, &["f"]), changed);
+    }
+
+    #[test]
+    fn ignored_files_do_not_affect_the_digest() {
+        let a = context(&[
+            ("src/main.rs", "fn main(){}"),
+            (".dockerignore", "src/*.log"),
+        ]);
+        let before = digest(&a, &["src"]);
+        fs::write(a.path().join("src/debug.log"), "noise").unwrap();
+        assert_eq!(digest(&a, &["src"]), before);
+        fs::write(a.path().join("src/lib.rs"), "").unwrap();
+        assert_ne!(digest(&a, &["src"]), before);
+    }
+
+    #[test]
+    fn wildcards_select_the_same_files_as_copy() {
+        let a = context(&[("a.txt", "a"), ("b.txt", "b"), ("c.md", "c")]);
+        let wild = digest(&a, &["*.txt"]);
+        assert_eq!(wild, digest(&a, &["a.txt", "b.txt"]));
+        assert_eq!(wild, digest(&a, &["b.txt", "a.txt"]));
+        fs::write(a.path().join("c.md"), "changed").unwrap();
+        assert_eq!(digest(&a, &["*.txt"]), wild);
+    }
+
+    #[test]
+    fn a_new_symlink_matching_a_wildcard_changes_the_digest() {
+        let a = context(&[("a.txt", "a")]);
+        let before = digest(&a, &["*.txt"]);
+        std::os::unix::fs::symlink("a.txt", a.path().join("l.txt")).unwrap();
+        assert_ne!(digest(&a, &["*.txt"]), before);
+    }
+
+    #[test]
+    fn a_dockerfile_specific_ignore_file_wins() {
+        let a = context(&[
+            ("keep", "k"),
+            ("drop", "d"),
+            (".dockerignore", "keep"),
+            ("build/app.Dockerfile.dockerignore", "drop"),
+        ]);
+        let dockerfile = a.path().join("build/app.Dockerfile");
+        let ctx = BuildContext::open(a.path(), Some(&dockerfile)).unwrap();
+        assert!(ctx.ignore().is_excluded("drop"));
+        assert!(!ctx.ignore().is_excluded("keep"));
+        let ctx = BuildContext::open(a.path(), Some(&a.path().join("Dockerfile"))).unwrap();
+        assert!(ctx.ignore().is_excluded("keep"));
+    }
+
+    #[test]
+    fn a_symlinked_dockerignore_cannot_read_host_files() {
+        let a = context(&[("etc/hostname", "inside")]);
+        std::os::unix::fs::symlink("/etc/hostname", a.path().join(".dockerignore")).unwrap();
+        let ctx = BuildContext::open(a.path(), None).unwrap();
+        assert!(ctx.ignore().is_excluded("inside"));
+    }
+
+    #[test]
+    fn a_bad_ignore_file_names_the_file_and_line() {
+        let a = context(&[(".dockerignore", "ok\n[\n")]);
+        let err = BuildContext::open(a.path(), None).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(".dockerignore") && msg.contains("line 2"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! `RUN`: a command executed inside the root filesystem, in a sandbox.
+//!
+//! Kaniko ran commands directly in its own container, so a build could read its registry
+//! credentials and overwrite its binaries (GK #2153). Here the command runs as pid 1 of fresh
+//! mount, pid, UTS and IPC namespaces, `pivot_root`ed into the image root, with its own `/proc`,
+//! a minimal `/dev` and the host's DNS configuration mounted read-only. The root's mounts are made
+//! private first, so nothing propagates back to the host, and they all vanish with the namespace.
+//!
+//! The process tree is kiln → middle process (creates the namespaces, waits, exits with the
+//! command's status) → command (pid 1). Both descendants die with their parent
+//! (`PR_SET_PDEATHSIG`), and the kernel kills every process of the pid namespace when pid 1 exits.
+
+mod sandbox;
+mod stubs;
+
+use std::ffi::{CString, OsStr};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rustix::fs::{FileType, Gid, Mode, OFlags};
+use thiserror::Error;
+
+use crate::fsroot::RootFs;
+use crate::users::{UserError, resolve_user};
+
+use sandbox::{DevPlan, Plan, Step};
+use stubs::{Kind, Stubs};
+
+/// `PATH` when the image's environment has none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// BuildKit's hostname for build containers.
+const HOSTNAME: &[u8] = b"buildkitsandbox";
+
+/// Device nodes bind-mounted from the host into the sandbox's `/dev`, as Docker provides them.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Symlinks Docker creates in `/dev`.
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+    ("pts/ptmx", "ptmx"),
+];
+
+/// Host files mounted read-only over the image's, so the command resolves names like the host.
+const HOST_FILES: [&str; 2] = ["/etc/resolv.conf", "/etc/hosts"];
+
+/// What to run: argv, environment, working directory and `USER`, all as the Dockerfile resolved
+/// them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSpec {
+    /// The command; `argv[0]` is looked up in the `PATH` of `env` inside the root.
+    pub argv: Vec<String>,
+    /// The environment, exactly; `PATH` and `HOME` get Docker's defaults when absent.
+    pub env: Vec<(String, String)>,
+    /// Absolute working directory inside the root (the caller has created it).
+    pub workdir: String,
+    /// The `USER` value (`name`, `uid`, `name:group`, ...), resolved in the root.
+    pub user: String,
+}
+
+/// Why a `RUN` did not succeed.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The command ran and exited non-zero.
+    #[error("command did not complete successfully: exit code: {code}")]
+    Exit {
+        /// Its exit code.
+        code: i32,
+    },
+    /// The command was killed by a signal.
+    #[error("command did not complete successfully: killed by signal {signal}")]
+    Signal {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The command could not be started (not found, not executable, ...).
+    #[error("exec {program:?}: {source}")]
+    Spawn {
+        /// `argv[0]`.
+        program: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Preparing the sandbox failed.
+    #[error("preparing the RUN sandbox: {step}: {source}")]
+    Setup {
+        /// What was being done.
+        step: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// `USER` does not resolve in the root.
+    #[error(transparent)]
+    User(#[from] UserError),
+}
+
+/// Runs `spec.argv` inside `root` in a sandbox and waits for it; the command's stdout and stderr
+/// are kiln's. Blocking: async callers use `spawn_blocking`.
+pub fn run(root: &RootFs, spec: &RunSpec) -> Result<(), RunError> {
+    let program = spec.argv.first().ok_or_else(|| RunError::Spawn {
+        program: String::new(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
+    })?;
+    let ids = resolve_user(root, &spec.user)?;
+    let env = environment(spec, ids.uid, ids.home.as_deref());
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+    let workdir = if spec.workdir.is_empty() {
+        "/"
+    } else {
+        spec.workdir.as_str()
+    };
+    let executable = find_executable(root, program, path_var, workdir)?;
+
+    let mut stubs = Stubs::new(root);
+    let outcome = prepare(root, &mut stubs, workdir, &ids).and_then(|(plan, report)| {
+        let mut command = Command::new(OsStr::from_bytes(executable.as_bytes()));
+        command
+            .arg0(program)
+            .args(&spec.argv[1..])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        execute(command, plan, report, program)
+    });
+    let cleanup = stubs.remove().map_err(|source| RunError::Setup {
+        step: "removing mount-point stubs",
+        source,
+    });
+    outcome.and(cleanup)
+}
+
+/// The command's environment: exactly `spec.env`, plus `PATH`, `HOME` and `HOSTNAME` (BuildKit
+/// sets it to the sandbox's hostname) when missing.
+fn environment(spec: &RunSpec, uid: u32, home: Option<&str>) -> Vec<(String, String)> {
+    let mut env = spec.env.clone();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".to_owned(), DEFAULT_PATH.to_owned()));
+    }
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        let home = match home.filter(|h| !h.is_empty()) {
+            Some(home) => home,
+            None if uid == 0 => "/root",
+            None => "/",
+        };
+        env.push(("HOME".to_owned(), home.to_owned()));
+    }
+    if !env.iter().any(|(k, _)| k == "HOSTNAME") {
+        env.push((
+            "HOSTNAME".to_owned(),
+            String::from_utf8_lossy(HOSTNAME).into_owned(),
+        ));
+    }
+    env
+}
+
+/// `execvp`'s lookup, but in the root and with the image's `PATH`: returns the image path to exec.
+fn find_executable(
+    root: &RootFs,
+    program: &str,
+    path_var: &str,
+    workdir: &str,
+) -> Result<String, RunError> {
+    if program.contains('/') {
+        return Ok(program.to_owned());
+    }
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = if dir.starts_with('/') {
+            format!("{}/{program}", dir.trim_end_matches('/'))
+        } else {
+            format!("{}/{dir}/{program}", workdir.trim_end_matches('/'))
+        };
+        let Ok(fd) = root.open_path(Path::new(&candidate), OFlags::PATH, Mode::empty()) else {
+            continue;
+        };
+        let Ok(stat) = rustix::fs::fstat(&fd) else {
+            continue;
+        };
+        if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+            && stat.st_mode & 0o111 != 0
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(RunError::Spawn {
+        program: program.to_owned(),
+        source: io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("executable file not found in $PATH ({path_var})"),
+        ),
+    })
+}
+
+/// Creates the mount-point stubs and computes every path the child will need; also returns the
+/// read end of the pipe the child reports setup failures on.
+fn prepare(
+    root: &RootFs,
+    stubs: &mut Stubs<'_>,
+    workdir: &str,
+    ids: &crate::users::Ids,
+) -> Result<(Plan, io::PipeReader), RunError> {
+    let setup = |step: &'static str| move |source: io::Error| RunError::Setup { step, source };
+    let host_root = std::fs::canonicalize(root.path()).map_err(setup("resolving the root"))?;
+    let mut mount_point = |image_path: &str, kind: Kind| -> Result<Option<CString>, RunError> {
+        stubs
+            .prepare(image_path, kind)
+            .map_err(setup("creating mount-point stubs"))?
+            .map(|rel| c_path(&host_root.join(rel)))
+            .transpose()
+    };
+    let proc = mount_point("/proc", Kind::Dir)?;
+    let dev = match mount_point("/dev", Kind::Dir)? {
+        Some(dir) => Some(dev_plan(dir)?),
+        None => None,
+    };
+    let sys = mount_point("/sys", Kind::Dir)?;
+    let mut files = Vec::new();
+    for file in HOST_FILES {
+        if !Path::new(file).is_file() {
+            continue;
+        }
+        if let Some(target) = mount_point(file, Kind::File)? {
+            files.push((c_path(Path::new(file))?, target));
+        }
+    }
+    let (reader, writer) = io::pipe().map_err(setup("creating the report pipe"))?;
+    let plan = Plan {
+        root: c_path(&host_root)?,
+        proc,
+        dev,
+        sys,
+        files,
+        hostname: HOSTNAME,
+        workdir: CString::new(workdir).map_err(|_| nul_error(workdir))?,
+        uid: ids.uid,
+        gid: ids.gid,
+        groups: ids.groups.iter().map(|g| Gid::from_raw(*g)).collect(),
+        parent: rustix::process::getpid(),
+        report: writer.into(),
+    };
+    Ok((plan, reader))
+}
+
+fn dev_plan(dir: CString) -> Result<DevPlan, RunError> {
+    let dir_path = PathBuf::from(OsStr::from_bytes(dir.as_bytes()));
+    let in_dev = |name: &str| c_path(&dir_path.join(name));
+    let mut nodes = Vec::new();
+    for device in DEVICES {
+        let host = Path::new("/dev").join(device);
+        if host.exists() {
+            nodes.push((c_path(&host)?, in_dev(device)?));
+        }
+    }
+    let mut links = Vec::new();
+    for (target, name) in DEV_LINKS {
+        links.push((c_path(Path::new(target))?, in_dev(name)?));
+    }
+    Ok(DevPlan {
+        nodes,
+        links,
+        pts: in_dev("pts")?,
+        shm: in_dev("shm")?,
+        dir,
+    })
+}
+
+fn c_path(path: &Path) -> Result<CString, RunError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| nul_error(&path.to_string_lossy()))
+}
+
+fn nul_error(what: &str) -> RunError {
+    RunError::Setup {
+        step: "preparing paths",
+        source: io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what:?} contains a NUL byte"),
+        ),
+    }
+}
+
+/// Spawns the sandboxed command, waits for it and maps its fate.
+fn execute(
+    mut command: Command,
+    plan: Plan,
+    mut report: io::PipeReader,
+    program: &str,
+) -> Result<(), RunError> {
+    spawn_sandboxed(&mut command, plan);
+    let spawned = command.spawn();
+    // Dropping the command drops our copy of the report pipe's write end.
+    drop(command);
+    let status = match spawned {
+        Ok(mut child) => child.wait().map_err(|source| RunError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?,
+        Err(source) => {
+            let mut message = Vec::new();
+            // All writers are gone by now (the children exited), so this cannot block.
+            let _ = report.read_to_end(&mut message);
+            return Err(setup_failure(&message).unwrap_or(RunError::Spawn {
+                program: program.to_owned(),
+                source,
+            }));
+        }
+    };
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(()),
+        (Some(code), _) => Err(RunError::Exit { code }),
+        (None, Some(signal)) => Err(RunError::Signal { signal }),
+        (None, None) => Err(RunError::Exit { code: -1 }),
+    }
+}
+
+/// Decodes a `(step, errno)` report written by the child.
+fn setup_failure(message: &[u8]) -> Option<RunError> {
+    let step = u32::from_le_bytes(message.get(..4)?.try_into().ok()?);
+    let errno = i32::from_le_bytes(message.get(4..8)?.try_into().ok()?);
+    Some(RunError::Setup {
+        step: Step::from_raw(step)?.describe(),
+        source: io::Error::from_raw_os_error(errno),
+    })
+}
+
+#[allow(unsafe_code)]
+fn spawn_sandboxed(command: &mut Command, plan: Plan) {
+    // SAFETY: the hook runs in the forked child before exec. `sandbox::enter` only makes
+    // async-signal-safe system calls on data prepared in `plan` before the fork: it allocates
+    // nothing and takes no locks, so the state of other threads of kiln cannot deadlock it.
+    unsafe {
+        command.pre_exec(move || sandbox::enter(&plan));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,403 @@
+//! The code that runs between `fork` and `exec`: namespaces, mounts, root switch, credentials.
+//!
+//! Everything here executes in the child of a possibly multi-threaded process, so it may only make
+//! async-signal-safe calls: raw system calls through `rustix` on C strings and vectors prepared in
+//! [`Plan`] before the fork. No allocation, no locks, no logging. A failure is reported as a step
+//! number and an errno over a pipe so that the parent can name what went wrong.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{CWD, Gid, Mode, OFlags, Uid};
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::thread::UnshareFlags;
+
+/// Everything the child needs, prepared before the fork.
+#[derive(Debug)]
+pub(super) struct Plan {
+    /// Host path of the root directory (canonical).
+    pub root: CString,
+    /// Host paths of mount points inside the root; `None` when that mount is skipped.
+    pub proc: Option<CString>,
+    pub dev: Option<DevPlan>,
+    pub sys: Option<CString>,
+    /// `(host file, mount point)` bind-mounted read-only.
+    pub files: Vec<(CString, CString)>,
+    pub hostname: &'static [u8],
+    pub workdir: CString,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<Gid>,
+    /// Process that must still be our parent when the sandbox starts.
+    pub parent: Pid,
+    /// Where setup failures are reported.
+    pub report: OwnedFd,
+}
+
+/// The minimal `/dev` Docker gives a container.
+#[derive(Debug)]
+pub(super) struct DevPlan {
+    pub dir: CString,
+    /// `(host device, node path)` bind-mounted into the tmpfs.
+    pub nodes: Vec<(CString, CString)>,
+    /// `(target, link path)`.
+    pub links: Vec<(CString, CString)>,
+    pub pts: CString,
+    pub shm: CString,
+}
+
+/// Setup steps, in order; the number is what goes over the report pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(super) enum Step {
+    DeathSignal,
+    Unshare,
+    Fork,
+    PrivateMounts,
+    BindRoot,
+    MountProc,
+    MountDev,
+    DevNode,
+    DevLink,
+    MountShm,
+    BindFile,
+    PivotRoot,
+    Chdir,
+    SetGroups,
+    SetGid,
+    SetUid,
+    Hostname,
+    Capabilities,
+}
+
+const STEPS: [Step; 18] = [
+    Step::DeathSignal,
+    Step::Unshare,
+    Step::Fork,
+    Step::PrivateMounts,
+    Step::BindRoot,
+    Step::MountProc,
+    Step::MountDev,
+    Step::DevNode,
+    Step::DevLink,
+    Step::MountShm,
+    Step::BindFile,
+    Step::PivotRoot,
+    Step::Chdir,
+    Step::SetGroups,
+    Step::SetGid,
+    Step::SetUid,
+    Step::Hostname,
+    Step::Capabilities,
+];
+
+/// Docker's default capability set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
+/// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP): a `RUN` gets what
+/// a `docker run` container gets, and in particular no CAP_SYS_ADMIN to undo the sandbox.
+const DOCKER_CAPABILITIES: u64 = 0xa804_25fb;
+
+impl Step {
+    /// Human description for [`super::RunError::Setup`].
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            Step::DeathSignal => "setting the parent-death signal",
+            Step::Unshare => "creating mount, pid, uts and ipc namespaces",
+            Step::Fork => "forking the namespace's init process",
+            Step::PrivateMounts => "making mounts private",
+            Step::BindRoot => "bind-mounting the root filesystem",
+            Step::MountProc => "mounting /proc",
+            Step::MountDev => "mounting /dev",
+            Step::DevNode => "creating a /dev node",
+            Step::DevLink => "creating a /dev symlink",
+            Step::MountShm => "mounting /dev/shm",
+            Step::BindFile => "bind-mounting /etc/resolv.conf or /etc/hosts",
+            Step::PivotRoot => "switching to the root filesystem",
+            Step::Chdir => "changing to the working directory",
+            Step::SetGroups => "setting supplementary groups",
+            Step::SetGid => "setting the group id",
+            Step::SetUid => "setting the user id",
+            Step::Hostname => "setting the hostname",
+            Step::Capabilities => "dropping capabilities",
+        }
+    }
+
+    pub(super) fn from_raw(raw: u32) -> Option<Step> {
+        STEPS.get(raw as usize).copied()
+    }
+}
+
+type StepResult = Result<(), (Step, rustix::io::Errno)>;
+
+fn at(step: Step) -> impl Fn(rustix::io::Errno) -> (Step, rustix::io::Errno) {
+    move |errno| (step, errno)
+}
+
+/// The `pre_exec` hook: in the direct child of kiln. Creates the namespaces, forks the command's
+/// process (pid 1 of the new pid namespace) and, in this middle process, waits for it and exits
+/// with its status; only the grandchild returns, to let `std` exec the command.
+pub(super) fn enter(plan: &Plan) -> io::Result<()> {
+    let result = middle(plan).and_then(|()| sandbox(plan));
+    match result {
+        Ok(()) => Ok(()),
+        Err((step, errno)) => {
+            let mut message = [0u8; 8];
+            message[..4].copy_from_slice(&(step as u32).to_le_bytes());
+            message[4..].copy_from_slice(&errno.raw_os_error().to_le_bytes());
+            // Best effort: if the report cannot be written the parent still gets the errno.
+            let _ = rustix::io::write(&plan.report, &message);
+            Err(io::Error::from_raw_os_error(errno.raw_os_error()))
+        }
+    }
+}
+
+/// Runs in the middle process; returns only in the grandchild.
+fn middle(plan: &Plan) -> StepResult {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(at(Step::DeathSignal))?;
+    if rustix::process::getppid() != Some(plan.parent) {
+        // kiln died between fork and prctl: nobody will wait for us.
+        exit_now(1);
+    }
+    unshare(
+        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC,
+    )
+    .map_err(at(Step::Unshare))?;
+    match fork().map_err(at(Step::Fork))? {
+        None => Ok(()),
+        Some(child) => wait_and_exit(child),
+    }
+}
+
+/// In the middle process: mirror the command's fate, then exit without returning to `std`.
+fn wait_and_exit(child: Pid) -> ! {
+    // Drop our copies of std's exec-status pipe and of the report pipe so that kiln learns the
+    // outcome of the exec (or of the setup) from the grandchild alone.
+    close_from(3);
+    loop {
+        match rustix::process::waitpid(Some(child), WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(code) = status.exit_status() {
+                    exit_now(code);
+                }
+                if let Some(signal) = status.terminating_signal() {
+                    reraise(signal);
+                }
+            }
+            Ok(None) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => exit_now(127),
+        }
+    }
+}
+
+/// In the grandchild: pid 1 of the new namespaces.
+fn sandbox(plan: &Plan) -> StepResult {
+    let none: Option<&std::ffi::CStr> = None;
+    rustix::mount::mount_change(
+        c"/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(at(Step::PrivateMounts))?;
+    rustix::mount::mount_bind_recursive(plan.root.as_c_str(), plan.root.as_c_str())
+        .map_err(at(Step::BindRoot))?;
+    if let Some(proc) = &plan.proc {
+        rustix::mount::mount(
+            c"proc",
+            proc.as_c_str(),
+            c"proc",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            none,
+        )
+        .map_err(at(Step::MountProc))?;
+    }
+    if let Some(dev) = &plan.dev {
+        mount_dev(dev)?;
+    }
+    if let Some(sys) = &plan.sys {
+        // Only "if permitted": sysfs needs a network namespace we own, which we may not have.
+        let _ = rustix::mount::mount(
+            c"sysfs",
+            sys.as_c_str(),
+            c"sysfs",
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            none,
+        );
+    }
+    for (source, target) in &plan.files {
+        rustix::mount::mount_bind(source.as_c_str(), target.as_c_str())
+            .map_err(at(Step::BindFile))?;
+        rustix::mount::mount_remount(
+            target.as_c_str(),
+            MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+            c"",
+        )
+        .map_err(at(Step::BindFile))?;
+    }
+    switch_root(plan)?;
+    sethostname(plan.hostname).map_err(at(Step::Hostname))?;
+    rustix::process::chdir(plan.workdir.as_c_str()).map_err(at(Step::Chdir))?;
+    drop_capabilities(DOCKER_CAPABILITIES).map_err(at(Step::Capabilities))?;
+    rustix::thread::set_thread_groups(&plan.groups).map_err(at(Step::SetGroups))?;
+    rustix::thread::set_thread_gid(Gid::from_raw(plan.gid)).map_err(at(Step::SetGid))?;
+    rustix::thread::set_thread_uid(Uid::from_raw(plan.uid)).map_err(at(Step::SetUid))?;
+    // Set last: changing credentials clears it. If the middle process dies, so does the namespace.
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(at(Step::DeathSignal))?;
+    Ok(())
+}
+
+fn mount_dev(dev: &DevPlan) -> StepResult {
+    rustix::mount::mount(
+        c"tmpfs",
+        dev.dir.as_c_str(),
+        c"tmpfs",
+        MountFlags::NOSUID | MountFlags::STRICTATIME,
+        Some(c"mode=755,size=65536k"),
+    )
+    .map_err(at(Step::MountDev))?;
+    for (host, node) in &dev.nodes {
+        let fd = rustix::fs::openat(
+            CWD,
+            node.as_c_str(),
+            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )
+        .map_err(at(Step::DevNode))?;
+        drop(fd);
+        rustix::mount::mount_bind(host.as_c_str(), node.as_c_str()).map_err(at(Step::DevNode))?;
+    }
+    for (target, link) in &dev.links {
+        rustix::fs::symlinkat(target.as_c_str(), CWD, link.as_c_str())
+            .map_err(at(Step::DevLink))?;
+    }
+    rustix::fs::mkdirat(CWD, dev.pts.as_c_str(), Mode::from_raw_mode(0o755))
+        .map_err(at(Step::DevNode))?;
+    // A private devpts instance is a convenience (ttys in RUN); its absence must not fail a build.
+    let _ = rustix::mount::mount(
+        c"devpts",
+        dev.pts.as_c_str(),
+        c"devpts",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        Some(c"newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    );
+    rustix::fs::mkdirat(CWD, dev.shm.as_c_str(), Mode::from_raw_mode(0o1777))
+        .map_err(at(Step::MountShm))?;
+    rustix::mount::mount(
+        c"shm",
+        dev.shm.as_c_str(),
+        c"tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        Some(c"mode=1777,size=65536k"),
+    )
+    .map_err(at(Step::MountShm))?;
+    Ok(())
+}
+
+/// `pivot_root` into the root and detach the old one, so no path leads back to the host; falls
+/// back to `chroot` where `pivot_root` is refused (a root on the initramfs).
+fn switch_root(plan: &Plan) -> StepResult {
+    rustix::process::chdir(plan.root.as_c_str()).map_err(at(Step::PivotRoot))?;
+    match rustix::process::pivot_root(c".", c".") {
+        Ok(()) => {
+            rustix::mount::unmount(c".", UnmountFlags::DETACH).map_err(at(Step::PivotRoot))?;
+        }
+        Err(rustix::io::Errno::INVAL) => {
+            rustix::process::chroot(c".").map_err(at(Step::PivotRoot))?;
+        }
+        Err(errno) => return Err((Step::PivotRoot, errno)),
+    }
+    rustix::process::chdir(c"/").map_err(at(Step::PivotRoot))?;
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn unshare(flags: UnshareFlags) -> rustix::io::Result<()> {
+    // SAFETY: called in a single-threaded forked child, and without `UnshareFlags::FILES`, so no
+    // thread can observe a descriptor table it does not share.
+    unsafe { rustix::thread::unshare_unsafe(flags) }
+}
+
+/// `fork`: `None` in the child, the child's pid in the parent.
+#[allow(unsafe_code)]
+fn fork() -> rustix::io::Result<Option<Pid>> {
+    // SAFETY: we are already the single-threaded child of `Command::spawn`; after this fork both
+    // sides only make async-signal-safe system calls before `exec` or `_exit`.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(rustix::io::Errno::from_raw_os_error(
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EAGAIN),
+        )),
+        0 => Ok(None),
+        pid => Ok(Pid::from_raw(pid)),
+    }
+}
+
+/// `_exit`: no atexit handlers or stdio flushing of the forked copy of kiln.
+#[allow(unsafe_code)]
+fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Closes every descriptor from `first` up.
+#[allow(unsafe_code)]
+fn close_from(first: u32) {
+    // SAFETY: close_range only closes descriptors; this process never uses them again.
+    unsafe {
+        libc::close_range(first, u32::MAX, 0);
+    }
+}
+
+/// Dies of `signal` like the command did, so kiln sees the same wait status; exits 128+signal if
+/// the signal does not kill.
+#[allow(unsafe_code)]
+fn reraise(signal: i32) -> ! {
+    // SAFETY: prctl, signal, kill and getpid are async-signal-safe; no Rust state is touched.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::signal(signal, libc::SIG_DFL);
+        libc::kill(libc::getpid(), signal);
+    }
+    exit_now(128 + signal)
+}
+
+/// Removes every capability not in `keep` from the bounding set, which caps what the command (and
+/// anything it execs) can ever hold. Capabilities the kernel does not know are skipped.
+#[allow(unsafe_code)]
+fn drop_capabilities(keep: u64) -> rustix::io::Result<()> {
+    for cap in 0..64u32 {
+        if keep & (1 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only; async-signal-safe.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+        if rc != 0 {
+            let errno = io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EPERM);
+            if errno == libc::EINVAL {
+                break;
+            }
+            return Err(rustix::io::Errno::from_raw_os_error(errno));
+        }
+    }
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn sethostname(name: &[u8]) -> rustix::io::Result<()> {
+    // SAFETY: `name` is a valid slice for the duration of the call.
+    let rc = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(rustix::io::Errno::from_raw_os_error(
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EPERM),
+        ))
+    }
+}

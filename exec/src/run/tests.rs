@@ -1,0 +1,257 @@
+//! These tests run real commands (Debian's static busybox) in the sandbox; they need root.
+
+use super::*;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+
+const BUSYBOX: &str = "/bin/busybox";
+const APPLETS: [&str; 12] = [
+    "sh", "touch", "mkdir", "id", "echo", "pwd", "cat", "rm", "test", "ls", "grep", "hostname",
+];
+
+/// A root holding only `/bin/busybox` and its applet symlinks.
+fn busybox_root() -> tempfile::TempDir {
+    assert!(
+        Path::new(BUSYBOX).is_file(),
+        "{BUSYBOX} is missing: apt-get install busybox-static"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    for applet in APPLETS {
+        symlink("busybox", bin.join(applet)).unwrap();
+    }
+    tmp
+}
+
+/// A busybox root with accounts and a world-writable /tmp.
+fn root_with_users() -> tempfile::TempDir {
+    let tmp = busybox_root();
+    fs::create_dir(tmp.path().join("etc")).unwrap();
+    fs::write(
+        tmp.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(
+        tmp.path().join("etc/group"),
+        "root:x:0:\napp:x:1000:\nextra:x:2000:app\n",
+    )
+    .unwrap();
+    fs::create_dir(tmp.path().join("tmp")).unwrap();
+    fs::set_permissions(tmp.path().join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    tmp
+}
+
+fn sh(script: &str) -> RunSpec {
+    RunSpec {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        env: vec![("PATH".into(), "/bin".into())],
+        workdir: "/".into(),
+        user: String::new(),
+    }
+}
+
+fn mountinfo() -> String {
+    fs::read_to_string("/proc/self/mountinfo").unwrap()
+}
+
+#[test]
+fn a_zero_exit_is_success_and_other_codes_are_reported() {
+    let tmp = busybox_root();
+    let root = RootFs::open(tmp.path()).unwrap();
+    run(&root, &sh("exit 0")).unwrap();
+    match run(&root, &sh("exit 3")) {
+        Err(RunError::Exit { code: 3 }) => {}
+        other => panic!("expected exit code 3, got {other:?}"),
+    }
+}
+
+#[test]
+fn env_user_groups_workdir_and_home_are_what_the_command_sees() {
+    let tmp = root_with_users();
+    fs::create_dir_all(tmp.path().join("srv/app")).unwrap();
+    let root = RootFs::open(tmp.path()).unwrap();
+    let mut spec = sh(
+        "echo \"$GREETING|$(id -u):$(id -g):$(id -G)|$(pwd)|$HOME|$PATH|$(hostname)|$HOSTNAME\" > /tmp/out",
+    );
+    spec.env.push(("GREETING".into(), "hello world".into()));
+    spec.user = "app".into();
+    spec.workdir = "/srv/app".into();
+    run(&root, &spec).unwrap();
+    let out = fs::read_to_string(tmp.path().join("tmp/out")).unwrap();
+    assert_eq!(
+        out.trim(),
+        "hello world|1000:1000:1000 2000|/srv/app|/home/app|/bin|buildkitsandbox|buildkitsandbox"
+    );
+}
+
+#[test]
+fn missing_path_and_home_get_docker_defaults() {
+    let tmp = root_with_users();
+    let root = RootFs::open(tmp.path()).unwrap();
+    let spec = RunSpec {
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo \"$PATH|$HOME\" > /tmp/out".into(),
+        ],
+        env: Vec::new(),
+        workdir: "/".into(),
+        user: "4242".into(),
+    };
+    run(&root, &spec).unwrap();
+    let out = fs::read_to_string(tmp.path().join("tmp/out")).unwrap();
+    assert_eq!(out.trim(), format!("{DEFAULT_PATH}|/"));
+}
+
+#[test]
+fn the_command_changes_only_the_root_and_no_mount_leaks() {
+    let tmp = busybox_root();
+    fs::write(tmp.path().join("victim"), "delete me").unwrap();
+    let root = RootFs::open(tmp.path()).unwrap();
+    let marker = format!("kiln-run-probe-{}", std::process::id());
+    assert!(!Path::new("/").join(&marker).exists());
+    let before = mountinfo();
+    run(
+        &root,
+        &sh(&format!(
+            "touch /{marker} && mkdir /{marker}.d && rm /victim && test -e /proc/self/status \
+             && test -c /dev/null && test -d /dev/shm"
+        )),
+    )
+    .unwrap();
+    assert_eq!(
+        mountinfo(),
+        before,
+        "mounts leaked into the caller's namespace"
+    );
+    assert!(!mountinfo().contains(&tmp.path().display().to_string()));
+    assert!(tmp.path().join(&marker).is_file());
+    assert!(tmp.path().join(format!("{marker}.d")).is_dir());
+    assert!(
+        !tmp.path().join("victim").exists(),
+        "deleted file must be gone"
+    );
+    assert!(
+        !Path::new("/").join(&marker).exists(),
+        "host / was modified"
+    );
+    assert!(!Path::new("/").join(format!("{marker}.d")).exists());
+}
+
+#[test]
+fn mount_point_stubs_are_removed_and_parent_times_restored() {
+    let tmp = busybox_root();
+    let mtime = |p: &Path| fs::metadata(p).unwrap().modified().unwrap();
+    let root_mtime = mtime(tmp.path());
+    let root = RootFs::open(tmp.path()).unwrap();
+    run(
+        &root,
+        &sh("test -d /proc/1 && test -d /dev && test -d /sys"),
+    )
+    .unwrap();
+    for stub in ["proc", "dev", "sys", "etc"] {
+        assert!(!tmp.path().join(stub).exists(), "stub /{stub} left behind");
+    }
+    assert_eq!(mtime(tmp.path()), root_mtime);
+}
+
+#[test]
+fn existing_mount_points_and_etc_files_are_kept_untouched() {
+    let tmp = root_with_users();
+    fs::create_dir(tmp.path().join("proc")).unwrap();
+    fs::write(tmp.path().join("etc/hosts"), "image hosts\n").unwrap();
+    let root = RootFs::open(tmp.path()).unwrap();
+    run(
+        &root,
+        &sh("cat /etc/hosts > /tmp/hosts; echo x 2>/dev/null >> /etc/hosts; true"),
+    )
+    .unwrap();
+    assert!(tmp.path().join("proc").is_dir());
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("etc/hosts")).unwrap(),
+        "image hosts\n",
+        "the read-only host /etc/hosts mount must shield the image's file"
+    );
+    if Path::new("/etc/hosts").is_file() {
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("tmp/hosts")).unwrap(),
+            fs::read_to_string("/etc/hosts").unwrap()
+        );
+    }
+    assert!(
+        !tmp.path().join("etc/resolv.conf").exists(),
+        "the resolv.conf stub must be removed"
+    );
+}
+
+#[test]
+fn the_command_is_pid_one_of_its_own_namespace() {
+    let tmp = root_with_users();
+    let root = RootFs::open(tmp.path()).unwrap();
+    run(
+        &root,
+        &sh("echo $$ > /tmp/pid; ls /proc | grep -c '^[0-9]' > /tmp/count"),
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("tmp/pid"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    // sh itself, plus ls and grep of the pipeline: nothing from the host.
+    let count: u32 = fs::read_to_string(tmp.path().join("tmp/count"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(count <= 3, "saw {count} processes");
+}
+
+#[test]
+fn the_command_gets_dockers_default_capabilities() {
+    let tmp = root_with_users();
+    let root = RootFs::open(tmp.path()).unwrap();
+    run(&root, &sh("grep CapBnd /proc/self/status > /tmp/caps")).unwrap();
+    let caps = fs::read_to_string(tmp.path().join("tmp/caps")).unwrap();
+    assert_eq!(caps.trim(), "CapBnd:\t00000000a80425fb");
+}
+
+#[test]
+fn an_unknown_program_is_a_spawn_error_naming_it() {
+    let tmp = busybox_root();
+    let root = RootFs::open(tmp.path()).unwrap();
+    let mut spec = sh("");
+    spec.argv = vec!["no-such-tool".into()];
+    let err = run(&root, &spec).unwrap_err();
+    assert!(matches!(err, RunError::Spawn { .. }), "{err:?}");
+    assert!(err.to_string().contains("no-such-tool"), "{err}");
+    for stub in ["proc", "dev", "sys"] {
+        assert!(!tmp.path().join(stub).exists());
+    }
+}
+
+#[test]
+fn an_unknown_user_fails_before_anything_runs() {
+    let tmp = root_with_users();
+    let root = RootFs::open(tmp.path()).unwrap();
+    let mut spec = sh("touch /tmp/ran");
+    spec.user = "ghost".into();
+    assert!(matches!(run(&root, &spec), Err(RunError::User(_))));
+    assert!(!tmp.path().join("tmp/ran").exists());
+}
+
+#[test]
+fn a_missing_workdir_is_a_setup_error() {
+    let tmp = busybox_root();
+    let root = RootFs::open(tmp.path()).unwrap();
+    let mut spec = sh("true");
+    spec.workdir = "/nowhere".into();
+    match run(&root, &spec) {
+        Err(RunError::Setup { step, .. }) => assert!(step.contains("working directory"), "{step}"),
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+}

@@ -1,0 +1,368 @@
+//! Metadata snapshots of a root filesystem, compared to find what a `RUN` step changed.
+//!
+//! Kaniko hashes the content of every file before and after each `RUN`, which makes every step
+//! cost O(bytes in the image). kiln compares `lstat` results instead, and that is exact rather
+//! than a heuristic because the comparison includes the inode change time (`ctime`):
+//!
+//! * every way of changing a file's content or metadata (write, truncate, chmod, chown, rename,
+//!   link/unlink, xattr changes) makes the kernel set `ctime` to the current time;
+//! * unlike `mtime`, `ctime` cannot be set from user space (`utimensat` itself bumps it), so a
+//!   step that rewrites a file and then restores its size and `mtime` is still caught;
+//! * a file replaced by another one (`mv new old`, an editor's save) has a different inode.
+//!
+//! The one way to defeat it is to change the clock, which a build step cannot do, and the
+//! filesystem's timestamp granularity, which [`Snapshot::scan`] guards against by never
+//! finishing within the same clock tick as the newest change it recorded.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rayon::slice::ParallelSliceMut;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use crate::changes::Changes;
+use crate::fsroot;
+
+/// How long after the newest change time a scan waits before returning, so that any later change
+/// gets a strictly newer `ctime` than the one recorded. Linux stamps inode times from a clock that
+/// advances once per scheduler tick (at most 10 ms with `HZ=100`); twice that leaves a margin.
+const RACY_WINDOW: Duration = Duration::from_millis(20);
+
+/// The metadata of every path under a root directory at one moment.
+pub struct Snapshot {
+    /// Root-relative paths (no leading `/`, the root itself excluded), sorted component-wise so
+    /// that every directory is immediately followed by its subtree.
+    entries: Vec<Entry>,
+}
+
+/// One path of a snapshot with its metadata.
+type Entry = (PathBuf, Meta);
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("paths", &self.entries.len())
+            .finish()
+    }
+}
+
+/// What kind of file a path is; a symlink carries its target, since retargeting a symlink is a
+/// change even when nothing else about it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Regular,
+    Directory,
+    Symlink(OsString),
+    CharDevice,
+    BlockDevice,
+    Fifo,
+    Socket,
+    Unknown,
+}
+
+/// Everything `lstat` says about a path that a change could alter (atime excluded: reading is
+/// not a change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Meta {
+    kind: Kind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: i64,
+    mtime: (i64, u64),
+    ctime: (i64, u64),
+    ino: u64,
+    dev: u64,
+    rdev: u64,
+    nlink: u64,
+}
+
+/// Why a snapshot could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A directory could not be read or a path could not be inspected.
+    #[error("snapshot of {}: {op} {}: {source}", root.display(), path.display())]
+    Io {
+        /// The root being scanned.
+        root: PathBuf,
+        /// The root-relative path at fault.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Shared state of one parallel walk.
+struct Walk<'a> {
+    root: &'a Path,
+    root_fd: OwnedFd,
+    exclude: std::collections::HashSet<PathBuf>,
+    found: Mutex<Vec<Vec<Entry>>>,
+    error: Mutex<Option<SnapshotError>>,
+}
+
+impl Snapshot {
+    /// Metadata of every path under `root` (parallel walk with rayon), skipping `exclude`d
+    /// root-relative paths (`/proc` and `proc` alike) and everything below them. Nothing is
+    /// followed: symlinks are recorded, not traversed.
+    pub fn scan(root: &Path, exclude: &[PathBuf]) -> Result<Snapshot, SnapshotError> {
+        let root_fd = fsroot::open_dir(root).map_err(|source| SnapshotError::Io {
+            root: root.to_path_buf(),
+            path: PathBuf::new(),
+            op: "opening",
+            source,
+        })?;
+        let walk = Walk {
+            root,
+            root_fd,
+            exclude: exclude
+                .iter()
+                .map(|p| fsroot::clean(p))
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect(),
+            found: Mutex::new(Vec::new()),
+            error: Mutex::new(None),
+        };
+        rayon::scope(|scope| walk_dir(scope, &walk, PathBuf::new()));
+
+        if let Some(err) = walk.error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(err);
+        }
+        let mut entries: Vec<Entry> = walk
+            .found
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .flatten()
+            .collect();
+        entries.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        settle_clock(entries.iter().map(|(_, meta)| meta.ctime).max());
+        Ok(Snapshot { entries })
+    }
+
+    /// How many paths the snapshot holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the root was empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// What changed from `self` (before a RUN) to `after`: paths whose metadata differs or that
+    /// are new (with everything under a new directory, which is all new), and deleted paths
+    /// reduced to the top-most one (`a`, not `a/b`), omitting those whose parent is no longer a
+    /// directory, since writing the parent already replaces them.
+    pub fn diff(&self, after: &Snapshot) -> Changes {
+        let mut changes = Changes::new();
+        let before = &self.entries;
+        let now = &after.entries;
+        let (mut i, mut j) = (0, 0);
+        // The outermost new directory whose subtree we are in: everything below it is new.
+        let mut new_dir: Option<&Path> = None;
+        while i < before.len() || j < now.len() {
+            let order = match (before.get(i), now.get(j)) {
+                (Some(old), Some(new)) => old.0.cmp(&new.0),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, _) => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    let (path, _) = &before[i];
+                    if after.is_directory(path.parent().unwrap_or(Path::new(""))) {
+                        changes.add_deleted(path.clone());
+                    }
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    let (path, meta) = &now[j];
+                    let inside_new = new_dir.is_some_and(|dir| path.starts_with(dir));
+                    if !inside_new && meta.kind == Kind::Directory {
+                        new_dir = Some(path);
+                    }
+                    changes.add_changed(path.clone());
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    let (path, meta) = &now[j];
+                    let old = &before[i].1;
+                    let inside_new = new_dir.is_some_and(|dir| path.starts_with(dir));
+                    if inside_new || old != meta {
+                        changes.add_changed(path.clone());
+                    }
+                    let recreated = meta.kind == Kind::Directory
+                        && (old.kind != Kind::Directory
+                            || (old.dev, old.ino) != (meta.dev, meta.ino));
+                    if !inside_new && recreated {
+                        new_dir = Some(path);
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+            if let Some(dir) = new_dir {
+                // Leave the new directory once the merge has moved past its subtree.
+                let next = now.get(j).map(|(p, _)| p.as_path());
+                if next.is_none_or(|p| !p.starts_with(dir)) {
+                    new_dir = None;
+                }
+            }
+        }
+        changes
+    }
+
+    /// Whether `path` (root-relative, empty for the root) is a directory in this snapshot.
+    fn is_directory(&self, path: &Path) -> bool {
+        if path.as_os_str().is_empty() {
+            return true;
+        }
+        self.entries
+            .binary_search_by(|(p, _)| p.as_path().cmp(path))
+            .is_ok_and(|idx| self.entries[idx].1.kind == Kind::Directory)
+    }
+}
+
+/// Reads one directory, records its children, and spawns a task per subdirectory.
+fn walk_dir<'s>(scope: &rayon::Scope<'s>, walk: &'s Walk<'_>, dir: PathBuf) {
+    if walk.error.lock().is_ok_and(|e| e.is_some()) {
+        return;
+    }
+    match read_dir(walk, &dir) {
+        Ok((entries, subdirs)) => {
+            if let Ok(mut found) = walk.found.lock() {
+                found.push(entries);
+            }
+            for sub in subdirs {
+                scope.spawn(move |scope| walk_dir(scope, walk, sub));
+            }
+        }
+        Err(err) => {
+            if let Ok(mut slot) = walk.error.lock() {
+                slot.get_or_insert(err);
+            }
+        }
+    }
+}
+
+/// The children of `dir` with their metadata, and which of them are directories to descend into.
+fn read_dir(walk: &Walk<'_>, dir: &Path) -> Result<(Vec<Entry>, Vec<PathBuf>), SnapshotError> {
+    let error = |op: &'static str, path: &Path, source: io::Error| SnapshotError::Io {
+        root: walk.root.to_path_buf(),
+        path: path.to_path_buf(),
+        op,
+        source,
+    };
+    // Opened from the root each time (not from the parent's descriptor) so that pending tasks
+    // hold no descriptors; refusing symlinks on the way keeps the walk inside the root.
+    let target: &Path = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let fd = match rustix::fs::openat2(
+        &walk.root_fd,
+        target,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        // Removed while we were walking: it simply is not part of this snapshot.
+        Err(Errno::NOENT) => return Ok((Vec::new(), Vec::new())),
+        Err(e) => return Err(error("opening directory", dir, e.into())),
+    };
+    let mut listing =
+        rustix::fs::Dir::new(fd).map_err(|e| error("reading directory", dir, e.into()))?;
+    let mut names = Vec::new();
+    while let Some(entry) = listing.read() {
+        let entry = entry.map_err(|e| error("reading directory", dir, e.into()))?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(name).to_os_string());
+        }
+    }
+    let dir_fd = listing
+        .fd()
+        .map_err(|e| error("reading directory", dir, e.into()))?;
+
+    let mut entries = Vec::with_capacity(names.len());
+    let mut subdirs = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        if walk.exclude.contains(&path) {
+            continue;
+        }
+        let meta = match stat(dir_fd, &name) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(error("inspecting", &path, e)),
+        };
+        if meta.kind == Kind::Directory {
+            subdirs.push(path.clone());
+        }
+        entries.push((path, meta));
+    }
+    Ok((entries, subdirs))
+}
+
+/// `lstat` (and `readlink` for symlinks) of `name` in `dir`.
+fn stat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Meta> {
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => Kind::Regular,
+        FileType::Directory => Kind::Directory,
+        FileType::Symlink => {
+            let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
+            Kind::Symlink(OsString::from_vec(target.into_bytes()))
+        }
+        FileType::CharacterDevice => Kind::CharDevice,
+        FileType::BlockDevice => Kind::BlockDevice,
+        FileType::Fifo => Kind::Fifo,
+        FileType::Socket => Kind::Socket,
+        FileType::Unknown => Kind::Unknown,
+    };
+    Ok(Meta {
+        kind,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: st.st_size,
+        mtime: (st.st_mtime, st.st_mtime_nsec),
+        ctime: (st.st_ctime, st.st_ctime_nsec),
+        ino: st.st_ino,
+        dev: st.st_dev,
+        rdev: st.st_rdev,
+        nlink: st.st_nlink,
+    })
+}
+
+/// Waits, if needed, until the clock is past the newest `ctime` recorded by more than one tick,
+/// so a change made right after the scan cannot get the same `ctime` and go unnoticed.
+fn settle_clock(newest: Option<(i64, u64)>) {
+    let Some((secs, nanos)) = newest else { return };
+    let Ok(secs) = u64::try_from(secs) else {
+        return;
+    };
+    let newest = UNIX_EPOCH + Duration::new(secs, 0) + Duration::from_nanos(nanos);
+    let Some(safe) = newest.checked_add(RACY_WINDOW) else {
+        return;
+    };
+    if let Ok(wait) = safe.duration_since(SystemTime::now()) {
+        // Bounded by RACY_WINDOW unless the file's ctime is in the future (clock skew); a skewed
+        // file cannot be protected by waiting anyway.
+        std::thread::sleep(wait.min(RACY_WINDOW));
+    }
+}
+
+#[cfg(test)]
+mod tests;

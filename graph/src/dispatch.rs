@@ -1,0 +1,481 @@
+//! Applies one stage's instructions to its image config, producing fully expanded steps.
+//!
+//! Mirrors BuildKit's `dispatch*` functions: which instructions expand variables, how ARG/ENV
+//! scope works, how CMD and ENTRYPOINT interact, and what each writes into the history.
+
+use std::collections::BTreeMap;
+
+use crate::error::Error;
+use crate::expand::{Vars, expand_word, expand_words};
+use crate::history;
+use crate::paths;
+use crate::ports;
+use crate::signal;
+use crate::stage::{CopySource, resolve_copy_from};
+use crate::state::ImageState;
+use crate::step::{CopyFrom, CopyStep, RunStep, Step, StepKind};
+use crate::syntax::{
+    AddInstruction, ArgDecl, CommandLine, CopyInstruction, Instruction, InstructionKind, KeyValue,
+};
+
+/// What the dispatcher needs to know about the build as a whole.
+#[derive(Debug)]
+pub(crate) struct Context<'p> {
+    pub file: &'p str,
+    pub escape: char,
+    /// Global (pre-FROM) ARGs and the automatic platform ARGs.
+    pub globals: &'p [(String, String)],
+    pub build_args: &'p BTreeMap<String, String>,
+    /// Stage names by Dockerfile index, to resolve `COPY --from`.
+    pub stage_names: &'p [Option<String>],
+    /// Plan position of each planned stage, by Dockerfile index.
+    pub positions: &'p BTreeMap<usize, usize>,
+    /// Resolved external images (an inherited ONBUILD COPY may only use one of these).
+    pub images: &'p BTreeMap<String, ImageState>,
+    /// Dockerfile index of the stage being dispatched.
+    pub current: usize,
+}
+
+/// The ARG/ENV scope and config of a stage while it is dispatched.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    pub state: ImageState,
+    /// ARGs in declaration order (a re-declaration appends, as in BuildKit).
+    pub args: Vec<(String, Option<String>)>,
+    /// Whether CMD was set in this stage: ENTRYPOINT only clears a CMD it did not see set.
+    cmd_set: bool,
+}
+
+impl Scope {
+    pub(crate) fn new(state: ImageState, args: Vec<(String, Option<String>)>) -> Self {
+        Self {
+            state,
+            args,
+            cmd_set: false,
+        }
+    }
+
+    /// Process environment and expansion scope: config ENV, then ARGs that ENV does not
+    /// define (ENV always wins over ARG).
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
+        let mut env = self.state.env.clone();
+        let config_len = env.len();
+        for (k, v) in &self.args {
+            let Some(v) = v else { continue };
+            if self.state.env_var(k).is_some() {
+                continue;
+            }
+            match env[config_len..].iter_mut().find(|(ek, _)| ek == k) {
+                Some(entry) => entry.1 = v.clone(),
+                None => env.push((k.clone(), v.clone())),
+            }
+        }
+        env
+    }
+
+    /// The `|N K=V` prefix of RUN history entries: each ARG once, at its first position, with
+    /// the value the process sees.
+    fn arg_record(&self, env: &[(String, String)]) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (k, v) in &self.args {
+            let value = env
+                .var(k)
+                .map(str::to_owned)
+                .or_else(|| v.clone())
+                .unwrap_or_default();
+            match out.iter_mut().find(|(ok, _)| ok == k) {
+                Some(entry) => entry.1 = value,
+                None => out.push((k.clone(), value)),
+            }
+        }
+        out
+    }
+}
+
+/// Dispatches a stage's instructions.
+#[derive(Debug)]
+pub(crate) struct StageBuilder<'p> {
+    ctx: Context<'p>,
+    scope: Scope,
+    steps: Vec<Step>,
+}
+
+/// What one instruction produced.
+struct Outcome {
+    kind: StepKind,
+    created_by: String,
+    in_history: bool,
+}
+
+impl Outcome {
+    fn config(created_by: String) -> Self {
+        Self {
+            kind: StepKind::Config,
+            created_by,
+            in_history: true,
+        }
+    }
+}
+
+impl<'p> StageBuilder<'p> {
+    pub(crate) fn new(ctx: Context<'p>, scope: Scope) -> Self {
+        Self {
+            ctx,
+            scope,
+            steps: Vec::new(),
+        }
+    }
+
+    pub(crate) fn finish(self) -> (Vec<Step>, Scope) {
+        (self.steps, self.scope)
+    }
+
+    /// Applies one instruction and records its step.
+    pub(crate) fn dispatch(&mut self, inst: &Instruction) -> Result<(), Error> {
+        let outcome = self
+            .outcome(&inst.kind)
+            .map_err(|m| Error::at(self.ctx.file, inst.line, inst.column, &inst.text, m))?;
+        self.steps.push(Step {
+            line: inst.line,
+            column: inst.column,
+            text: inst.text.clone(),
+            created_by: outcome.created_by,
+            in_history: outcome.in_history,
+            kind: outcome.kind,
+            state: self.scope.state.clone(),
+            key: None,
+        });
+        Ok(())
+    }
+
+    fn expand(&self, word: &str) -> Result<String, String> {
+        expand_word(word, self.ctx.escape, &self.scope.env())
+            .map_err(|e| format!("{e} (in {word:?})"))
+    }
+
+    fn outcome(&mut self, kind: &InstructionKind) -> Result<Outcome, String> {
+        match kind {
+            InstructionKind::From(_) => Err("FROM cannot be dispatched inside a stage".into()),
+            InstructionKind::Run(run) => Ok(self.run(&run.command)),
+            InstructionKind::Cmd(cmd) => {
+                let argv = self.command(cmd);
+                self.scope.state.cmd = Some(argv.clone());
+                self.scope.cmd_set = true;
+                Ok(Outcome::config(format!(
+                    "CMD {}",
+                    history::quoted_list(&argv)
+                )))
+            }
+            InstructionKind::Entrypoint(cmd) => {
+                let argv = self.command(cmd);
+                self.scope.state.entrypoint = Some(argv.clone());
+                if !self.scope.cmd_set {
+                    self.scope.state.cmd = None;
+                }
+                Ok(Outcome::config(format!(
+                    "ENTRYPOINT {}",
+                    history::quoted_list(&argv)
+                )))
+            }
+            InstructionKind::Shell(shell) => {
+                self.scope.state.shell = Some(shell.clone());
+                Ok(Outcome::config(format!(
+                    "SHELL {}",
+                    history::plain_list(shell)
+                )))
+            }
+            InstructionKind::Copy(copy) => self.copy(copy),
+            InstructionKind::Add(add) => self.add(add),
+            InstructionKind::Env(pairs) => {
+                let pairs = self.expand_pairs(pairs)?;
+                for (k, v) in &pairs {
+                    self.scope.state.set_env(k, v);
+                }
+                Ok(Outcome::config(history::pairs(
+                    "ENV",
+                    pairs.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+                )))
+            }
+            InstructionKind::Label(pairs) => {
+                let pairs = self.expand_pairs(pairs)?;
+                for (k, v) in &pairs {
+                    self.scope.state.labels.insert(k.clone(), v.clone());
+                }
+                Ok(Outcome::config(history::pairs(
+                    "LABEL",
+                    pairs.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+                )))
+            }
+            InstructionKind::Arg(decls) => self.arg(decls),
+            InstructionKind::Expose(words) => self.expose(words),
+            InstructionKind::Volume(raw) => {
+                let volumes = raw
+                    .iter()
+                    .map(|v| self.expand(v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if volumes.iter().any(String::is_empty) {
+                    return Err("VOLUME specified can not be an empty string".into());
+                }
+                self.scope.state.volumes.extend(volumes.iter().cloned());
+                Ok(Outcome::config(format!(
+                    "VOLUME {}",
+                    history::plain_list(&volumes)
+                )))
+            }
+            InstructionKind::User(raw) => {
+                let user = self.expand(raw)?;
+                self.scope.state.user = (!user.is_empty()).then(|| user.clone());
+                Ok(Outcome::config(format!("USER {user}")))
+            }
+            InstructionKind::Workdir(raw) => self.workdir(raw),
+            InstructionKind::StopSignal(raw) => {
+                let sig = self.expand(raw)?;
+                signal::validate(&sig)?;
+                self.scope.state.stop_signal = Some(sig.clone());
+                Ok(Outcome::config(format!("STOPSIGNAL {sig}")))
+            }
+            InstructionKind::Maintainer(name) => {
+                self.scope.state.author = Some(name.clone());
+                Ok(Outcome::config(format!("MAINTAINER {name}")))
+            }
+            InstructionKind::Healthcheck(h) => {
+                self.scope.state.healthcheck = Some(h.clone());
+                Ok(Outcome::config(format!(
+                    "HEALTHCHECK {}",
+                    history::healthcheck(h)
+                )))
+            }
+            InstructionKind::Onbuild { expression, .. } => {
+                self.scope.state.onbuild.push(expression.clone());
+                Ok(Outcome {
+                    kind: StepKind::Config,
+                    created_by: format!("ONBUILD {expression}"),
+                    in_history: false,
+                })
+            }
+        }
+    }
+
+    /// Exec form as-is; shell form wrapped with the stage's SHELL.
+    fn command(&self, cmd: &CommandLine) -> Vec<String> {
+        match cmd {
+            CommandLine::Exec(argv) => argv.clone(),
+            CommandLine::Shell(text) => {
+                let mut argv = self.scope.state.shell_or_default();
+                argv.push(text.clone());
+                argv
+            }
+        }
+    }
+
+    fn run(&self, cmd: &CommandLine) -> Outcome {
+        let argv = self.command(cmd);
+        let env = self.scope.env();
+        let created_by = history::run(&self.scope.arg_record(&env), &argv);
+        let run = RunStep {
+            argv,
+            env,
+            user: self.scope.state.user.clone(),
+            workdir: self
+                .scope
+                .state
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| "/".to_owned()),
+        };
+        Outcome {
+            kind: StepKind::Run(run),
+            created_by,
+            in_history: true,
+        }
+    }
+
+    fn expand_pairs(&self, pairs: &[KeyValue]) -> Result<Vec<(String, String)>, String> {
+        // All pairs see the scope from before the instruction: `ENV a=1 b=$a` uses the old a.
+        pairs
+            .iter()
+            .map(|p| Ok((self.expand(&p.key)?, self.expand(&p.value)?)))
+            .collect()
+    }
+
+    fn arg(&mut self, decls: &[ArgDecl]) -> Result<Outcome, String> {
+        let mut record = Vec::new();
+        for decl in decls {
+            let value = match (self.ctx.build_args.get(&decl.name), &decl.default) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(default)) => Some(self.expand(default)?),
+                (None, None) => self.ctx.globals.var(&decl.name).map(str::to_owned),
+            };
+            self.scope.args.push((decl.name.clone(), value.clone()));
+            record.push((decl.name.clone(), value));
+        }
+        Ok(Outcome::config(history::pairs(
+            "ARG",
+            record.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+        )))
+    }
+
+    fn expose(&mut self, words: &[String]) -> Result<Outcome, String> {
+        let env = self.scope.env();
+        let mut ports = Vec::new();
+        for word in words {
+            for spec in expand_words(word, self.ctx.escape, &env)
+                .map_err(|e| format!("{e} (in {word:?})"))?
+            {
+                ports.extend(ports::parse(&spec)?);
+            }
+        }
+        self.scope.state.exposed_ports.extend(ports.iter().cloned());
+        Ok(Outcome::config(format!(
+            "EXPOSE {}",
+            history::port_map(&ports)
+        )))
+    }
+
+    fn workdir(&mut self, raw: &str) -> Result<Outcome, String> {
+        let dir = self.expand(raw)?;
+        if dir.is_empty() {
+            return Err(format!("WORKDIR {raw:?} expands to an empty path"));
+        }
+        let base = self
+            .scope
+            .state
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".to_owned());
+        let path = paths::resolve(&base, &dir);
+        self.scope.state.working_dir = Some(path.clone());
+        let created_by = format!("WORKDIR {path}");
+        // BuildKit creates no layer for "/", which always exists.
+        if path == "/" {
+            return Ok(Outcome::config(created_by));
+        }
+        let kind = StepKind::Workdir {
+            path,
+            user: self.scope.state.user.clone(),
+        };
+        Ok(Outcome {
+            kind,
+            created_by,
+            in_history: true,
+        })
+    }
+
+    fn copy(&self, copy: &CopyInstruction) -> Result<Outcome, String> {
+        let from = match &copy.from {
+            None => CopyFrom::Context,
+            Some(value) => self.copy_from(value)?,
+        };
+        self.copy_like(
+            from,
+            false,
+            copy.chown.as_deref(),
+            copy.chmod.as_deref(),
+            &copy.sources,
+            &copy.dest,
+        )
+    }
+
+    fn copy_from(&self, value: &str) -> Result<CopyFrom, String> {
+        match resolve_copy_from(value, self.ctx.current, self.ctx.stage_names)? {
+            CopySource::Stage(i) => match self.ctx.positions.get(&i) {
+                Some(&pos) => Ok(CopyFrom::Stage(pos)),
+                None => Err(format!(
+                    "COPY --from={value}: stage {i} is not part of this build (an inherited ONBUILD trigger \
+                     cannot add stage dependencies yet)"
+                )),
+            },
+            CopySource::Image(image) if self.ctx.images.contains_key(&image) => {
+                Ok(CopyFrom::Image(image))
+            }
+            CopySource::Image(image) => Err(format!(
+                "COPY --from={image}: the image was not resolved before planning (COPY --from=<image> in an \
+                 inherited ONBUILD trigger is not supported yet)"
+            )),
+        }
+    }
+
+    fn add(&self, add: &AddInstruction) -> Result<Outcome, String> {
+        self.copy_like(
+            CopyFrom::Context,
+            true,
+            add.chown.as_deref(),
+            add.chmod.as_deref(),
+            &add.sources,
+            &add.dest,
+        )
+    }
+
+    fn copy_like(
+        &self,
+        from: CopyFrom,
+        add: bool,
+        chown: Option<&str>,
+        chmod: Option<&str>,
+        raw_sources: &[String],
+        raw_dest: &str,
+    ) -> Result<Outcome, String> {
+        let keyword = if add { "ADD" } else { "COPY" };
+        let sources = raw_sources
+            .iter()
+            .map(|s| self.expand(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (raw, src) in raw_sources.iter().zip(&sources) {
+            if src.is_empty() {
+                return Err(format!("{keyword} source {raw:?} expands to an empty path"));
+            }
+            if add && is_remote(src) {
+                return Err(format!(
+                    "ADD {src}: remote sources (URLs, git) are not supported yet; download with RUN or COPY a local file"
+                ));
+            }
+        }
+        let dest_word = self.expand(raw_dest)?;
+        let chown = chown
+            .map(|c| self.expand(c))
+            .transpose()?
+            .filter(|c| !c.is_empty());
+        let chmod_text = chmod
+            .map(|c| self.expand(c))
+            .transpose()?
+            .filter(|c| !c.is_empty());
+        let chmod = chmod_text.as_deref().map(parse_chmod).transpose()?;
+        let workdir = self.scope.state.working_dir.as_deref().unwrap_or("/");
+        let created_by = history::copy(
+            add,
+            chown.as_deref(),
+            chmod_text.as_deref(),
+            &sources,
+            &dest_word,
+        );
+        let step = CopyStep {
+            from,
+            sources,
+            dest: paths::resolve_dest(workdir, &dest_word),
+            chown,
+            chmod,
+            add,
+        };
+        Ok(Outcome {
+            kind: StepKind::Copy(step),
+            created_by,
+            in_history: true,
+        })
+    }
+}
+
+fn is_remote(src: &str) -> bool {
+    ["http://", "https://", "git://", "git@", "ssh://"]
+        .iter()
+        .any(|p| src.starts_with(p))
+}
+
+/// `--chmod` takes an octal mode up to 07777 (symbolic modes are refused for now).
+fn parse_chmod(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err(format!(
+            "invalid chmod parameter: '{text}'. it should be an octal string between 0 and 07777 (symbolic modes are not supported yet)"
+        )),
+    }
+}

@@ -1,0 +1,42 @@
+//! Dockerfile front end and build plan for kiln.
+//!
+//! [`parse`] turns Dockerfile text into typed [`Instruction`]s; [`Planner`] resolves stages,
+//! build arguments and variable expansion into a [`Plan`]: stages of [`Step`]s, each with its
+//! fully expanded arguments and the image config after it, a DAG of step dependencies, and
+//! content-addressed [`NodeKey`]s. The crate performs no I/O: the caller supplies base-image
+//! configs and content digests.
+//!
+//! Anything kiln does not implement yet (heredocs, `RUN --mount`, `ADD <url>`, ...) is an
+//! error that names the instruction and its position, never a silently skipped step.
+
+mod dispatch;
+mod duration;
+mod error;
+mod expand;
+mod history;
+mod key;
+mod paths;
+mod plan;
+#[cfg(test)]
+mod plan_tests;
+mod planner;
+mod platform;
+mod ports;
+mod signal;
+mod stage;
+mod state;
+mod step;
+mod syntax;
+
+pub use error::{Error, Span};
+pub use expand::{ExpandError, Vars, expand_word, expand_words};
+pub use key::{KeyInputs, NodeKey};
+pub use plan::{BaseRef, Plan, Stage};
+pub use planner::{PlanOptions, Planner};
+pub use platform::Platform;
+pub use state::{DEFAULT_PATH, Healthcheck, ImageState};
+pub use step::{CopyFrom, CopyStep, RunStep, Step, StepId, StepKind};
+pub use syntax::{
+    AddInstruction, ArgDecl, CommandLine, CopyInstruction, Directives, Dockerfile, FromInstruction,
+    Instruction, InstructionKind, KeyValue, RunInstruction, parse,
+};

@@ -1,0 +1,104 @@
+//! One planned step: what to execute (fully expanded) and the image config after it.
+
+use crate::key::NodeKey;
+use crate::state::ImageState;
+
+/// Identifies a step: position of its stage in [`crate::Plan::stages`] and of the step in it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct StepId {
+    /// Index into [`crate::Plan::stages`].
+    pub stage: usize,
+    /// Index into [`crate::Stage::steps`].
+    pub step: usize,
+}
+
+/// A planned step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// 1-based line of the instruction (the stage's FROM line for inherited ONBUILD triggers).
+    pub line: usize,
+    /// 1-based column of the instruction.
+    pub column: usize,
+    /// The instruction as written, for messages.
+    pub text: String,
+    /// The image history entry exactly as BuildKit writes it.
+    pub created_by: String,
+    /// Whether the step appears in the image history at all (BuildKit records no entry for
+    /// ONBUILD).
+    pub in_history: bool,
+    /// What to do.
+    pub kind: StepKind,
+    /// Image config after this step.
+    pub state: ImageState,
+    /// Content-addressed key, set by [`crate::Plan::assign_keys`].
+    pub key: Option<NodeKey>,
+}
+
+impl Step {
+    /// Whether the step's history entry is marked `empty_layer` (it changes no files).
+    pub fn empty_layer(&self) -> bool {
+        matches!(self.kind, StepKind::Config)
+    }
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    /// Runs a process in the stage's root filesystem.
+    Run(RunStep),
+    /// Copies files into the stage.
+    Copy(CopyStep),
+    /// Creates the working directory (BuildKit creates it as the current USER).
+    Workdir {
+        /// Absolute directory to create.
+        path: String,
+        /// Owner of created directories; `None` is root.
+        user: Option<String>,
+    },
+    /// Changes only the image config; an `empty_layer` history entry.
+    Config,
+}
+
+/// A RUN, ready to execute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStep {
+    /// The argv; shell form is already wrapped with the stage's SHELL.
+    pub argv: Vec<String>,
+    /// The full process environment: config ENV, then ARGs in scope that ENV does not
+    /// override. Always contains PATH.
+    pub env: Vec<(String, String)>,
+    /// USER to run as; `None` is the image default (root).
+    pub user: Option<String>,
+    /// Absolute working directory.
+    pub workdir: String,
+}
+
+/// Where a COPY reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CopyFrom {
+    /// The build context.
+    Context,
+    /// The final filesystem of an earlier stage (index into [`crate::Plan::stages`]).
+    Stage(usize),
+    /// An external image, by the reference returned from [`crate::Planner::external_images`].
+    Image(String),
+}
+
+/// A COPY or local ADD, ready to execute.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CopyStep {
+    /// Source of the files.
+    pub from: CopyFrom,
+    /// Source paths/patterns, expanded, relative to the source root.
+    pub sources: Vec<String>,
+    /// Absolute destination; a trailing `/` is kept (it means "into this directory").
+    pub dest: String,
+    /// Owner as `user[:group]`, expanded.
+    pub chown: Option<String>,
+    /// Mode bits (octal in the Dockerfile).
+    pub chmod: Option<u32>,
+    /// ADD rather than COPY: the executor must refuse local archives until extraction lands.
+    pub add: bool,
+}

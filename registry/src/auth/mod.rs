@@ -1,0 +1,292 @@
+//! Registry authentication: answering `WWW-Authenticate` challenges with Basic credentials
+//! or Bearer tokens, caching tokens per (registry, scope) until they expire.
+
+pub mod challenge;
+pub mod docker_config;
+pub mod helper;
+pub mod secret;
+pub(crate) mod token;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use reqwest::header::HeaderValue;
+
+use crate::client::Access;
+use crate::error::{AuthHint, Error};
+use challenge::Challenge;
+use docker_config::{DockerConfig, Lookup};
+use secret::Credential;
+
+/// The token scope for `repository` and `access`, e.g. `repository:library/busybox:pull`.
+pub(crate) fn scope(repository: &str, access: Access) -> String {
+    let actions = match access {
+        Access::Pull => "pull",
+        Access::Push => "pull,push",
+    };
+    format!("repository:{repository}:{actions}")
+}
+
+#[derive(Debug, Clone)]
+enum CachedAuth {
+    Bearer(token::Token),
+    Basic(HeaderValue),
+}
+
+/// Holds credentials and tokens for every registry a client talks to.
+#[derive(Debug)]
+pub(crate) struct Authenticator {
+    config_dir: Option<PathBuf>,
+    config: tokio::sync::OnceCell<Option<DockerConfig>>,
+    /// Resolved credentials per registry (helpers run once per registry).
+    credentials: tokio::sync::Mutex<HashMap<String, Option<Credential>>>,
+    cache: Mutex<HashMap<(String, String), CachedAuth>>,
+}
+
+/// One 401 to answer.
+pub(crate) struct ChallengeContext<'a> {
+    pub registry: &'a str,
+    pub scope: &'a str,
+    pub target: &'a str,
+    pub client: &'a reqwest::Client,
+}
+
+impl Authenticator {
+    pub(crate) fn new(config_dir: Option<PathBuf>) -> Authenticator {
+        Authenticator {
+            config_dir: DockerConfig::default_dir(config_dir.as_deref()),
+            config: tokio::sync::OnceCell::new(),
+            credentials: tokio::sync::Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn config_path(&self) -> Option<PathBuf> {
+        self.config_dir.as_ref().map(|d| d.join("config.json"))
+    }
+
+    /// The `Authorization` value to send proactively, if a still-valid one is cached.
+    pub(crate) fn cached(&self, registry: &str, scope: &str) -> Option<HeaderValue> {
+        let cache = self.cache.lock().ok()?;
+        match cache.get(&(registry.to_owned(), scope.to_owned()))? {
+            CachedAuth::Bearer(token) if token.renew_at > Instant::now() => {
+                Some(token.header.clone())
+            }
+            CachedAuth::Bearer(_) => None,
+            CachedAuth::Basic(header) => Some(header.clone()),
+        }
+    }
+
+    fn store(&self, registry: &str, scope: &str, auth: CachedAuth) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert((registry.to_owned(), scope.to_owned()), auth);
+        }
+    }
+
+    async fn docker_config(&self) -> Result<Option<&DockerConfig>, Error> {
+        let config = self
+            .config
+            .get_or_try_init(|| async {
+                match &self.config_dir {
+                    Some(dir) => DockerConfig::load(dir),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        Ok(config.as_ref())
+    }
+
+    /// The credentials for `registry`, resolved once (helpers can be slow).
+    async fn credential(&self, registry: &str) -> Result<Option<Credential>, Error> {
+        let mut known = self.credentials.lock().await;
+        if let Some(credential) = known.get(registry) {
+            return Ok(credential.clone());
+        }
+        let credential = match self.docker_config().await?.map(|c| c.lookup(registry)) {
+            Some(Lookup::Inline(credential)) => Some(credential),
+            Some(Lookup::Helper { helper, server_url }) => {
+                helper::get(&helper, &server_url).await?
+            }
+            Some(Lookup::Anonymous) | None => None,
+        };
+        tracing::debug!(
+            registry,
+            authenticated = credential.is_some(),
+            "resolved credentials"
+        );
+        known.insert(registry.to_owned(), credential.clone());
+        Ok(credential)
+    }
+
+    /// Where credentials for `registry` were (or would be) found, for 401/403 messages.
+    pub(crate) async fn hint(&self, registry: &str) -> AuthHint {
+        let path = match self.config_path() {
+            Some(path) => path,
+            None => {
+                return AuthHint(Some(format!(
+                    "no credentials for {registry}: neither DOCKER_CONFIG nor HOME is set"
+                )));
+            }
+        };
+        let shown = path.display();
+        let text = match self.docker_config().await {
+            Err(_) => format!("{shown} could not be read"),
+            Ok(None) => format!("no credentials for {registry}: {shown} does not exist"),
+            Ok(Some(config)) => match config.lookup(registry) {
+                Lookup::Inline(_) => format!("check credentials for {registry} in {shown}"),
+                Lookup::Helper { helper, .. } => {
+                    format!(
+                        "check credentials for {registry} from docker-credential-{helper} (configured in {shown})"
+                    )
+                }
+                Lookup::Anonymous => format!("no credentials for {registry} in {shown}"),
+            },
+        };
+        AuthHint(Some(text))
+    }
+
+    /// Answers a 401: picks a challenge (Bearer first, then Basic), obtains the header and
+    /// caches it. `Ok(None)` means we have nothing better to send.
+    pub(crate) async fn respond(
+        &self,
+        ctx: &ChallengeContext<'_>,
+        challenges: &[Challenge],
+    ) -> Result<Option<HeaderValue>, Error> {
+        let bearer = challenges.iter().find_map(|c| match c {
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => Some((realm, service, scope)),
+            _ => None,
+        });
+        if let Some((realm, service, challenge_scope)) = bearer {
+            let credential = self.credential(ctx.registry).await?;
+            let mut scopes = vec![ctx.scope.to_owned()];
+            if let Some(extra) = challenge_scope.as_deref()
+                && !extra.is_empty()
+                && extra != ctx.scope
+            {
+                scopes.push(extra.to_owned());
+            }
+            let token = token::fetch(
+                ctx.client,
+                token::TokenRequest {
+                    realm,
+                    service: service.as_deref(),
+                    scopes: &scopes,
+                    credential: credential.as_ref(),
+                    target: ctx.target,
+                    hint: self.hint(ctx.registry).await,
+                },
+            )
+            .await?;
+            let header = token.header.clone();
+            self.store(ctx.registry, ctx.scope, CachedAuth::Bearer(token));
+            return Ok(Some(header));
+        }
+        if challenges.contains(&Challenge::Basic) {
+            let header = self
+                .credential(ctx.registry)
+                .await?
+                .as_ref()
+                .and_then(Credential::basic_header);
+            if let Some(header) = &header {
+                self.store(ctx.registry, ctx.scope, CachedAuth::Basic(header.clone()));
+            }
+            return Ok(header);
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_request_pull_or_pull_push() {
+        assert_eq!(
+            scope("library/busybox", Access::Pull),
+            "repository:library/busybox:pull"
+        );
+        assert_eq!(scope("a/b", Access::Push), "repository:a/b:pull,push");
+    }
+
+    #[tokio::test]
+    async fn basic_challenge_uses_config_credentials_and_caches_per_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths":{"reg.test:5000":{"auth":"dXNlcjpwYXNz"}}}"#,
+        )
+        .unwrap();
+        let auth = Authenticator::new(Some(dir.path().to_path_buf()));
+        let client = reqwest::Client::new();
+        let ctx = ChallengeContext {
+            registry: "reg.test:5000",
+            scope: "repository:a:pull",
+            target: "reg.test:5000/a:latest",
+            client: &client,
+        };
+        let header = auth
+            .respond(&ctx, &[Challenge::Basic])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(header.to_str().unwrap(), "Basic dXNlcjpwYXNz");
+        assert_eq!(
+            auth.cached("reg.test:5000", "repository:a:pull"),
+            Some(header)
+        );
+        assert_eq!(auth.cached("reg.test:5000", "repository:b:pull"), None);
+        assert!(
+            auth.hint("reg.test:5000")
+                .await
+                .0
+                .unwrap()
+                .contains("config.json")
+        );
+    }
+
+    #[tokio::test]
+    async fn no_credentials_means_no_basic_header_and_a_helpful_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authenticator::new(Some(dir.path().to_path_buf()));
+        let client = reqwest::Client::new();
+        let ctx = ChallengeContext {
+            registry: "reg.test",
+            scope: "repository:a:pull",
+            target: "reg.test/a:latest",
+            client: &client,
+        };
+        assert_eq!(auth.respond(&ctx, &[Challenge::Basic]).await.unwrap(), None);
+        let hint = auth.hint("reg.test").await.0.unwrap();
+        assert!(
+            hint.contains("no credentials for reg.test") && hint.contains("does not exist"),
+            "{hint}"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_config_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
+        let auth = Authenticator::new(Some(dir.path().to_path_buf()));
+        let client = reqwest::Client::new();
+        let ctx = ChallengeContext {
+            registry: "reg.test",
+            scope: "repository:a:pull",
+            target: "reg.test/a:latest",
+            client: &client,
+        };
+        let err = auth.respond(&ctx, &[Challenge::Basic]).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&dir.path().join("config.json").display().to_string()),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! The registry client: options, the shared state behind a cheap `Clone`, and the
+//! authenticated request path every operation goes through.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use reqwest::header::WWW_AUTHENTICATE;
+use reqwest::{Response, StatusCode};
+
+use crate::auth::{self, Authenticator, ChallengeContext, challenge};
+use crate::error::{AuthHint, Error, Operation, root_cause};
+use crate::response::status_error;
+use crate::transport::{RequestSpec, SendError, Transport};
+
+/// Kaniko-equivalent connection settings.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Plain HTTP for push destinations (Kaniko `--insecure`).
+    pub insecure_push: bool,
+    /// Plain HTTP for pulls (`--insecure-pull`).
+    pub insecure_pull: bool,
+    /// Registries (`host[:port]`) to reach over plain HTTP (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
+    /// Accept invalid certificates when pushing (`--skip-tls-verify`).
+    pub skip_tls_verify_push: bool,
+    /// Accept invalid certificates when pulling (`--skip-tls-verify-pull`).
+    pub skip_tls_verify_pull: bool,
+    /// Registries whose certificates are not verified (`--skip-tls-verify-registry`).
+    pub skip_tls_verify_registries: Vec<String>,
+    /// Directory holding `config.json`; else `$DOCKER_CONFIG`, else `~/.docker`.
+    pub docker_config_dir: Option<PathBuf>,
+    /// `User-Agent` sent with every request.
+    pub user_agent: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            insecure_push: false,
+            insecure_pull: false,
+            insecure_registries: Vec::new(),
+            skip_tls_verify_push: false,
+            skip_tls_verify_pull: false,
+            skip_tls_verify_registries: Vec::new(),
+            docker_config_dir: None,
+            user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// Whether an operation reads or writes; selects insecure/TLS policy and token scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reading (base images, cache lookups).
+    Pull,
+    /// Writing (destinations, cache pushes).
+    Push,
+}
+
+/// A client for OCI distribution registries. Clones share connections and tokens.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    transport: Transport,
+    auth: Authenticator,
+}
+
+/// Who and what a request is for, so failures can say so.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call<'a> {
+    pub operation: Operation,
+    /// Image or blob named in messages.
+    pub target: &'a str,
+    pub registry: &'a str,
+    pub repository: &'a str,
+    pub access: Access,
+}
+
+impl Client {
+    /// Builds a client. Credentials are read lazily, on the first authentication
+    /// challenge, so anonymous use never depends on the Docker config.
+    pub fn new(options: ClientOptions) -> Result<Client, Error> {
+        Ok(Client {
+            inner: Arc::new(Inner {
+                transport: Transport::new(&options)?,
+                auth: Authenticator::new(options.docker_config_dir.clone()),
+            }),
+        })
+    }
+
+    /// Sends `spec` with cached authorization; on 401 answers the challenge and retries
+    /// once. Returns whatever response results (callers check the status).
+    pub(crate) async fn execute(
+        &self,
+        call: &Call<'_>,
+        spec: &RequestSpec,
+    ) -> Result<Response, Error> {
+        let scope = auth::scope(call.repository, call.access);
+        let cached = self.inner.auth.cached(call.registry, &scope);
+        let response = self.send(call, spec, cached.as_ref()).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let challenges = challenge::parse(
+            response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        let ctx = ChallengeContext {
+            registry: call.registry,
+            scope: &scope,
+            target: call.target,
+            client: self.inner.transport.client(call.registry, call.access),
+        };
+        match self.inner.auth.respond(&ctx, &challenges).await? {
+            Some(header) => self.send(call, spec, Some(&header)).await,
+            None => Ok(response),
+        }
+    }
+
+    /// [`Client::execute`], then turns any status not in `ok` into an error.
+    pub(crate) async fn execute_expecting(
+        &self,
+        call: &Call<'_>,
+        spec: &RequestSpec,
+        ok: &[StatusCode],
+    ) -> Result<Response, Error> {
+        let response = self.execute(call, spec).await?;
+        if ok.contains(&response.status()) {
+            Ok(response)
+        } else {
+            Err(self.status_error(call, response).await)
+        }
+    }
+
+    /// The error for an unexpected response, with a credentials hint for 401/403.
+    pub(crate) async fn status_error(&self, call: &Call<'_>, response: Response) -> Error {
+        let hint = if matches!(
+            response.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            self.inner.auth.hint(call.registry).await
+        } else {
+            AuthHint::default()
+        };
+        status_error(response, call.operation, call.target, hint).await
+    }
+
+    async fn send(
+        &self,
+        call: &Call<'_>,
+        spec: &RequestSpec,
+        authorization: Option<&reqwest::header::HeaderValue>,
+    ) -> Result<Response, Error> {
+        self.inner
+            .transport
+            .send(call.registry, call.access, spec, authorization)
+            .await
+            .map_err(|e| match e {
+                SendError::Http(source) if source.is_connect() => Error::Unreachable {
+                    registry: call.registry.to_owned(),
+                    detail: root_cause(&source),
+                    source,
+                },
+                SendError::Http(source) => Error::Transport {
+                    operation: call.operation,
+                    target: call.target.to_owned(),
+                    detail: root_cause(&source),
+                    source,
+                },
+                SendError::Url(detail) => Error::protocol(call.operation, call.target, detail),
+                SendError::TooManyRedirects => {
+                    Error::protocol(call.operation, call.target, "too many redirects")
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_is_cheap_to_clone_and_thread_safe() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Client>();
+        let client = Client::new(ClientOptions::default()).unwrap();
+        let clone = client.clone();
+        assert!(Arc::ptr_eq(&client.inner, &clone.inner));
+    }
+
+    #[test]
+    fn default_user_agent_names_kiln() {
+        assert!(ClientOptions::default().user_agent.starts_with("kiln/"));
+    }
+}

@@ -1,0 +1,26 @@
+//! OCI distribution client for kiln: references, authentication, pull and push.
+//!
+//! Written against the distribution spec and Docker's behaviour rather than a generic
+//! client crate, because a builder needs things those lack: Kaniko's insecure/TLS flags
+//! per direction, identity-token refresh, streaming uploads from files, strict
+//! verification of everything it pins.
+
+pub mod auth;
+mod blob;
+mod client;
+mod digest;
+mod error;
+pub mod manifest;
+mod platform;
+mod reference;
+mod resolve;
+mod response;
+mod transport;
+mod upload;
+
+pub use blob::BlobStream;
+pub use client::{Access, Client, ClientOptions};
+pub use error::{AuthHint, Error, ErrorBody, Operation, RegistryError};
+pub use platform::{Platform, PlatformParseError};
+pub use reference::{DOCKER_HUB, Reference, ReferenceError};
+pub use resolve::ResolvedImage;
