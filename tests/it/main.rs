@@ -1,1 +1,16 @@
-fn main(){}
+//! kiln's integration tests: one test binary (link time matters on two cores) that drives the
+//! real `kiln` binary against a real registry (Debian's `docker-registry`) and checks results
+//! with independent clients (`skopeo`, `umoci`).
+//!
+//! Every test describes its world (a registry, base images, a build context), runs kiln, and
+//! asserts on what the other tools see. A missing tool fails the test with what to install.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod support;
+
+mod auth;
+mod build;
+mod errors;
+mod outputs;
+mod platform;

@@ -1,0 +1,42 @@
+//! Basic auth from `$DOCKER_CONFIG/config.json`, for both pull and push.
+
+use base64::Engine as _;
+
+use crate::support::base::{busybox_layout, copy_to_registry};
+use crate::support::tools::{run, skopeo};
+use crate::support::{Kiln, Project, Registry};
+
+#[test]
+fn credentials_from_docker_config_are_used_to_pull_and_push() {
+    let registry = Registry::start_with_auth("builder", "s3cret-pass");
+    let base = registry.image("private/busybox:latest");
+    let layout = busybox_layout(registry.scratch());
+    copy_to_registry(&layout, "latest", &base, false, Some("builder:s3cret-pass"));
+    let project = Project::new().dockerfile(&format!("FROM {base}\nRUN touch /authenticated\n"));
+    let destination = registry.image("private/app:1");
+
+    // Without credentials: refused, with the status, and without leaking anything.
+    let stderr = Kiln::build(project.path())
+        .args(["--destination", &destination, "--insecure", "--insecure-pull"])
+        .run()
+        .failure();
+    assert!(stderr.contains("401"), "{stderr}");
+
+    let docker_config = project.out("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("builder:s3cret-pass");
+    std::fs::write(
+        docker_config.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.addr()),
+    )
+    .unwrap();
+    let stderr_ok = Kiln::build(project.path())
+        .args(["--destination", &destination, "--insecure", "--insecure-pull", "--verbosity", "debug"])
+        .env("DOCKER_CONFIG", &docker_config)
+        .run();
+    let stdout = stderr_ok.success();
+    assert!(stdout.starts_with("sha256:"), "{stdout}");
+    run(skopeo()
+        .args(["inspect", "--tls-verify=false", "--creds", "builder:s3cret-pass"])
+        .arg(format!("docker://{destination}")));
+}

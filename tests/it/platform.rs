@@ -1,0 +1,23 @@
+//! A base image that is an index of several platforms resolves to the host's.
+
+use crate::support::base::{host_arch, push_multi_platform};
+use crate::support::tools::unpack;
+use crate::support::{Kiln, Project, Registry};
+
+#[test]
+fn an_image_index_resolves_to_the_host_platform() {
+    let registry = Registry::start();
+    let base = registry.image("multi:latest");
+    push_multi_platform(&base, registry.scratch());
+    let project = Project::new().dockerfile(&format!("FROM {base}\nRUN cp /etc/arch /seen\n"));
+    let destination = registry.image("resolved:1");
+    Kiln::build(project.path())
+        .args(["--destination", &destination, "--insecure", "--insecure-pull"])
+        .run()
+        .success();
+    let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("seen")).unwrap(),
+        format!("{}\n", host_arch())
+    );
+}
