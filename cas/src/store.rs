@@ -66,7 +66,10 @@ impl Store {
 
     /// Starts writing a new blob; it is named only when [`BlobWriter::commit`] succeeds.
     pub fn writer(&self) -> Result<BlobWriter> {
-        BlobWriter::new(&self.root.join("ingest"), &self.root.join("blobs").join("sha256"))
+        BlobWriter::new(
+            &self.root.join("ingest"),
+            &self.root.join("blobs").join("sha256"),
+        )
     }
 
     /// Stores a small in-memory blob (a manifest or config).
@@ -87,7 +90,9 @@ impl Store {
             return Err(Error::Io {
                 action: "reading",
                 path,
-                source: std::io::Error::other(format!("{size} bytes is over the {limit}-byte limit")),
+                source: std::io::Error::other(format!(
+                    "{size} bytes is over the {limit}-byte limit"
+                )),
             });
         }
         fs::read(&path).map_err(Error::io("reading blob", path))
@@ -96,13 +101,13 @@ impl Store {
 
 /// Parses `sha256:<hex>` into a digest, refusing anything else.
 pub(crate) fn parse_digest(text: &str) -> Result<Digest> {
-    let digest: Digest = text
-        .parse()
-        .map_err(|_| Error::BadDigest(text.into()))?;
+    let digest: Digest = text.parse().map_err(|_| Error::BadDigest(text.into()))?;
     let hex = digest.digest();
     if digest.algorithm().as_ref() != "sha256"
         || hex.len() != 64
-        || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
         return Err(Error::BadDigest(text.into()));
     }
@@ -132,10 +137,9 @@ mod tests {
     fn a_blob_that_does_not_match_its_expected_digest_is_discarded() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let expected = parse_digest(
-            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-        )
-        .unwrap();
+        let expected =
+            parse_digest("sha256:0000000000000000000000000000000000000000000000000000000000000000")
+                .unwrap();
         let mut writer = store.writer().unwrap();
         writer.write_all(b"not what was promised").unwrap();
         let err = writer.commit_expecting(&expected).unwrap_err();
@@ -152,7 +156,12 @@ mod tests {
         writer.write_all(b"partial").unwrap();
         drop(writer);
         assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
-        assert_eq!(fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]

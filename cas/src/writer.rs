@@ -60,13 +60,11 @@ impl BlobWriter {
         let size = self.size;
         if !target.exists() {
             // Same directory tree, so this is an atomic rename: readers see all or nothing.
-            self.file
-                .persist(&target)
-                .map_err(|err| Error::Io {
-                    action: "storing blob",
-                    path: target.clone(),
-                    source: err.error,
-                })?;
+            self.file.persist(&target).map_err(|err| Error::Io {
+                action: "storing blob",
+                path: target.clone(),
+                source: err.error,
+            })?;
         }
         Ok(Blob { digest, size })
     }
@@ -87,8 +85,10 @@ impl Write for BlobWriter {
 
 fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }

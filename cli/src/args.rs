@@ -40,11 +40,21 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct BuildOptions {
     /// Path to the Dockerfile: as given if it exists, else relative to the context.
-    #[arg(short = 'f', long, default_value = "Dockerfile", help_heading = "Build")]
+    #[arg(
+        short = 'f',
+        long,
+        default_value = "Dockerfile",
+        help_heading = "Build"
+    )]
     pub dockerfile: PathBuf,
 
     /// The build context: a local directory, optionally written `dir://<path>`.
-    #[arg(short = 'c', long, default_value = "/workspace/", help_heading = "Build")]
+    #[arg(
+        short = 'c',
+        long,
+        default_value = "/workspace/",
+        help_heading = "Build"
+    )]
     pub context: String,
 
     /// Build argument `KEY=VALUE`, or `KEY` to take the value from kiln's environment. Repeatable.
@@ -100,7 +110,11 @@ pub struct BuildOptions {
     pub insecure_pull: bool,
 
     /// Use plain HTTP for this registry (push and pull). Repeatable.
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", help_heading = "Registry")]
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST[:PORT]",
+        help_heading = "Registry"
+    )]
     pub insecure_registries: Vec<String>,
 
     /// Push without verifying the registry's TLS certificate.
@@ -112,7 +126,11 @@ pub struct BuildOptions {
     pub skip_tls_verify_pull: bool,
 
     /// Do not verify TLS certificates of this registry. Repeatable.
-    #[arg(long = "skip-tls-verify-registry", value_name = "HOST[:PORT]", help_heading = "Registry")]
+    #[arg(
+        long = "skip-tls-verify-registry",
+        value_name = "HOST[:PORT]",
+        help_heading = "Registry"
+    )]
     pub skip_tls_verify_registries: Vec<String>,
 }
 
@@ -150,7 +168,15 @@ mod tests {
 
     #[test]
     fn kaniko_executor_invocation_without_subcommand_means_build() {
-        let options = parse(&["/kaniko/executor", "-f", "Dockerfile.x", "-d", "r/a:1", "-d", "r/a:2"]);
+        let options = parse(&[
+            "/kaniko/executor",
+            "-f",
+            "Dockerfile.x",
+            "-d",
+            "r/a:1",
+            "-d",
+            "r/a:2",
+        ]);
         assert_eq!(options.dockerfile, PathBuf::from("Dockerfile.x"));
         assert_eq!(options.destinations, vec!["r/a:1", "r/a:2"]);
         assert_eq!(options.context, "/workspace/");
@@ -158,7 +184,14 @@ mod tests {
 
     #[test]
     fn executor_is_an_alias_of_build() {
-        let options = parse(&["kiln", "executor", "--context=dir:///src", "--no-push", "--build-arg", "A=1"]);
+        let options = parse(&[
+            "kiln",
+            "executor",
+            "--context=dir:///src",
+            "--no-push",
+            "--build-arg",
+            "A=1",
+        ]);
         assert!(options.no_push);
         assert_eq!(options.context, "dir:///src");
         assert_eq!(options.build_args, vec!["A=1"]);

@@ -33,13 +33,38 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let verbose = matches!(verbosity, "debug" | "trace");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err:#}");
+            tracing::error!("{}", render_error(&err, verbose));
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line from an error chain: each context once, in order, outermost first.
+///
+/// kiln's library errors already carry their cause's text in their own message (`exec "/bin/sh":
+/// No such file or directory`), so a cause whose text is already shown is skipped, and nothing
+/// below a registry error is shown unless `verbose`: the HTTP stack's own chain (`error sending
+/// request for url ...: client error (Connect)`) restates what the registry error summarised.
+fn render_error(err: &anyhow::Error, verbose: bool) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+        if !verbose && cause.downcast_ref::<kiln_registry::Error>().is_some() {
+            break;
+        }
+    }
+    text
 }
 
 async fn run(cli: args::Cli) -> anyhow::Result<()> {
@@ -49,5 +74,22 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
             println!("kiln {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let err = anyhow::Error::new(io)
+            .context("exec \"/bin/sh\": No such file or directory")
+            .context("Dockerfile:2: RUN x");
+        assert_eq!(
+            render_error(&err, false),
+            "Dockerfile:2: RUN x: exec \"/bin/sh\": No such file or directory"
+        );
     }
 }

@@ -17,7 +17,9 @@ pub fn init(verbosity: &str) -> anyhow::Result<()> {
     };
     let filter = match std::env::var("KILN_LOG") {
         Ok(filter) => EnvFilter::try_new(filter)?,
-        Err(_) => EnvFilter::try_new(format!("warn,kiln_cli={level},kiln_exec={level},kiln_registry={level},kiln_cas={level},kiln_graph={level}"))?,
+        Err(_) => EnvFilter::try_new(format!(
+            "warn,kiln_cli={level},kiln_exec={level},kiln_registry={level},kiln_cas={level},kiln_graph={level}"
+        ))?,
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()

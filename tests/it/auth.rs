@@ -17,7 +17,12 @@ fn credentials_from_docker_config_are_used_to_pull_and_push() {
 
     // Without credentials: refused, with the status, and without leaking anything.
     let stderr = Kiln::build(project.path())
-        .args(["--destination", &destination, "--insecure", "--insecure-pull"])
+        .args([
+            "--destination",
+            &destination,
+            "--insecure",
+            "--insecure-pull",
+        ])
         .run()
         .failure();
     assert!(stderr.contains("401"), "{stderr}");
@@ -27,16 +32,31 @@ fn credentials_from_docker_config_are_used_to_pull_and_push() {
     let auth = base64::engine::general_purpose::STANDARD.encode("builder:s3cret-pass");
     std::fs::write(
         docker_config.join("config.json"),
-        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.addr()),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            registry.addr()
+        ),
     )
     .unwrap();
     let stderr_ok = Kiln::build(project.path())
-        .args(["--destination", &destination, "--insecure", "--insecure-pull", "--verbosity", "debug"])
+        .args([
+            "--destination",
+            &destination,
+            "--insecure",
+            "--insecure-pull",
+            "--verbosity",
+            "debug",
+        ])
         .env("DOCKER_CONFIG", &docker_config)
         .run();
     let stdout = stderr_ok.success();
     assert!(stdout.starts_with("sha256:"), "{stdout}");
     run(skopeo()
-        .args(["inspect", "--tls-verify=false", "--creds", "builder:s3cret-pass"])
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "builder:s3cret-pass",
+        ])
         .arg(format!("docker://{destination}")));
 }

@@ -55,7 +55,12 @@ fn every_instruction_is_built_pushed_and_configured_as_docker_would() {
     let names_file = project.out("names");
 
     let stdout = Kiln::build(project.path())
-        .args(["--build-arg", &format!("BASE={base}"), "--destination", &destination])
+        .args([
+            "--build-arg",
+            &format!("BASE={base}"),
+            "--destination",
+            &destination,
+        ])
         .args(["--destination", &registry.image("app:latest")])
         .arg_path("--digest-file", &digest_file)
         .arg_path("--image-name-with-digest-file", &names_file)
@@ -65,49 +70,92 @@ fn every_instruction_is_built_pushed_and_configured_as_docker_would() {
 
     let config = config_of(&destination);
     let runtime = &config["config"];
-    let env: Vec<&str> = runtime["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let env: Vec<&str> = runtime["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(env.contains(&"APP_HOME=/srv/app"), "{env:?}");
     assert!(
-        env.contains(&"PATH=/srv/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        env.contains(
+            &"PATH=/srv/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        ),
         "{env:?}"
     );
     assert_eq!(runtime["Cmd"], json!(["--serve"]));
     assert_eq!(runtime["Entrypoint"], json!(["/srv/app/bin/run.sh"]));
     assert_eq!(runtime["WorkingDir"], json!("/srv/app"));
     assert_eq!(runtime["User"], json!("app"));
-    assert_eq!(runtime["Labels"], json!({"org.example.title": "kiln test", "version": "1"}));
-    assert_eq!(runtime["ExposedPorts"], json!({"8080/tcp": {}, "53/udp": {}}));
+    assert_eq!(
+        runtime["Labels"],
+        json!({"org.example.title": "kiln test", "version": "1"})
+    );
+    assert_eq!(
+        runtime["ExposedPorts"],
+        json!({"8080/tcp": {}, "53/udp": {}})
+    );
     assert_eq!(runtime["Volumes"], json!({"/data": {}}));
-    assert_eq!(config["architecture"], json!(crate::support::base::host_arch()));
+    assert_eq!(
+        config["architecture"],
+        json!(crate::support::base::host_arch())
+    );
     assert_eq!(config["os"], json!("linux"));
 
     // One history entry for the base plus one per instruction of the final stage (ARG included,
     // as BuildKit writes it); layers only for the steps that changed files.
     let history = config["history"].as_array().unwrap();
-    let created_by: Vec<&str> = history.iter().map(|h| h["created_by"].as_str().unwrap()).collect();
+    let created_by: Vec<&str> = history
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap())
+        .collect();
     assert_eq!(created_by.len(), 1 + 16, "{created_by:#?}");
     assert!(created_by.contains(&"RUN |1 GREETING=hello /bin/sh -c echo \"$GREETING\" > greeting && rm /etc/motd && ln -s /srv/app/greeting /greeting-link # buildkit"), "{created_by:#?}");
-    let layers = history.iter().filter(|h| h["empty_layer"] != json!(true)).count();
+    let layers = history
+        .iter()
+        .filter(|h| h["empty_layer"] != json!(true))
+        .count();
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap().len();
-    assert_eq!(layers, diff_ids, "history and rootfs disagree: {history:#?}");
+    assert_eq!(
+        layers, diff_ids,
+        "history and rootfs disagree: {history:#?}"
+    );
 
     // Both tags point at the digest kiln reported and wrote down.
     let digest = std::fs::read_to_string(&digest_file).unwrap();
     assert_eq!(stdout.trim(), digest);
-    assert_eq!(inspect(&format!("docker://{destination}"))["Digest"], json!(digest));
-    assert_eq!(inspect(&format!("docker://{}", registry.image("app:latest")))["Digest"], json!(digest));
+    assert_eq!(
+        inspect(&format!("docker://{destination}"))["Digest"],
+        json!(digest)
+    );
+    assert_eq!(
+        inspect(&format!("docker://{}", registry.image("app:latest")))["Digest"],
+        json!(digest)
+    );
     let names = std::fs::read_to_string(&names_file).unwrap();
-    assert_eq!(names, format!("{0}@{digest}\n{0}@{digest}\n", registry.image("app")));
+    assert_eq!(
+        names,
+        format!("{0}@{digest}\n{0}@{digest}\n", registry.image("app"))
+    );
 
     let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
     let meta = |path: &str| std::fs::symlink_metadata(rootfs.join(path)).unwrap();
     let read = |path: &str| std::fs::read_to_string(rootfs.join(path)).unwrap();
     // COPY --chown by name, through the image's /etc/passwd and /etc/group.
-    assert_eq!((meta("srv/app/config.ini").uid(), meta("srv/app/config.ini").gid()), (1000, 1000));
+    assert_eq!(
+        (
+            meta("srv/app/config.ini").uid(),
+            meta("srv/app/config.ini").gid()
+        ),
+        (1000, 1000)
+    );
     assert_eq!(meta("srv/app/sub").uid(), 1000);
     assert_eq!(read("srv/app/sub/data.bin"), "data");
     // COPY --chmod, and files copied without --chown belong to root.
-    assert_eq!(meta("srv/app/bin/run.sh").permissions().mode() & 0o7777, 0o755);
+    assert_eq!(
+        meta("srv/app/bin/run.sh").permissions().mode() & 0o7777,
+        0o755
+    );
     assert_eq!(meta("srv/app/bin/run.sh").uid(), 0);
     // Wildcards into a directory.
     assert_eq!(read("notes/a.txt"), "a");
@@ -116,14 +164,25 @@ fn every_instruction_is_built_pushed_and_configured_as_docker_would() {
     assert_eq!(read("artifact"), "built\n");
     // RUN: ARG visible as env, deleted file gone (whiteout), symlink kept as a symlink.
     assert_eq!(read("srv/app/greeting"), "hello\n");
-    assert!(!rootfs.join("etc/motd").exists(), "/etc/motd should have been deleted");
-    assert_eq!(std::fs::read_link(rootfs.join("greeting-link")).unwrap().to_str(), Some("/srv/app/greeting"));
+    assert!(
+        !rootfs.join("etc/motd").exists(),
+        "/etc/motd should have been deleted"
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("greeting-link"))
+            .unwrap()
+            .to_str(),
+        Some("/srv/app/greeting")
+    );
     // Exec-form RUN as root; USER app applies to later RUNs.
     assert_eq!(read("srv/app/uid"), "0\n");
     assert_eq!(read("home/app/uid-as-app"), "1000\n");
     // Base files and modes survive; the sandbox's mount points left nothing behind.
     assert_eq!(meta("tmp").permissions().mode() & 0o7777, 0o1777);
-    assert_eq!(read("etc/arch"), format!("{}\n", crate::support::base::host_arch()));
+    assert_eq!(
+        read("etc/arch"),
+        format!("{}\n", crate::support::base::host_arch())
+    );
     assert!(!rootfs.join("proc").exists() && !rootfs.join("dev").exists());
     assert!(std::fs::read_to_string(rootfs.join("etc/resolv.conf")).is_err());
 }
@@ -133,16 +192,27 @@ fn a_base_image_pinned_by_digest_is_used_exactly() {
     let registry = Registry::start();
     let base = registry.image("busybox:latest");
     push_busybox(&base, registry.scratch());
-    let digest = inspect(&format!("docker://{base}"))["Digest"].as_str().unwrap().to_owned();
+    let digest = inspect(&format!("docker://{base}"))["Digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let project = Project::new().dockerfile(&format!(
         "FROM {}@{digest}\nRUN echo pinned > /pinned\n",
         registry.image("busybox")
     ));
     let destination = registry.image("pinned:1");
     Kiln::build(project.path())
-        .args(["--destination", &destination, "--insecure", "--insecure-pull"])
+        .args([
+            "--destination",
+            &destination,
+            "--insecure",
+            "--insecure-pull",
+        ])
         .run()
         .success();
     let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
-    assert_eq!(std::fs::read_to_string(rootfs.join("pinned")).unwrap(), "pinned\n");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("pinned")).unwrap(),
+        "pinned\n"
+    );
 }

@@ -18,11 +18,19 @@ fn an_unknown_instruction_is_reported_with_file_line_and_column() {
     let project = Project::new().dockerfile(&format!("FROM {base}\n\n  FROBNICATE the build\n"));
     let destination = registry.image("bad:1");
     let stderr = Kiln::build(project.path())
-        .args(["--destination", &destination, "--insecure", "--insecure-pull"])
+        .args([
+            "--destination",
+            &destination,
+            "--insecure",
+            "--insecure-pull",
+        ])
         .run()
         .failure();
     assert!(stderr.contains("Dockerfile:3:3"), "{stderr}");
-    assert!(stderr.to_lowercase().contains("unknown instruction"), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("unknown instruction"),
+        "{stderr}"
+    );
     assert!(stderr.contains("FROBNICATE the build"), "{stderr}");
     assert!(!exists(&destination));
 }
@@ -49,7 +57,12 @@ fn a_missing_base_image_names_the_image_registry_and_status() {
     let project = Project::new().dockerfile(&format!("FROM {missing}\n"));
     let destination = registry.image("out:1");
     let stderr = Kiln::build(project.path())
-        .args(["--destination", &destination, "--insecure", "--insecure-pull"])
+        .args([
+            "--destination",
+            &destination,
+            "--insecure",
+            "--insecure-pull",
+        ])
         .run()
         .failure();
     assert!(stderr.contains(&missing), "{stderr}");
@@ -65,19 +78,30 @@ fn a_failing_run_fails_the_build_names_the_line_and_pushes_nothing() {
     ));
     let destination = registry.image("broken:1");
     let stderr = Kiln::build(project.path())
-        .args(["--destination", &destination, "--insecure", "--insecure-pull"])
+        .args([
+            "--destination",
+            &destination,
+            "--insecure",
+            "--insecure-pull",
+        ])
         .run()
         .failure();
     assert!(stderr.contains("Dockerfile:3"), "{stderr}");
     assert!(stderr.contains("exit code: 3"), "{stderr}");
-    assert!(!stderr.contains("never\n"), "later steps must not run: {stderr}");
+    assert!(
+        !stderr.contains("never\n"),
+        "later steps must not run: {stderr}"
+    );
     assert!(!exists(&destination));
 }
 
 #[test]
 fn a_missing_copy_source_names_the_file() {
     let project = Project::new().dockerfile("FROM scratch\nCOPY nope.txt /\n");
-    let stderr = Kiln::build(project.path()).args(["--no-push"]).run().failure();
+    let stderr = Kiln::build(project.path())
+        .args(["--no-push"])
+        .run()
+        .failure();
     assert!(stderr.contains("nope.txt"), "{stderr}");
     assert!(stderr.contains("Dockerfile:2"), "{stderr}");
 }
@@ -94,8 +118,14 @@ fn a_push_to_an_unreachable_registry_fails_after_building_and_names_it() {
         .arg_path("--digest-file", &digest_file)
         .run()
         .failure();
-    assert!(stderr.contains(&destination[..destination.find('/').unwrap()]), "{stderr}");
-    assert!(!digest_file.exists(), "no digest file for an image that was not pushed");
+    assert!(
+        stderr.contains(&destination[..destination.find('/').unwrap()]),
+        "{stderr}"
+    );
+    assert!(
+        !digest_file.exists(),
+        "no digest file for an image that was not pushed"
+    );
 }
 
 #[test]

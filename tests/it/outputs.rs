@@ -22,16 +22,28 @@ fn a_scratch_image_is_written_as_an_oci_layout_and_a_tarball_without_any_registr
         .success();
 
     let rootfs = unpack_layout(&layout, "v1", &project.out("scratch"));
-    assert_eq!(std::fs::read_to_string(rootfs.join("hello.txt")).unwrap(), "hi\n");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("hello.txt")).unwrap(),
+        "hi\n"
+    );
     let from_layout = inspect(&format!("oci:{}:v1", layout.display()));
     assert_eq!(from_layout["Digest"], json!(stdout.trim()));
 
     // skopeo finds the image by the tag kiln recorded in manifest.json.
-    let from_tar = inspect(&format!("docker-archive:{}:example.test/hello:v1", tarball.display()));
+    let from_tar = inspect(&format!(
+        "docker-archive:{}:example.test/hello:v1",
+        tarball.display()
+    ));
     assert_eq!(from_tar["Layers"].as_array().unwrap().len(), 1);
     assert_eq!(from_tar["Env"], from_layout["Env"]);
-    let rootfs = unpack(&format!("docker-archive:{}", tarball.display()), &project.out("tar"));
-    assert_eq!(std::fs::read_to_string(rootfs.join("hello.txt")).unwrap(), "hi\n");
+    let rootfs = unpack(
+        &format!("docker-archive:{}", tarball.display()),
+        &project.out("tar"),
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("hello.txt")).unwrap(),
+        "hi\n"
+    );
 }
 
 #[test]
@@ -43,7 +55,12 @@ fn no_push_writes_the_layout_and_leaves_the_destination_alone() {
     let layout = project.out("layout");
     let destination = registry.image("never:pushed");
     Kiln::build(project.path())
-        .args(["--no-push", "--insecure-pull", "--destination", &destination])
+        .args([
+            "--no-push",
+            "--insecure-pull",
+            "--destination",
+            &destination,
+        ])
         .arg_path("--oci-layout-path", &layout)
         .run()
         .success();

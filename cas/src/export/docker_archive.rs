@@ -37,22 +37,28 @@ pub fn write_docker_archive(
     let partial = path.with_extension("kiln-partial");
     let file = File::create(&partial).map_err(Error::io("creating", &partial))?;
     let mut tar = tar::Builder::new(BufWriter::new(file));
-    let write = |tar: &mut tar::Builder<BufWriter<File>>, digest: &oci_spec::image::Digest, name: &str| {
-        let source = store.blob_path(digest);
-        let mut blob = File::open(&source).map_err(|_| Error::Missing(digest.to_string().into()))?;
-        let size = blob
-            .metadata()
-            .map_err(Error::io("reading", &source))?
-            .len();
-        tar.append_data(&mut header(size), name, &mut blob)
-            .map_err(Error::io("writing", &partial))
-    };
+    let write =
+        |tar: &mut tar::Builder<BufWriter<File>>, digest: &oci_spec::image::Digest, name: &str| {
+            let source = store.blob_path(digest);
+            let mut blob =
+                File::open(&source).map_err(|_| Error::Missing(digest.to_string().into()))?;
+            let size = blob
+                .metadata()
+                .map_err(Error::io("reading", &source))?
+                .len();
+            tar.append_data(&mut header(size), name, &mut blob)
+                .map_err(Error::io("writing", &partial))
+        };
     write(&mut tar, &image.config, &config_name)?;
     for (digest, name) in image.layers.iter().zip(&layer_names) {
         write(&mut tar, digest, name)?;
     }
-    tar.append_data(&mut header(manifest.len() as u64), "manifest.json", manifest.as_slice())
-        .map_err(Error::io("writing", &partial))?;
+    tar.append_data(
+        &mut header(manifest.len() as u64),
+        "manifest.json",
+        manifest.as_slice(),
+    )
+    .map_err(Error::io("writing", &partial))?;
     let mut out = tar.into_inner().map_err(Error::io("writing", &partial))?;
     out.flush().map_err(Error::io("writing", &partial))?;
     drop(out);

@@ -23,10 +23,15 @@ pub fn write_oci_layout(
         .into_iter()
         .chain(image.layers.iter());
     for digest in digests {
-        link_or_copy(&store.blob_path(digest), &blobs.join(digest.digest()), digest)?;
+        link_or_copy(
+            &store.blob_path(digest),
+            &blobs.join(digest.digest()),
+            digest,
+        )?;
     }
     let layout = dir.join("oci-layout");
-    fs::write(&layout, r#"{"imageLayoutVersion":"1.0.0"}"#).map_err(Error::io("writing", &layout))?;
+    fs::write(&layout, r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .map_err(Error::io("writing", &layout))?;
 
     let mut descriptor = json!({
         "mediaType": image.manifest_media_type,

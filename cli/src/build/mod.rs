@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use crate::args::BuildOptions;
 use crate::image::config::{NewConfig, render};
-use crate::image::{manifest, Layer};
+use crate::image::{Layer, manifest};
 use crate::output;
 
 /// Runs `kiln build`.
@@ -31,7 +31,8 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let settings = Settings::new(options)?;
     let store = Store::open(&settings.cache_dir.join("store"))
         .with_context(|| format!("opening the store in {}", settings.cache_dir.display()))?;
-    let client = Client::new(settings.registry.clone()).context("setting up the registry client")?;
+    let client =
+        Client::new(settings.registry.clone()).context("setting up the registry client")?;
     let platform = Platform::host();
 
     let label = settings.dockerfile.display().to_string();
@@ -106,13 +107,17 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     for (key, value) in &settings.labels {
         state.labels.insert(key.clone(), value.clone());
     }
-    let image = store_image(&store, &built.layers, &NewConfig {
-        state: &state,
-        platform: &built.platform,
-        diff_ids: built.layers.iter().map(|l| l.diff_id.clone()).collect(),
-        history: built.history.clone(),
-        created: &created,
-    })?;
+    let image = store_image(
+        &store,
+        &built.layers,
+        &NewConfig {
+            state: &state,
+            platform: &built.platform,
+            diff_ids: built.layers.iter().map(|l| l.diff_id.clone()).collect(),
+            history: built.history.clone(),
+            created: &created,
+        },
+    )?;
     tracing::info!("Built image {}", image.manifest);
 
     // Root filesystems can be large and slow to delete: do it while the outputs are written.
@@ -123,14 +128,14 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
 }
 
 /// Writes the config and manifest into the store.
-fn store_image(store: &Store, layers: &[Layer], config: &NewConfig<'_>) -> anyhow::Result<StoredImage> {
+fn store_image(
+    store: &Store,
+    layers: &[Layer],
+    config: &NewConfig<'_>,
+) -> anyhow::Result<StoredImage> {
     let config_bytes = render(config)?;
     let config_blob = store.put(&config_bytes)?;
-    let manifest_bytes = manifest::render(
-        &config_blob.digest.to_string(),
-        config_blob.size,
-        layers,
-    )?;
+    let manifest_bytes = manifest::render(config_blob.digest.as_ref(), config_blob.size, layers)?;
     let manifest_blob = store.put(&manifest_bytes)?;
     Ok(StoredImage {
         manifest: manifest_blob.digest,

@@ -61,7 +61,9 @@ impl Settings {
             && (options.image_name_with_digest_file.is_some()
                 || options.image_name_tag_with_digest_file.is_some())
         {
-            bail!("--image-name-with-digest-file and --image-name-tag-with-digest-file need a --destination");
+            bail!(
+                "--image-name-with-digest-file and --image-name-tag-with-digest-file need a --destination"
+            );
         }
         let build_args = options
             .build_args
@@ -123,7 +125,10 @@ fn context_dir(context: &str) -> anyhow::Result<PathBuf> {
     };
     let dir = absolute(Path::new(path))?;
     if !dir.is_dir() {
-        bail!("--context {context:?}: {} is not a directory", dir.display());
+        bail!(
+            "--context {context:?}: {} is not a directory",
+            dir.display()
+        );
     }
     Ok(dir)
 }

@@ -72,9 +72,7 @@ impl Executor<'_> {
         for (position, &index) in order.iter().enumerate() {
             let stage = &self.plan.stages[index];
             let later = &order[position + 1..];
-            let image = self
-                .run_stage(stage, &mut built, later, &mut image_roots)
-                .with_context(|| stage_label(stage))?;
+            let image = self.run_stage(stage, &mut built, later, &mut image_roots)?;
             built.insert(index, image);
         }
         built
@@ -90,7 +88,57 @@ impl Executor<'_> {
         image_roots: &mut BTreeMap<String, PathBuf>,
     ) -> anyhow::Result<StageImage> {
         let rootfs = self.work.join(format!("stage-{}", stage.index));
-        let mut image = match &stage.base {
+        let mut image = self
+            .prepare(stage, &rootfs, built, later)
+            .with_context(|| {
+                format!(
+                    "{}:{}: preparing {}",
+                    self.file(),
+                    stage.line,
+                    stage_label(stage)
+                )
+            })?;
+        let root = RootFs::open(&rootfs)
+            .with_context(|| format!("opening the root filesystem {}", rootfs.display()))?;
+        let in_stage = if self.plan.stages.len() > 1 {
+            format!(" ({})", stage_label(stage))
+        } else {
+            String::new()
+        };
+        for step in &stage.steps {
+            tracing::info!("{}", step.text);
+            let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
+            let changes = self
+                .apply(&root, step, built, image_roots)
+                .with_context(at)?;
+            if !step.in_history {
+                continue;
+            }
+            let makes_layer = !matches!(step.kind, StepKind::Config) && !changes.is_empty();
+            if makes_layer {
+                let layer = self
+                    .snapshot(&root, &changes)
+                    .with_context(|| format!("snapshotting {}", at()))?;
+                image.layers.push(layer);
+            }
+            image
+                .history
+                .push(history_entry(&self.created, &step.created_by, !makes_layer));
+        }
+        image.state = stage.final_state().clone();
+        Ok(image)
+    }
+
+    /// Creates the stage's root filesystem from its base and returns the image it starts as.
+    fn prepare(
+        &self,
+        stage: &Stage,
+        rootfs: &Path,
+        built: &mut BTreeMap<usize, StageImage>,
+        later: &[usize],
+    ) -> anyhow::Result<StageImage> {
+        let rootfs = rootfs.to_path_buf();
+        let image = match &stage.base {
             BaseRef::Scratch => {
                 create_rootfs(&rootfs)?;
                 StageImage {
@@ -140,28 +188,6 @@ impl Executor<'_> {
                 }
             }
         };
-        let root = RootFs::open(&rootfs)
-            .with_context(|| format!("opening the root filesystem {}", rootfs.display()))?;
-        for step in &stage.steps {
-            tracing::info!("{}", step.text);
-            let changes = self
-                .apply(&root, step, built, image_roots)
-                .with_context(|| format!("{}:{}: {}", self.file(), step.line, step.text))?;
-            if !step.in_history {
-                continue;
-            }
-            let makes_layer = !matches!(step.kind, StepKind::Config) && !changes.is_empty();
-            if makes_layer {
-                let layer = self
-                    .snapshot(&root, &changes)
-                    .with_context(|| format!("{}:{}: snapshotting {}", self.file(), step.line, step.text))?;
-                image.layers.push(layer);
-            }
-            image
-                .history
-                .push(history_entry(&self.created, &step.created_by, !makes_layer));
-        }
-        image.state = stage.final_state().clone();
         Ok(image)
     }
 
@@ -278,7 +304,7 @@ impl Executor<'_> {
                 .with_context(|| format!("layer {} is missing from the store", layer.digest))?;
             let compression = Compression::from_media_type(&layer.media_type)?;
             let tar = decompress(compression, BufReader::with_capacity(1 << 20, file))?;
-            apply_layer(&root, tar, &layer.digest.to_string())?;
+            apply_layer(&root, tar, layer.digest.as_ref())?;
         }
         Ok(())
     }
@@ -318,7 +344,7 @@ fn from_options(chown: Option<(u32, u32)>, chmod: Option<u32>) -> CopyOptions<'s
 
 fn stage_label(stage: &Stage) -> String {
     match &stage.name {
-        Some(name) => format!("stage {name:?}"),
+        Some(name) => format!("stage {name}"),
         None => format!("stage {}", stage.dockerfile_index),
     }
 }

@@ -92,7 +92,10 @@ pub fn parse_base(bytes: &[u8]) -> anyhow::Result<BaseConfig> {
         shell: strings("Shell"),
         healthcheck,
         onbuild: strings("OnBuild").unwrap_or_default(),
-        author: root.get("author").and_then(Value::as_str).map(str::to_owned),
+        author: root
+            .get("author")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     };
     let mut platform = Map::new();
     for key in ["architecture", "os", "variant", "os.version", "os.features"] {

@@ -13,8 +13,12 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// are identical, only the label differs, so base layers can be reused as they are.
 pub fn oci_layer_media_type(media_type: &str) -> &str {
     match media_type {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip" => "application/vnd.oci.image.layer.v1.tar+gzip",
-        "application/vnd.docker.image.rootfs.diff.tar.zstd" => "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        }
+        "application/vnd.docker.image.rootfs.diff.tar.zstd" => {
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        }
         "application/vnd.docker.image.rootfs.diff.tar" => "application/vnd.oci.image.layer.v1.tar",
         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
             "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"

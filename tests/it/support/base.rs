@@ -29,17 +29,23 @@ struct LayerTar {
 
 impl LayerTar {
     fn new() -> LayerTar {
-        LayerTar { builder: tar::Builder::new(Vec::new()) }
+        LayerTar {
+            builder: tar::Builder::new(Vec::new()),
+        }
     }
 
     fn dir(&mut self, path: &str, mode: u32, uid: u64) {
         let mut header = header(tar::EntryType::Directory, mode, uid, 0);
-        self.builder.append_data(&mut header, path, std::io::empty()).unwrap();
+        self.builder
+            .append_data(&mut header, path, std::io::empty())
+            .unwrap();
     }
 
     fn file(&mut self, path: &str, mode: u32, contents: &[u8]) {
         let mut header = header(tar::EntryType::Regular, mode, 0, contents.len() as u64);
-        self.builder.append_data(&mut header, path, contents).unwrap();
+        self.builder
+            .append_data(&mut header, path, contents)
+            .unwrap();
     }
 
     fn symlink(&mut self, path: &str, target: &str) {
@@ -69,7 +75,10 @@ fn header(kind: tar::EntryType, mode: u32, uid: u64, size: u64) -> tar::Header {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("sha256:{hex}")
 }
 
@@ -111,7 +120,11 @@ fn put(layout: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
 /// Writes a single-layer image for `arch` into `layout`; returns the manifest descriptor.
 fn image(layout: &Path, arch: &str, variant: Option<&str>) -> serde_json::Value {
     let (layer, diff_id) = busybox_layer(arch);
-    let layer = put(layout, "application/vnd.oci.image.layer.v1.tar+gzip", &layer);
+    let layer = put(
+        layout,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        &layer,
+    );
     let mut config = json!({
         "created": "2024-01-01T00:00:00Z",
         "architecture": arch,
@@ -148,11 +161,19 @@ fn image(layout: &Path, arch: &str, variant: Option<&str>) -> serde_json::Value 
 }
 
 fn write_index(layout: &Path, tag: &str, descriptor: serde_json::Value) {
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     let mut descriptor = descriptor;
     descriptor["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
     let index = json!({ "schemaVersion": 2, "manifests": [descriptor] });
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
 }
 
 /// The Go name of the host architecture (what kiln resolves image indexes to).
@@ -180,7 +201,11 @@ fn image_for_host(layout: &Path) -> serde_json::Value {
 /// its architecture in `/etc/arch`.
 pub fn push_multi_platform(image: &str, scratch: &Path) {
     let layout = scratch.join("multi-layout");
-    let other = if host_arch() == "amd64" { ("arm64", Some("v8")) } else { ("amd64", None) };
+    let other = if host_arch() == "amd64" {
+        ("arm64", Some("v8"))
+    } else {
+        ("amd64", None)
+    };
     let first = self::image(&layout, other.0, other.1);
     let second = image_for_host(&layout);
     let index = json!({

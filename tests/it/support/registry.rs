@@ -69,7 +69,11 @@ impl Registry {
             if self.answers() {
                 return;
             }
-            assert!(Instant::now() < deadline, "docker-registry did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -18,7 +18,9 @@ pub fn require(program: &str, package: &str) -> PathBuf {
 
 /// Runs a command, failing the test with its output if it fails.
 pub fn run(command: &mut Command) -> Output {
-    let output = command.output().unwrap_or_else(|err| panic!("running {command:?}: {err}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("running {command:?}: {err}"));
     assert!(
         output.status.success(),
         "{command:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -76,7 +78,9 @@ pub fn unpack(source: &str, scratch: &Path) -> PathBuf {
     if source.starts_with("docker://") {
         copy.arg("--src-tls-verify=false");
     }
-    run(copy.arg(source).arg(format!("oci:{}:img", layout.display())));
+    run(copy
+        .arg(source)
+        .arg(format!("oci:{}:img", layout.display())));
     unpack_layout(&layout, "img", scratch)
 }
 
