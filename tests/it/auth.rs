@@ -17,12 +17,7 @@ fn credentials_from_docker_config_are_used_to_pull_and_push() {
 
     // Without credentials: refused, with the status, and without leaking anything.
     let stderr = Kiln::build(project.path())
-        .args([
-            "--destination",
-            &destination,
-            "--insecure",
-            "--insecure-pull",
-        ])
+        .push_to(&destination)
         .run()
         .failure();
     assert!(stderr.contains("401"), "{stderr}");

@@ -5,7 +5,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use serde_json::json;
 
-use crate::support::base::push_busybox;
 use crate::support::tools::{config_of, inspect, unpack};
 use crate::support::{Kiln, Project, Registry};
 
@@ -46,9 +45,7 @@ fn project() -> Project {
 
 #[test]
 fn every_instruction_is_built_pushed_and_configured_as_docker_would() {
-    let registry = Registry::start();
-    let base = registry.image("busybox:latest");
-    push_busybox(&base, registry.scratch());
+    let (registry, base) = Registry::with_busybox();
     let project = project();
     let destination = registry.image("app:1.0");
     let digest_file = project.out("digest");
@@ -189,9 +186,7 @@ fn every_instruction_is_built_pushed_and_configured_as_docker_would() {
 
 #[test]
 fn a_base_image_pinned_by_digest_is_used_exactly() {
-    let registry = Registry::start();
-    let base = registry.image("busybox:latest");
-    push_busybox(&base, registry.scratch());
+    let (registry, base) = Registry::with_busybox();
     let digest = inspect(&format!("docker://{base}"))["Digest"]
         .as_str()
         .unwrap()
@@ -202,12 +197,7 @@ fn a_base_image_pinned_by_digest_is_used_exactly() {
     ));
     let destination = registry.image("pinned:1");
     Kiln::build(project.path())
-        .args([
-            "--destination",
-            &destination,
-            "--insecure",
-            "--insecure-pull",
-        ])
+        .push_to(&destination)
         .run()
         .success();
     let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
@@ -215,4 +205,33 @@ fn a_base_image_pinned_by_digest_is_used_exactly() {
         std::fs::read_to_string(rootfs.join("pinned")).unwrap(),
         "pinned\n"
     );
+}
+
+#[test]
+fn run_deletions_replacements_and_hardlinks_reach_the_image() {
+    let (registry, base) = Registry::with_busybox();
+    let project = Project::new().dockerfile(&format!(
+        "FROM {base}\n\
+         RUN rm -rf /home/app && rm /etc/arch && mkdir /etc/arch && echo dir > /etc/arch/now \
+             && mkdir -p /x && echo a > /x/f && ln /x/f /x/g && chmod 4755 /x/f\n"
+    ));
+    let destination = registry.image("changes:1");
+    Kiln::build(project.path())
+        .push_to(&destination)
+        .run()
+        .success();
+    let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
+    assert!(
+        !rootfs.join("home/app").exists(),
+        "deleted directory must be whited out"
+    );
+    assert!(rootfs.join("home").is_dir());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/arch/now")).unwrap(),
+        "dir\n"
+    );
+    let f = std::fs::metadata(rootfs.join("x/f")).unwrap();
+    let g = std::fs::metadata(rootfs.join("x/g")).unwrap();
+    assert_eq!(f.ino(), g.ino(), "hardlinks must stay linked");
+    assert_eq!(f.permissions().mode() & 0o7777, 0o4755);
 }

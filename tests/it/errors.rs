@@ -1,29 +1,16 @@
 //! Bad input fails with a message that names what is wrong and where, and pushes nothing.
 
-use crate::support::base::push_busybox;
 use crate::support::registry::free_port;
 use crate::support::tools::exists;
 use crate::support::{Kiln, Project, Registry};
 
-fn registry_with_base() -> (Registry, String) {
-    let registry = Registry::start();
-    let base = registry.image("busybox:latest");
-    push_busybox(&base, registry.scratch());
-    (registry, base)
-}
-
 #[test]
 fn an_unknown_instruction_is_reported_with_file_line_and_column() {
-    let (registry, base) = registry_with_base();
+    let (registry, base) = Registry::with_busybox();
     let project = Project::new().dockerfile(&format!("FROM {base}\n\n  FROBNICATE the build\n"));
     let destination = registry.image("bad:1");
     let stderr = Kiln::build(project.path())
-        .args([
-            "--destination",
-            &destination,
-            "--insecure",
-            "--insecure-pull",
-        ])
+        .push_to(&destination)
         .run()
         .failure();
     assert!(stderr.contains("Dockerfile:3:3"), "{stderr}");
@@ -52,17 +39,12 @@ fn an_unreachable_registry_is_named_in_the_error() {
 
 #[test]
 fn a_missing_base_image_names_the_image_registry_and_status() {
-    let (registry, _) = registry_with_base();
+    let (registry, _) = Registry::with_busybox();
     let missing = registry.image("does-not-exist:1");
     let project = Project::new().dockerfile(&format!("FROM {missing}\n"));
     let destination = registry.image("out:1");
     let stderr = Kiln::build(project.path())
-        .args([
-            "--destination",
-            &destination,
-            "--insecure",
-            "--insecure-pull",
-        ])
+        .push_to(&destination)
         .run()
         .failure();
     assert!(stderr.contains(&missing), "{stderr}");
@@ -72,18 +54,13 @@ fn a_missing_base_image_names_the_image_registry_and_status() {
 
 #[test]
 fn a_failing_run_fails_the_build_names_the_line_and_pushes_nothing() {
-    let (registry, base) = registry_with_base();
+    let (registry, base) = Registry::with_busybox();
     let project = Project::new().dockerfile(&format!(
         "FROM {base}\nRUN echo fine\nRUN echo failing && exit 3\nRUN echo never\n"
     ));
     let destination = registry.image("broken:1");
     let stderr = Kiln::build(project.path())
-        .args([
-            "--destination",
-            &destination,
-            "--insecure",
-            "--insecure-pull",
-        ])
+        .push_to(&destination)
         .run()
         .failure();
     assert!(stderr.contains("Dockerfile:3"), "{stderr}");

@@ -14,3 +14,4 @@ mod build;
 mod errors;
 mod outputs;
 mod platform;
+mod pull;

@@ -3,7 +3,6 @@
 
 use serde_json::json;
 
-use crate::support::base::push_busybox;
 use crate::support::tools::{inspect, run, skopeo, unpack, unpack_layout};
 use crate::support::{Kiln, Project, Registry};
 
@@ -48,9 +47,7 @@ fn a_scratch_image_is_written_as_an_oci_layout_and_a_tarball_without_any_registr
 
 #[test]
 fn no_push_writes_the_layout_and_leaves_the_destination_alone() {
-    let registry = Registry::start();
-    let base = registry.image("busybox:latest");
-    push_busybox(&base, registry.scratch());
+    let (registry, base) = Registry::with_busybox();
     let project = Project::new().dockerfile(&format!("FROM {base}\nRUN touch /made\n"));
     let layout = project.out("layout");
     let destination = registry.image("never:pushed");

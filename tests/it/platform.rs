@@ -12,12 +12,7 @@ fn an_image_index_resolves_to_the_host_platform() {
     let project = Project::new().dockerfile(&format!("FROM {base}\nRUN cp /etc/arch /seen\n"));
     let destination = registry.image("resolved:1");
     Kiln::build(project.path())
-        .args([
-            "--destination",
-            &destination,
-            "--insecure",
-            "--insecure-pull",
-        ])
+        .push_to(&destination)
         .run()
         .success();
     let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());

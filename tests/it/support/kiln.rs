@@ -41,6 +41,16 @@ impl Kiln {
         self
     }
 
+    /// Pushes to `destination` on a test registry (plain HTTP for pulls and pushes).
+    pub fn push_to(self, destination: &str) -> Kiln {
+        self.args([
+            "--destination",
+            destination,
+            "--insecure",
+            "--insecure-pull",
+        ])
+    }
+
     /// Adds a flag whose value is a path.
     pub fn arg_path(mut self, flag: &str, path: &Path) -> Kiln {
         self.command.arg(flag).arg(path);

@@ -22,6 +22,14 @@ impl Registry {
         Registry::start_with(None)
     }
 
+    /// Starts an anonymous registry holding the busybox base image; returns it with the base's name.
+    pub fn with_busybox() -> (Registry, String) {
+        let registry = Registry::start();
+        let base = registry.image("busybox:latest");
+        super::base::push_busybox(&base, registry.scratch());
+        (registry, base)
+    }
+
     /// Starts a registry that requires Basic credentials `user:password`.
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
         Registry::start_with(Some((user, password)))

@@ -71,6 +71,12 @@ pub fn exists(image: &str) -> bool {
 /// Unpacks an image with umoci and returns the bundle's rootfs. `source` is a skopeo transport
 /// reference; it is first copied into an OCI layout, which umoci reads.
 pub fn unpack(source: &str, scratch: &Path) -> PathBuf {
+    unpack_with(source, scratch, &[])
+}
+
+/// [`unpack`], passing extra flags to `skopeo copy` (Debian's umoci reads only gzip layers, so
+/// zstd images are recompressed on the way: `--dest-compress-format gzip`).
+pub fn unpack_with(source: &str, scratch: &Path, copy_flags: &[&str]) -> PathBuf {
     std::fs::create_dir_all(scratch).unwrap();
     let layout = scratch.join("unpack-layout");
     let mut copy = skopeo();
@@ -79,6 +85,7 @@ pub fn unpack(source: &str, scratch: &Path) -> PathBuf {
         copy.arg("--src-tls-verify=false");
     }
     run(copy
+        .args(copy_flags)
         .arg(source)
         .arg(format!("oci:{}:img", layout.display())));
     unpack_layout(&layout, "img", scratch)
