@@ -6,6 +6,7 @@
 //! compressed layer tar while hashing it. It knows nothing about registries or Dockerfile
 //! syntax: callers hand it resolved paths, users and commands.
 
+pub mod archive;
 pub mod changes;
 pub mod compression;
 pub mod context;

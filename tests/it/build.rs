@@ -235,3 +235,40 @@ fn run_deletions_replacements_and_hardlinks_reach_the_image() {
     assert_eq!(f.ino(), g.ino(), "hardlinks must stay linked");
     assert_eq!(f.permissions().mode() & 0o7777, 0o4755);
 }
+
+#[test]
+fn add_extracts_a_local_tar_gz_with_its_owners_and_copies_other_files() {
+    let (registry, base) = Registry::with_busybox();
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(6);
+    header.set_mode(0o750);
+    header.set_uid(1000);
+    header.set_gid(50);
+    archive
+        .append_data(&mut header, "tool/bin/run", &b"#!run\n"[..])
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &archive.into_inner().unwrap()).unwrap();
+    let project = Project::new()
+        .dockerfile(&format!(
+            "FROM {base}\nADD tool.tar.gz /opt/\nADD notes.txt /opt/notes.txt\n"
+        ))
+        .file("notes.txt", "plain");
+    std::fs::write(project.path().join("tool.tar.gz"), gz.finish().unwrap()).unwrap();
+    let destination = registry.image("added:1");
+    Kiln::build(project.path())
+        .push_to(&destination)
+        .run()
+        .success();
+    let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
+    let run = std::fs::metadata(rootfs.join("opt/tool/bin/run")).unwrap();
+    assert_eq!((run.uid(), run.gid()), (1000, 50));
+    assert_eq!(run.permissions().mode() & 0o7777, 0o750);
+    assert!(!rootfs.join("opt/tool.tar.gz").exists());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("opt/notes.txt")).unwrap(),
+        "plain"
+    );
+}

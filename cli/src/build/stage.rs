@@ -5,17 +5,19 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read as _};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use kiln_cas::Store;
+use kiln_exec::archive::{Kind, detect, extract};
 use kiln_exec::compression::{Compression, decompress};
 use kiln_exec::context::BuildContext;
 use kiln_exec::copy::{CopyOptions, copy};
 use kiln_exec::layer::{LayerOptions, write_layer};
 use kiln_exec::run::{RunSpec, run};
 use kiln_exec::snapshot::Snapshot;
+use kiln_exec::sources::expand;
 use kiln_exec::unpack::apply_layer;
 use kiln_exec::users::{resolve_chown, resolve_user};
 use kiln_exec::workdir::ensure_workdir;
@@ -250,22 +252,23 @@ impl Executor<'_> {
             .as_deref()
             .map(|spec| resolve_chown(root, spec))
             .transpose()?;
+        if step.add && step.from == CopyFrom::Context {
+            let kinds = self.archive_kinds(step)?;
+            if kinds.iter().any(|(_, kind)| *kind != Kind::File) {
+                return self.add_archives(root, step, kinds);
+            }
+        }
         let source_root;
         let (source, options) = match &step.from {
-            CopyFrom::Context => {
-                if step.add {
-                    refuse_archives(self.context.root(), &step.sources)?;
-                }
-                (
-                    self.context.root(),
-                    CopyOptions {
-                        chown,
-                        chmod: step.chmod,
-                        ignore: Some(self.context.ignore()),
-                        preserve_owner: false,
-                    },
-                )
-            }
+            CopyFrom::Context => (
+                self.context.root(),
+                CopyOptions {
+                    chown,
+                    chmod: step.chmod,
+                    ignore: Some(self.context.ignore()),
+                    preserve_owner: false,
+                },
+            ),
             CopyFrom::Stage(index) => {
                 let stage = built
                     .get(index)
@@ -293,6 +296,68 @@ impl Executor<'_> {
             }
         };
         Ok(copy(source, &step.sources, root, &step.dest, &options)?)
+    }
+
+    /// Each context source of `step` with what kind of file it is.
+    fn archive_kinds(&self, step: &CopyStep) -> anyhow::Result<Vec<(PathBuf, Kind)>> {
+        let context = self.context.root();
+        let sources = expand(context, &step.sources, Some(self.context.ignore()))?;
+        sources
+            .into_iter()
+            .map(|source| {
+                let regular = source.stat.st_mode & 0o170000 == 0o100000;
+                let kind = if regular {
+                    let mut file = context
+                        .open_file(&source.path)
+                        .with_context(|| format!("opening {}", source.path.display()))?;
+                    detect(&mut file)
+                        .with_context(|| format!("reading {}", source.path.display()))?
+                } else {
+                    Kind::File
+                };
+                Ok((source.path, kind))
+            })
+            .collect()
+    }
+
+    /// `ADD archive.tar.gz /dest/`: extracts each archive into the destination. A mix of
+    /// archives and plain files in one instruction is refused rather than half-honoured.
+    fn add_archives(
+        &self,
+        root: &RootFs,
+        step: &CopyStep,
+        kinds: Vec<(PathBuf, Kind)>,
+    ) -> anyhow::Result<Changes> {
+        if kinds.iter().any(|(_, kind)| *kind == Kind::File) {
+            bail!(
+                "ADD mixes local archives with other sources, which kiln does not support yet: split it into one ADD per archive and a COPY for the rest"
+            );
+        }
+        if step.chown.is_some() || step.chmod.is_some() {
+            bail!(
+                "ADD --chown/--chmod with a local archive is not supported yet: the archive's own owners and modes would be kept"
+            );
+        }
+        let mut changes = Changes::new();
+        for (path, kind) in kinds {
+            let compression = match kind {
+                Kind::Tar(compression) => compression,
+                Kind::Unsupported(what) => bail!(
+                    "ADD {}: {what}-compressed archives are not supported yet (gzip, zstd and plain tar are); recompress it or extract it with RUN",
+                    path.display()
+                ),
+                Kind::File => continue,
+            };
+            tracing::info!("Extracting {} into {}", path.display(), step.dest);
+            changes.merge(extract(
+                self.context.root(),
+                &path,
+                compression,
+                root,
+                &step.dest,
+            )?);
+        }
+        Ok(changes)
     }
 
     /// Applies layers from the store, in order, onto an empty root filesystem.
@@ -354,28 +419,4 @@ fn create_rootfs(path: &Path) -> anyhow::Result<()> {
     std::fs::create_dir(path).with_context(|| format!("creating {}", path.display()))?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .with_context(|| format!("setting the mode of {}", path.display()))
-}
-
-/// `ADD` of a local archive means "extract it" in Docker; until kiln does that, refuse rather
-/// than silently copying the archive file.
-fn refuse_archives(context: &RootFs, sources: &[String]) -> anyhow::Result<()> {
-    for source in sources {
-        let Ok(mut file) = context.open_file(Path::new(source)) else {
-            continue;
-        };
-        let mut head = [0u8; 262];
-        let read = file.read(&mut head).unwrap_or(0);
-        let head = &head[..read];
-        let archive = head.starts_with(&[0x1f, 0x8b])
-            || head.starts_with(b"BZh")
-            || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-            || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-            || head.get(257..262) == Some(b"ustar");
-        if archive {
-            bail!(
-                "ADD {source}: extracting local archives is not supported yet; use COPY to add the file as is, or RUN tar to extract it"
-            );
-        }
-    }
-    Ok(())
 }
