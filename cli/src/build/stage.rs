@@ -107,11 +107,13 @@ impl Executor<'_> {
         } else {
             String::new()
         };
+        // The scan after a RUN is the scan before the next one, unless another step changed files.
+        let mut scan = None;
         for step in &stage.steps {
             tracing::info!("{}", step.text);
             let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
             let changes = self
-                .apply(&root, step, built, image_roots)
+                .apply(&root, step, built, image_roots, &mut scan)
                 .with_context(at)?;
             if !step.in_history {
                 continue;
@@ -214,15 +216,19 @@ impl Executor<'_> {
         step: &Step,
         built: &BTreeMap<usize, StageImage>,
         image_roots: &mut BTreeMap<String, PathBuf>,
+        scan: &mut Option<Snapshot>,
     ) -> anyhow::Result<Changes> {
-        match &step.kind {
-            StepKind::Config => Ok(Changes::new()),
+        let changes = match &step.kind {
+            StepKind::Config => Changes::new(),
             StepKind::Workdir { path, user } => {
                 let ids = resolve_user(root, user.as_deref().unwrap_or(""))?;
-                Ok(ensure_workdir(root, path, (ids.uid, ids.gid))?)
+                ensure_workdir(root, path, (ids.uid, ids.gid))?
             }
             StepKind::Run(run_step) => {
-                let before = Snapshot::scan(root.path(), &[])?;
+                let before = match scan.take() {
+                    Some(before) => before,
+                    None => Snapshot::scan(root.path(), &[])?,
+                };
                 let user = run_step.user.clone().unwrap_or_default();
                 let ids = resolve_user(root, &user)?;
                 ensure_workdir(root, &run_step.workdir, (ids.uid, ids.gid))?;
@@ -234,10 +240,16 @@ impl Executor<'_> {
                 };
                 run(root, &spec)?;
                 let after = Snapshot::scan(root.path(), &[])?;
-                Ok(before.diff(&after))
+                let changes = before.diff(&after);
+                *scan = Some(after);
+                return Ok(changes);
             }
-            StepKind::Copy(copy_step) => self.copy(root, copy_step, built, image_roots),
+            StepKind::Copy(copy_step) => self.copy(root, copy_step, built, image_roots)?,
+        };
+        if !changes.is_empty() {
+            *scan = None;
         }
+        Ok(changes)
     }
 
     fn copy(
