@@ -3,7 +3,9 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber.
+/// Installs the global subscriber. Other crates' logs are off by default: kiln reports their
+/// failures itself, with context (rustls would otherwise log a certificate error kiln then
+/// explains).
 pub fn init(verbosity: &str) -> anyhow::Result<()> {
     let level = match verbosity {
         "panic" | "fatal" | "error" => "error",
@@ -18,7 +20,7 @@ pub fn init(verbosity: &str) -> anyhow::Result<()> {
     let filter = match std::env::var("KILN_LOG") {
         Ok(filter) => EnvFilter::try_new(filter)?,
         Err(_) => EnvFilter::try_new(format!(
-            "warn,kiln_cli={level},kiln_exec={level},kiln_registry={level},kiln_cas={level},kiln_graph={level}"
+            "off,kiln_cli={level},kiln_exec={level},kiln_registry={level},kiln_cas={level},kiln_graph={level}"
         ))?,
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -8,7 +8,7 @@ use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Response, StatusCode};
 
 use crate::auth::{self, Authenticator, ChallengeContext, challenge};
-use crate::error::{AuthHint, Error, Operation, root_cause};
+use crate::error::{AuthHint, Error, Operation, is_certificate_error, root_cause};
 use crate::response::status_error;
 use crate::transport::{RequestSpec, SendError, Transport};
 
@@ -163,6 +163,13 @@ impl Client {
             .send(call.registry, call.access, spec, authorization)
             .await
             .map_err(|e| match e {
+                SendError::Http(source) if is_certificate_error(&source) => {
+                    Error::UntrustedCertificate {
+                        registry: call.registry.to_owned(),
+                        detail: root_cause(&source),
+                        source,
+                    }
+                }
                 SendError::Http(source) if source.is_connect() => Error::Unreachable {
                     registry: call.registry.to_owned(),
                     detail: root_cause(&source),

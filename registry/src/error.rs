@@ -144,6 +144,21 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// The registry speaks TLS with a certificate kiln does not trust.
+    #[error(
+        "TLS certificate of registry {registry} is not trusted ({detail}): pass --skip-tls-verify-pull \
+         (pulls) or --skip-tls-verify (pushes) to accept it, or --insecure-pull/--insecure if the \
+         registry speaks plain HTTP"
+    )]
+    UntrustedCertificate {
+        /// Registry host.
+        registry: String,
+        /// What the TLS stack said, e.g. `invalid peer certificate: UnknownIssuer`.
+        detail: String,
+        /// Underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
     /// The connection failed after it was established (reset, timeout, bad body).
     #[error("{operation} {target}: {detail}")]
     Transport {
@@ -292,9 +307,9 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Http { status, .. } => Some(status.as_u16()),
-            Error::Transport { source, .. } | Error::Unreachable { source, .. } => {
-                source.status().map(|s| s.as_u16())
-            }
+            Error::Transport { source, .. }
+            | Error::Unreachable { source, .. }
+            | Error::UntrustedCertificate { source, .. } => source.status().map(|s| s.as_u16()),
             _ => None,
         }
     }
@@ -330,6 +345,31 @@ impl fmt::Display for AuthHint {
     }
 }
 
+/// Whether a request failed because the server's TLS certificate was rejected: the server does
+/// speak TLS, so falling back to plain HTTP would only hide the real problem.
+pub(crate) fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(error) = current {
+        // `io::Error::source` skips the error it wraps (and hyper wraps rustls's error in two
+        // of them), so unwrap those by hand.
+        let mut wrapped = Some(error);
+        while let Some(inner) = wrapped {
+            if matches!(
+                inner.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+            ) {
+                return true;
+            }
+            wrapped = inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .map(|e| e as &(dyn std::error::Error + 'static));
+        }
+        current = error.source();
+    }
+    false
+}
+
 /// The innermost cause of an error chain, worded plainly (`connection refused`), because
 /// reqwest's own message (`error sending request for url ...`) hides it.
 pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
@@ -359,6 +399,16 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_errors_are_recognised_inside_nested_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        let outer = std::io::Error::other(inner);
+        assert!(is_certificate_error(&outer));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!is_certificate_error(&std::io::Error::other(refused)));
+    }
 
     #[test]
     fn http_error_names_operation_target_status_and_registry_error() {

@@ -20,7 +20,7 @@ use reqwest::{Method, Response, Url};
 use tokio::io::AsyncReadExt;
 
 use crate::client::{Access, ClientOptions};
-use crate::error::Error;
+use crate::error::{Error, is_certificate_error};
 use crate::reference::DOCKER_HUB;
 
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
@@ -221,7 +221,7 @@ impl Transport {
                     .await;
                 let fallback = plan == SchemePlan::HttpsThenHttp
                     && first == "https"
-                    && matches!(&result, Err(SendError::Http(e)) if e.is_connect());
+                    && matches!(&result, Err(SendError::Http(e)) if e.is_connect() && !is_certificate_error(e));
                 if !fallback {
                     if result.is_ok() && plan == SchemePlan::HttpsThenHttp {
                         self.learn(registry, first);

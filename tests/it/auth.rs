@@ -55,3 +55,38 @@ fn credentials_from_docker_config_are_used_to_pull_and_push() {
         ])
         .arg(format!("docker://{destination}")));
 }
+
+#[test]
+fn a_self_signed_registry_is_refused_unless_tls_verification_is_skipped() {
+    let registry = Registry::start_with_tls();
+    let base = registry.image("busybox:latest");
+    let layout = busybox_layout(registry.scratch());
+    copy_to_registry(&layout, "latest", &base, false, None);
+    let project = Project::new().dockerfile(&format!("FROM {base}\nRUN touch /over-tls\n"));
+    let destination = registry.image("tls/app:1");
+
+    let stderr = Kiln::build(project.path())
+        .args(["--destination", &destination])
+        .run()
+        .failure();
+    assert!(stderr.contains(registry.addr()), "{stderr}");
+    assert!(stderr.contains("TLS certificate of registry"), "{stderr}");
+    assert!(stderr.contains("--skip-tls-verify-pull"), "{stderr}");
+    assert!(
+        !stderr.contains("HTTP request to an HTTPS server"),
+        "{stderr}"
+    );
+
+    Kiln::build(project.path())
+        .args([
+            "--destination",
+            &destination,
+            "--skip-tls-verify",
+            "--skip-tls-verify-pull",
+        ])
+        .run()
+        .success();
+    run(skopeo()
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{destination}")));
+}

@@ -19,7 +19,7 @@ pub struct Registry {
 impl Registry {
     /// Starts an anonymous registry.
     pub fn start() -> Registry {
-        Registry::start_with(None)
+        Registry::start_with(None, false)
     }
 
     /// Starts an anonymous registry holding the busybox base image; returns it with the base's name.
@@ -32,10 +32,15 @@ impl Registry {
 
     /// Starts a registry that requires Basic credentials `user:password`.
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
-        Registry::start_with(Some((user, password)))
+        Registry::start_with(Some((user, password)), false)
     }
 
-    fn start_with(auth: Option<(&str, &str)>) -> Registry {
+    /// Starts an anonymous registry serving HTTPS with a self-signed certificate for 127.0.0.1.
+    pub fn start_with_tls() -> Registry {
+        Registry::start_with(None, true)
+    }
+
+    fn start_with(auth: Option<(&str, &str)>, tls: bool) -> Registry {
         let binary = require("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
@@ -43,6 +48,17 @@ impl Registry {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
             dir.path().join("storage").display()
         );
+        if tls {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+            let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+            std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert_path.display(),
+                key_path.display()
+            ));
+        }
         if let Some((user, password)) = auth {
             let htpasswd = dir.path().join("htpasswd");
             let hash = bcrypt::hash(password, 4).unwrap();
