@@ -8,8 +8,10 @@ mod bases;
 mod keys;
 mod settings;
 
+pub mod stage;
+mod work;
+
 pub use settings::Settings;
-mod stage;
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,7 @@ use crate::args::BuildOptions;
 use crate::image::config::{NewConfig, render};
 use crate::image::{Layer, manifest};
 use crate::output;
+use work::WorkDir;
 
 /// Runs `kiln build`.
 pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
@@ -72,13 +75,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         }
     }
 
-    let work_root = settings.cache_dir.join("work");
-    std::fs::create_dir_all(&work_root)
-        .with_context(|| format!("creating {}", work_root.display()))?;
-    let work = tempfile::Builder::new()
-        .prefix("build-")
-        .tempdir_in(&work_root)
-        .with_context(|| format!("creating a work directory in {}", work_root.display()))?;
+    let work = WorkDir::create(&settings.cache_dir)?;
 
     let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let built = {
@@ -120,11 +117,9 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     )?;
     tracing::info!("Built image {}", image.manifest);
 
-    // Root filesystems can be large and slow to delete: do it while the outputs are written.
-    let cleanup = tokio::task::spawn_blocking(move || drop(work));
-    let result = output::write_all(&settings, &client, &store, &image).await;
-    cleanup.await.context("removing the work directory")?;
-    result
+    // Root filesystems are slow to delete: hand them to the background sweeper now.
+    drop(work);
+    output::write_all(&settings, &client, &store, &image).await
 }
 
 /// Writes the config and manifest into the store.
