@@ -7,8 +7,7 @@
 mod bases;
 mod keys;
 mod settings;
-
-pub mod stage;
+mod stage;
 mod work;
 
 pub use settings::Settings;
