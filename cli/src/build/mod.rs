@@ -62,17 +62,6 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .map(|(name, image)| (name.clone(), image.config.state.clone()))
         .collect();
     let mut plan = planner.plan(&states)?;
-    plan.assign_keys(&keys::Inputs {
-        images: &images,
-        context: &context,
-    })?;
-    for stage in &plan.stages {
-        for step in &stage.steps {
-            if let Some(key) = &step.key {
-                tracing::debug!("key {key} for {}:{} {}", label, step.line, step.text);
-            }
-        }
-    }
 
     let work = WorkDir::create(&settings.cache_dir)?;
 
@@ -82,7 +71,13 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         let work_dir = work.path().to_path_buf();
         let created = created.clone();
         let scratch_platform = scratch_platform(&platform);
+        // Hashing the context for node keys reads files, like the build itself: both block.
         tokio::task::spawn_blocking(move || {
+            plan.assign_keys(&keys::Inputs {
+                images: &images,
+                context: &context,
+            })?;
+            log_keys(&plan, &label);
             stage::Executor {
                 plan: &plan,
                 store: &store,
@@ -99,7 +94,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .context("the build thread failed")??
     };
 
-    let mut state = built.state.clone();
+    let mut state = built.state;
     for (key, value) in &settings.labels {
         state.labels.insert(key.clone(), value.clone());
     }
@@ -110,7 +105,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
             state: &state,
             platform: &built.platform,
             diff_ids: built.layers.iter().map(|l| l.diff_id.clone()).collect(),
-            history: built.history.clone(),
+            history: built.history,
             created: &created,
         },
     )?;
@@ -119,6 +114,17 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     // Root filesystems are slow to delete: hand them to the background sweeper now.
     drop(work);
     output::write_all(&settings, &client, &store, &image).await
+}
+
+/// Logs every step's node key, for `--verbosity debug`.
+fn log_keys(plan: &kiln_graph::Plan, dockerfile: &str) {
+    for stage in &plan.stages {
+        for step in &stage.steps {
+            if let Some(key) = &step.key {
+                tracing::debug!("key {key} for {dockerfile}:{} {}", step.line, step.text);
+            }
+        }
+    }
 }
 
 /// Writes the config and manifest into the store.
