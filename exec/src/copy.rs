@@ -10,24 +10,37 @@
 //! existing destination that is a symlink is *replaced*, never written through, so an image cannot
 //! redirect a `COPY` onto the host or elsewhere in itself. Contents are streamed with
 //! `copy_file_range` (via `std::io::copy`).
+//!
+//! Creating files is what a `COPY` of a large context spends its time on (filesystem latency, not
+//! CPU), so the walk stays sequential and does the cheap, order-sensitive work (directories,
+//! symlinks, devices, deciding every destination, hardlink groups, the [`Changes`]) while regular
+//! files are queued and written by a pool of threads; hardlinks and directory metadata follow the
+//! files they depend on (see the `batch` module). The result is the one a sequential copy would give.
+
+mod attributes;
+mod batch;
+mod file_job;
+mod pool;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use thiserror::Error;
 
 use crate::changes::Changes;
 use crate::dockerignore::Dockerignore;
 use crate::fsroot::{RootFs, clean};
 use crate::sources::{self, Entry, Source, Visit};
-
-/// The only extended attribute kept: file capabilities (`setcap`) must survive `COPY --from`.
-const CAPABILITY_XATTR: &str = "security.capability";
+use attributes::Attributes;
+use batch::{Batch, DirMetadata, Link};
+#[cfg(test)]
+use file_job::CAPABILITY_XATTR;
+use file_job::FileJob;
 
 /// Why a `COPY` (or `WORKDIR`, or a context digest) failed.
 #[derive(Debug, Error)]
@@ -134,6 +147,7 @@ pub fn copy(
         options,
         changes: Changes::new(),
         links: HashMap::new(),
+        batch: Batch::default(),
     };
     for source in &selected {
         let base = if FileType::from_raw_mode(source.stat.st_mode) == FileType::Directory {
@@ -145,6 +159,7 @@ pub fn copy(
         };
         writer.copy_source(src, source, &base)?;
     }
+    writer.batch.flush(dest_root)?;
     Ok(writer.changes)
 }
 
@@ -156,11 +171,46 @@ fn is_dir(root: &RootFs, rel: &Path) -> bool {
 
 /// A destination directory being filled.
 struct DestDir {
-    fd: OwnedFd,
+    /// Shared with the queued writes into it, which may outlive the walk's visit.
+    fd: Arc<OwnedFd>,
     /// Root-relative real path.
     real: PathBuf,
     /// Created by this copy: gets the source directory's metadata once its contents are written.
     created: bool,
+    /// The source directory whose files land here, duplicated from the walker (which closes its
+    /// own when it leaves) on the first file queued.
+    source: Option<Arc<OwnedFd>>,
+}
+
+impl DestDir {
+    fn new(fd: OwnedFd, real: PathBuf, created: bool, batch: &mut Batch) -> Self {
+        batch.hold_dir();
+        DestDir {
+            fd: Arc::new(fd),
+            real,
+            created,
+            source: None,
+        }
+    }
+
+    /// The source directory `entry` is in, as a descriptor queued writes can keep.
+    fn source_dir(
+        &mut self,
+        entry: &Entry<'_>,
+        batch: &mut Batch,
+    ) -> Result<Arc<OwnedFd>, CopyError> {
+        if let Some(source) = &self.source {
+            return Ok(Arc::clone(source));
+        }
+        let fd = entry
+            .parent
+            .try_clone_to_owned()
+            .map_err(|err| CopyError::in_source("duplicate directory of", entry.root_path, err))?;
+        batch.hold_dir();
+        let fd = Arc::new(fd);
+        self.source = Some(Arc::clone(&fd));
+        Ok(fd)
+    }
 }
 
 /// State of one `COPY`.
@@ -170,12 +220,14 @@ struct Writer<'r, 'o> {
     changes: Changes,
     /// Source `(dev, inode)` of multiply-linked files to the first destination written for them.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Writes queued by the walk.
+    batch: Batch,
 }
 
 impl Writer<'_, '_> {
     /// Copies one selected source to `base` (the destination of the source itself).
     fn copy_source(&mut self, src: &RootFs, source: &Source, base: &Path) -> Result<(), CopyError> {
-        let top = self.open_parent(base)?;
+        let mut top = self.open_parent(base)?;
         let ignore = self.options.ignore;
         let mut stack: Vec<DestDir> = Vec::new();
         sources::walk(src, source, ignore, &mut |visit| match visit {
@@ -183,8 +235,8 @@ impl Writer<'_, '_> {
                 let dir = if entry.rel.as_os_str().is_empty() {
                     self.enter_top(top.as_ref(), base)?
                 } else {
-                    let parent = parent_of(&stack, top.as_ref())?;
-                    self.enter(parent.fd.as_fd(), &parent.real, entry.name)?
+                    let parent = parent_of(&mut stack, top.as_mut())?;
+                    self.enter(parent, entry.name)?
                 };
                 stack.push(dir);
                 Ok(())
@@ -196,18 +248,28 @@ impl Writer<'_, '_> {
                 if !dir.created {
                     return Ok(());
                 }
-                let parent = parent_of(&stack, top.as_ref())?;
-                let name = dir.real.file_name().unwrap_or(entry.name);
-                self.set_metadata(parent.fd.as_fd(), name, &dir.real, entry.stat, false)
+                let parent = parent_of(&mut stack, top.as_mut())?;
+                let name = dir.real.file_name().unwrap_or(entry.name).to_os_string();
+                let metadata = DirMetadata {
+                    parent: Arc::clone(&parent.fd),
+                    name,
+                    attributes: Attributes::new(
+                        entry.stat,
+                        self.owner(entry.stat),
+                        Some(entry.stat.st_mode),
+                    ),
+                    dest: dir.real,
+                };
+                self.batch.push_dir(metadata, self.root)
             }
             Visit::Leaf(entry) => {
                 if entry.rel.as_os_str().is_empty() {
-                    let parent = top.as_ref().ok_or_else(|| root_is_not_a_file(base))?;
+                    let parent = top.as_mut().ok_or_else(|| root_is_not_a_file(base))?;
                     let name = base.file_name().ok_or_else(|| root_is_not_a_file(base))?;
-                    self.leaf(parent.fd.as_fd(), &parent.real, name, &entry)
+                    self.leaf(parent, name, &entry)
                 } else {
-                    let parent = parent_of(&stack, top.as_ref())?;
-                    self.leaf(parent.fd.as_fd(), &parent.real, entry.name, &entry)
+                    let parent = parent_of(&mut stack, top.as_mut())?;
+                    self.leaf(parent, entry.name, &entry)
                 }
             }
         })
@@ -230,11 +292,10 @@ impl Writer<'_, '_> {
             .root
             .real_path(&fd)
             .map_err(|err| CopyError::in_dest("resolve", parent, err))?;
-        Ok(Some(DestDir {
-            fd,
-            real,
-            created: false,
-        }))
+        // Queued directory metadata for it must land before new files clobber its mtime, as
+        // it would have in a sequential copy.
+        self.batch.touch(&real, self.root)?;
+        Ok(Some(DestDir::new(fd, real, false, &mut self.batch)))
     }
 
     /// The destination of a directory source: an existing directory (symlinks followed inside the
@@ -248,14 +309,11 @@ impl Writer<'_, '_> {
                 .root
                 .real_path(&fd)
                 .map_err(|err| CopyError::in_dest("resolve", base, err))?;
-            return Ok(DestDir {
-                fd,
-                real,
-                created: false,
-            });
+            self.batch.touch(&real, self.root)?;
+            return Ok(DestDir::new(fd, real, false, &mut self.batch));
         }
         match (parent, base.file_name()) {
-            (Some(parent), Some(name)) => self.enter(parent.fd.as_fd(), &parent.real, name),
+            (Some(parent), Some(name)) => self.enter(parent, name),
             _ => Err(CopyError::in_dest(
                 "open directory",
                 base,
@@ -266,14 +324,11 @@ impl Writer<'_, '_> {
 
     /// A directory inside the copied tree: kept if it exists as a directory (never followed if it
     /// is a symlink: that is replaced), created otherwise.
-    fn enter(
-        &mut self,
-        parent: BorrowedFd<'_>,
-        parent_real: &Path,
-        name: &OsStr,
-    ) -> Result<DestDir, CopyError> {
-        let real = parent_real.join(name);
-        let existing = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+    fn enter(&mut self, parent: &DestDir, name: &OsStr) -> Result<DestDir, CopyError> {
+        let real = parent.real.join(name);
+        self.batch.touch(&real, self.root)?;
+        let dir = parent.fd.as_fd();
+        let existing = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => Some(FileType::from_raw_mode(stat.st_mode)),
             Err(rustix::io::Errno::NOENT) => None,
             Err(err) => return Err(CopyError::in_dest("stat", &real, err.into())),
@@ -282,159 +337,96 @@ impl Writer<'_, '_> {
             Some(FileType::Directory) => false,
             other => {
                 if other.is_some() {
-                    rustix::fs::unlinkat(parent, name, AtFlags::empty())
+                    rustix::fs::unlinkat(dir, name, AtFlags::empty())
                         .map_err(|err| CopyError::in_dest("remove", &real, err.into()))?;
                 }
-                rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))
+                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
                     .map_err(|err| CopyError::in_dest("create directory", &real, err.into()))?;
                 self.changes.add_changed(&real);
                 true
             }
         };
         let fd = rustix::fs::openat(
-            parent,
+            dir,
             name,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|err| CopyError::in_dest("open directory", &real, err.into()))?;
-        Ok(DestDir { fd, real, created })
+        Ok(DestDir::new(fd, real, created, &mut self.batch))
     }
 
-    /// Copies a non-directory to `parent/name`, replacing whatever non-directory is there.
+    /// Copies a non-directory to `parent/name`, replacing whatever non-directory is there:
+    /// regular files and hardlinks are queued, the rest is created at once.
     fn leaf(
         &mut self,
-        parent: BorrowedFd<'_>,
-        parent_real: &Path,
+        parent: &mut DestDir,
         name: &OsStr,
         entry: &Entry<'_>,
     ) -> Result<(), CopyError> {
-        let real = parent_real.join(name);
-        match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
-                return Err(CopyError::ReplaceDirectory { path: real });
-            }
-            Ok(_) => rustix::fs::unlinkat(parent, name, AtFlags::empty())
-                .map_err(|err| CopyError::in_dest("remove", &real, err.into()))?,
-            Err(rustix::io::Errno::NOENT) => {}
-            Err(err) => return Err(CopyError::in_dest("stat", &real, err.into())),
-        }
+        let real = parent.real.join(name);
+        self.batch.touch(&real, self.root)?;
         let stat = entry.stat;
         let file_type = FileType::from_raw_mode(stat.st_mode);
         let key = (stat.st_dev, stat.st_ino);
         if let Some(first) = self.links.get(&key).filter(|_| stat.st_nlink > 1) {
-            let (first_parent, first_name) = self
-                .root
-                .parent(first)
-                .map_err(|err| CopyError::in_dest("open parent of", first, err))?;
-            rustix::fs::linkat(&first_parent, &first_name, parent, name, AtFlags::empty())
-                .map_err(|err| CopyError::in_dest("hardlink", &real, err.into()))?;
-            self.changes.add_changed(&real);
+            let link = Link {
+                target: first.clone(),
+                dest_dir: Arc::clone(&parent.fd),
+                dest_name: name.to_os_string(),
+                dest: real.clone(),
+            };
+            self.batch.push_link(link, self.root)?;
+            self.changes.add_changed(real);
             return Ok(());
         }
+        let dir = parent.fd.as_fd();
         match file_type {
-            FileType::RegularFile => self.write_file(parent, name, &real, entry)?,
+            FileType::RegularFile => {
+                let job = FileJob {
+                    source_dir: parent.source_dir(entry, &mut self.batch)?,
+                    source_name: entry.name.to_os_string(),
+                    source_path: entry.root_path.to_path_buf(),
+                    dest_dir: Arc::clone(&parent.fd),
+                    dest_name: name.to_os_string(),
+                    dest: real.clone(),
+                    attributes: Attributes::new(
+                        stat,
+                        self.owner(stat),
+                        Some(self.options.chmod.unwrap_or(stat.st_mode)),
+                    ),
+                    capabilities: self.options.preserve_owner,
+                };
+                self.batch.push_file(job, self.root)?;
+            }
             FileType::Symlink => {
+                replace_non_directory(dir, name, &real)?;
                 let target = rustix::fs::readlinkat(entry.parent, entry.name, Vec::new()).map_err(
                     |err| CopyError::in_source("read link", entry.root_path, err.into()),
                 )?;
-                rustix::fs::symlinkat(target.as_c_str(), parent, name)
+                rustix::fs::symlinkat(target.as_c_str(), dir, name)
                     .map_err(|err| CopyError::in_dest("create symlink", &real, err.into()))?;
-                self.set_metadata(parent, name, &real, stat, true)?;
+                Attributes::new(stat, self.owner(stat), None).apply_at(dir, name, &real)?;
             }
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
+                replace_non_directory(dir, name, &real)?;
                 rustix::fs::mknodat(
-                    parent,
+                    dir,
                     name,
                     file_type,
                     Mode::from_raw_mode(0o600),
                     stat.st_rdev,
                 )
                 .map_err(|err| CopyError::in_dest("create node", &real, err.into()))?;
-                self.set_metadata(parent, name, &real, stat, false)?;
+                Attributes::new(stat, self.owner(stat), Some(stat.st_mode))
+                    .apply_at(dir, name, &real)?;
             }
-            _ => return Ok(()),
+            _ => return replace_non_directory(dir, name, &real),
         }
         if stat.st_nlink > 1 {
             self.links.insert(key, real.clone());
         }
         self.changes.add_changed(real);
-        Ok(())
-    }
-
-    /// Streams a regular file and gives it its owner, mode, capabilities and times.
-    fn write_file(
-        &mut self,
-        parent: BorrowedFd<'_>,
-        name: &OsStr,
-        real: &Path,
-        entry: &Entry<'_>,
-    ) -> Result<(), CopyError> {
-        let source_err = |op, err: io::Error| CopyError::in_source(op, entry.root_path, err);
-        let dest_err = |op, err: io::Error| CopyError::in_dest(op, real, err);
-        let input = rustix::fs::openat(
-            entry.parent,
-            entry.name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|err| source_err("open", err.into()))?;
-        let output = rustix::fs::openat(
-            parent,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|err| dest_err("create", err.into()))?;
-        let mut input = File::from(input);
-        let mut output = File::from(output);
-        io::copy(&mut input, &mut output).map_err(|err| dest_err("write", err))?;
-        let (uid, gid) = self.owner(entry.stat);
-        rustix::fs::fchown(&output, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .map_err(|err| dest_err("chown", err.into()))?;
-        let mode = self.options.chmod.unwrap_or(entry.stat.st_mode & 0o7777);
-        rustix::fs::fchmod(&output, Mode::from_raw_mode(mode & 0o7777))
-            .map_err(|err| dest_err("chmod", err.into()))?;
-        if self.options.preserve_owner {
-            copy_capabilities(&input, &output).map_err(|err| dest_err("set capabilities", err))?;
-        }
-        rustix::fs::futimens(&output, &timestamps(entry.stat))
-            .map_err(|err| dest_err("set times", err.into()))?;
-        Ok(())
-    }
-
-    /// Owner, mode (unless a symlink) and times of a freshly created entry, via its parent.
-    fn set_metadata(
-        &self,
-        parent: BorrowedFd<'_>,
-        name: &OsStr,
-        real: &Path,
-        stat: &Stat,
-        symlink: bool,
-    ) -> Result<(), CopyError> {
-        let dest_err = |op, err: rustix::io::Errno| CopyError::in_dest(op, real, err.into());
-        let (uid, gid) = self.owner(stat);
-        rustix::fs::chownat(
-            parent,
-            name,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|err| dest_err("chown", err))?;
-        if !symlink {
-            // The entry was created by this copy a moment ago and is not a symlink, so the
-            // path-following `fchmodat` acts on it.
-            rustix::fs::chmodat(
-                parent,
-                name,
-                Mode::from_raw_mode(stat.st_mode & 0o7777),
-                AtFlags::empty(),
-            )
-            .map_err(|err| dest_err("chmod", err))?;
-        }
-        rustix::fs::utimensat(parent, name, &timestamps(stat), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|err| dest_err("set times", err))?;
         Ok(())
     }
 
@@ -447,9 +439,28 @@ impl Writer<'_, '_> {
     }
 }
 
+/// Makes room for a non-directory at `dir/name`: removes any non-directory there (a symlink is
+/// removed, never followed), refuses to replace a directory.
+fn replace_non_directory(dir: BorrowedFd<'_>, name: &OsStr, real: &Path) -> Result<(), CopyError> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
+            Err(CopyError::ReplaceDirectory {
+                path: real.to_path_buf(),
+            })
+        }
+        Ok(_) => rustix::fs::unlinkat(dir, name, AtFlags::empty())
+            .map_err(|err| CopyError::in_dest("remove", real, err.into())),
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(err) => Err(CopyError::in_dest("stat", real, err.into())),
+    }
+}
+
 /// The directory that receives the next entry: the innermost open one, else the top's parent.
-fn parent_of<'s>(stack: &'s [DestDir], top: Option<&'s DestDir>) -> Result<&'s DestDir, CopyError> {
-    stack.last().or(top).ok_or_else(|| {
+fn parent_of<'s>(
+    stack: &'s mut [DestDir],
+    top: Option<&'s mut DestDir>,
+) -> Result<&'s mut DestDir, CopyError> {
+    stack.last_mut().or(top).ok_or_else(|| {
         CopyError::in_dest(
             "open directory",
             Path::new(""),
@@ -464,36 +475,6 @@ fn root_is_not_a_file(base: &Path) -> CopyError {
         base,
         io::Error::from(io::ErrorKind::IsADirectory),
     )
-}
-
-/// Access and modification times of `stat`, for `futimens`/`utimensat`.
-fn timestamps(stat: &Stat) -> Timestamps {
-    Timestamps {
-        last_access: Timespec {
-            tv_sec: stat.st_atime as _,
-            tv_nsec: stat.st_atime_nsec as _,
-        },
-        last_modification: Timespec {
-            tv_sec: stat.st_mtime as _,
-            tv_nsec: stat.st_mtime_nsec as _,
-        },
-    }
-}
-
-/// Copies `security.capability` if the source has it (after `fchown`, which clears it).
-fn copy_capabilities(input: &File, output: &File) -> io::Result<()> {
-    let mut value = [0u8; 64];
-    match rustix::fs::fgetxattr(input, CAPABILITY_XATTR, &mut value[..]) {
-        Ok(len) => rustix::fs::fsetxattr(
-            output,
-            CAPABILITY_XATTR,
-            &value[..len],
-            rustix::fs::XattrFlags::empty(),
-        )
-        .map_err(Into::into),
-        Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) => Ok(()),
-        Err(err) => Err(err.into()),
-    }
 }
 
 #[cfg(test)]

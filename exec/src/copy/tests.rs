@@ -365,3 +365,145 @@ fn a_file_cannot_replace_a_directory() {
         .unwrap_err();
     assert!(matches!(err, CopyError::ReplaceDirectory { .. }), "{err}");
 }
+
+#[test]
+fn a_later_source_with_the_same_name_wins() {
+    let fx = Fixture::new();
+    fx.file("a/x", "first", 0o644);
+    fx.file("b/x", "second", 0o600);
+    let changes = fx.copy(&["a/x", "b/x"], "/out/", &CopyOptions::default());
+    assert_eq!(changed(&changes), ["out", "out/x"]);
+    assert_eq!(fs::read_to_string(fx.root("out/x")).unwrap(), "second");
+    assert_eq!(
+        fs::metadata(fx.root("out/x")).unwrap().mode() & 0o7777,
+        0o600
+    );
+}
+
+#[test]
+fn a_directory_replaces_a_file_written_by_an_earlier_source() {
+    let fx = Fixture::new();
+    fx.file("f/x", "file", 0o644);
+    fx.file("d/x/inner", "inner", 0o644);
+    let changes = fx.copy(&["f/x", "d"], "/out/", &CopyOptions::default());
+    assert_eq!(changed(&changes), ["out", "out/x", "out/x/inner"]);
+    assert_eq!(fs::read_to_string(fx.root("out/x/inner")).unwrap(), "inner");
+}
+
+#[test]
+fn a_symlink_replaces_a_file_written_by_an_earlier_source() {
+    let fx = Fixture::new();
+    fx.file("d1/x", "file", 0o644);
+    fs::create_dir(fx.ctx("d2")).unwrap();
+    symlink("elsewhere", fx.ctx("d2/x")).unwrap();
+    fx.copy(&["d1", "d2"], "/out/", &CopyOptions::default());
+    assert_eq!(
+        fs::read_link(fx.root("out/x")).unwrap(),
+        Path::new("elsewhere")
+    );
+}
+
+#[test]
+fn created_directories_keep_the_source_mtime_once_filled() {
+    let fx = Fixture::new();
+    for i in 0..50 {
+        fx.file(&format!("d/sub/f{i}"), "content", 0o644);
+    }
+    let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    for dir in ["d", "d/sub"] {
+        fs::File::open(fx.ctx(dir))
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
+    fx.copy(&["d"], "/out/d/", &CopyOptions::default());
+    for dir in ["out/d", "out/d/sub"] {
+        let meta = fs::metadata(fx.root(dir)).unwrap();
+        assert_eq!(meta.modified().unwrap(), mtime, "{dir}");
+    }
+}
+
+#[test]
+fn hardlinks_across_many_directories_stay_hardlinks() {
+    let fx = Fixture::new();
+    let dirs = 600;
+    fx.file("d/first/f", "shared", 0o644);
+    for i in 0..dirs {
+        fs::create_dir(fx.ctx(&format!("d/n{i:03}"))).unwrap();
+        fs::hard_link(fx.ctx("d/first/f"), fx.ctx(&format!("d/n{i:03}/f"))).unwrap();
+        fx.file(&format!("d/n{i:03}/own"), &format!("own {i}"), 0o644);
+    }
+    let changes = fx.copy(&["d"], "/out/", &CopyOptions::default());
+    assert_eq!(changes.changed().count(), 1 + 2 + dirs * 3);
+    let first = fs::metadata(fx.root("out/first/f")).unwrap();
+    assert_eq!(first.nlink(), 1 + dirs as u64);
+    for i in [0, dirs / 2, dirs - 1] {
+        let link = fs::metadata(fx.root(&format!("out/n{i:03}/f"))).unwrap();
+        assert_eq!(link.ino(), first.ino(), "n{i:03}/f");
+        let own = fs::read_to_string(fx.root(&format!("out/n{i:03}/own"))).unwrap();
+        assert_eq!(own, format!("own {i}"));
+    }
+}
+
+#[test]
+fn the_first_failing_file_in_walk_order_is_reported() {
+    let fx = Fixture::new();
+    for name in ["a", "b", "c", "d"] {
+        fx.file(&format!("src/{name}"), name, 0o644);
+    }
+    fs::create_dir_all(fx.root("out/b")).unwrap();
+    fs::create_dir_all(fx.root("out/d")).unwrap();
+    let err = fx
+        .try_copy(&["src"], "/out", &CopyOptions::default())
+        .unwrap_err();
+    match err {
+        CopyError::ReplaceDirectory { path } => assert_eq!(path, Path::new("out/b")),
+        other => panic!("unexpected error: {other}"),
+    }
+}
+
+/// Fills `root` with `dirs` directories of `per_dir` files of 64 B to 10 KiB (sizes vary
+/// deterministically so that the tree is the same on every run).
+fn populate_context(root: &Path, dirs: usize, per_dir: usize) -> u64 {
+    let mut bytes = 0;
+    let chunk = vec![b'k'; 10 * 1024];
+    for d in 0..dirs {
+        let dir = root.join(format!("d{d:03}"));
+        fs::create_dir(&dir).unwrap();
+        for f in 0..per_dir {
+            let i = d * per_dir + f;
+            let len = 64 + (i * 7919) % (10 * 1024 - 64);
+            fs::write(dir.join(format!("f{f:03}")), &chunk[..len]).unwrap();
+            bytes += len as u64;
+        }
+    }
+    bytes
+}
+
+fn time_copy(dirs: usize, per_dir: usize) {
+    let fx = Fixture::new();
+    let bytes = populate_context(&fx.ctx(""), dirs, per_dir);
+    // Time the copy, not the writeback of the context just generated.
+    rustix::fs::sync();
+    let start = std::time::Instant::now();
+    let changes = fx.copy(&["."], "/data/", &CopyOptions::default());
+    let elapsed = start.elapsed();
+    assert_eq!(changes.changed().count(), 1 + dirs + dirs * per_dir);
+    println!(
+        "copy of {} files ({bytes} bytes) in {dirs} dirs: {elapsed:?} ({} writers)",
+        dirs * per_dir,
+        pool::WRITERS
+    );
+}
+
+#[test]
+fn copy_reports_its_time_for_a_small_tree() {
+    time_copy(10, 20);
+}
+
+/// Run with `cargo test -p kiln-exec --release -- --ignored --nocapture copy_of`.
+#[test]
+#[ignore = "benchmark: creates 20k files"]
+fn copy_of_20k_files() {
+    time_copy(200, 100);
+}
