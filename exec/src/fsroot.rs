@@ -211,6 +211,22 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     .map_err(Into::into)
 }
 
+/// Access and modification times of `stat`, as `utimensat`/`futimens` take them: what
+/// restoring a file's or directory's times needs.
+pub fn timestamps(stat: &rustix::fs::Stat) -> rustix::fs::Timestamps {
+    use rustix::fs::Timespec;
+    rustix::fs::Timestamps {
+        last_access: Timespec {
+            tv_sec: stat.st_atime as _,
+            tv_nsec: stat.st_atime_nsec as _,
+        },
+        last_modification: Timespec {
+            tv_sec: stat.st_mtime as _,
+            tv_nsec: stat.st_mtime_nsec as _,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

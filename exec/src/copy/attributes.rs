@@ -8,7 +8,9 @@ use std::fs::File;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 
-use rustix::fs::{AtFlags, Gid, Mode, Stat, Timespec, Timestamps, Uid};
+use rustix::fs::{AtFlags, Gid, Mode, Stat, Timestamps, Uid};
+
+use crate::fsroot::timestamps;
 
 use super::CopyError;
 
@@ -79,19 +81,5 @@ impl Attributes {
     pub(super) fn apply_times(&self, file: &File, real: &Path) -> Result<(), CopyError> {
         rustix::fs::futimens(file, &self.times)
             .map_err(|err| CopyError::in_dest("set times", real, err.into()))
-    }
-}
-
-/// Access and modification times of `stat`, for `futimens`/`utimensat`.
-fn timestamps(stat: &Stat) -> Timestamps {
-    Timestamps {
-        last_access: Timespec {
-            tv_sec: stat.st_atime as _,
-            tv_nsec: stat.st_atime_nsec as _,
-        },
-        last_modification: Timespec {
-            tv_sec: stat.st_mtime as _,
-            tv_nsec: stat.st_mtime_nsec as _,
-        },
     }
 }

@@ -10,9 +10,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 
-use crate::fsroot::{RootFs, clean};
+use crate::fsroot::{RootFs, clean, timestamps};
 
 /// What a mount point must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,16 +79,7 @@ impl<'r> Stubs<'r> {
         let parent_real = self.root.real_path(&parent)?;
         if !self.times.iter().any(|(path, _)| *path == parent_real) {
             let stat = rustix::fs::fstat(&parent)?;
-            let times = Timestamps {
-                last_access: Timespec {
-                    tv_sec: stat.st_atime as _,
-                    tv_nsec: stat.st_atime_nsec as _,
-                },
-                last_modification: Timespec {
-                    tv_sec: stat.st_mtime as _,
-                    tv_nsec: stat.st_mtime_nsec as _,
-                },
-            };
+            let times = timestamps(&stat);
             self.times.push((parent_real.clone(), times));
         }
         match kind {
