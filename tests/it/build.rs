@@ -272,3 +272,36 @@ fn add_extracts_a_local_tar_gz_with_its_owners_and_copies_other_files() {
         "plain"
     );
 }
+
+#[test]
+fn copy_from_an_image_and_a_stage_index_keeps_contents_and_owners() {
+    let (registry, base) = Registry::with_busybox();
+    let project = Project::new().dockerfile(&format!(
+        "FROM {base}\n\
+         RUN mkdir -p /made && echo zero > /made/by-stage-0 && chown 1000:50 /made/by-stage-0\n\
+         FROM scratch\n\
+         COPY --from={base} /etc/passwd /from-image/passwd\n\
+         COPY --from=0 /made/ /from-stage/\n"
+    ));
+    let destination = registry.image("copied-from:1");
+    Kiln::build(project.path())
+        .push_to(&destination)
+        .run()
+        .success();
+    let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
+    assert!(
+        std::fs::read_to_string(rootfs.join("from-image/passwd"))
+            .unwrap()
+            .contains("app:x:1000")
+    );
+    let made = std::fs::metadata(rootfs.join("from-stage/by-stage-0")).unwrap();
+    assert_eq!(
+        (made.uid(), made.gid()),
+        (1000, 50),
+        "COPY --from keeps owners"
+    );
+    assert!(
+        !rootfs.join("bin").exists(),
+        "only the copied files reach a scratch image"
+    );
+}
