@@ -4,7 +4,13 @@
 //! disks, so seconds for a 20k-file tree), and nothing waits for the result. A finished build's
 //! directory is therefore renamed into `trash/` (instant) and deleted by a background thread;
 //! whatever a build leaves there when it exits is swept by the next one, in the background too.
+//!
+//! A build killed outright (SIGKILL, OOM) never gets to do that. Each work directory therefore
+//! has a lock file next to it, locked (`flock`) before the directory exists and for as long as
+//! its build runs: a later build that can take the lock knows the owner is gone and moves the
+//! directory to the trash. The kernel drops the lock with the process, whatever kills it.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -14,6 +20,9 @@ use anyhow::Context as _;
 pub struct WorkDir {
     dir: PathBuf,
     trash: PathBuf,
+    lock: PathBuf,
+    /// Held (locked) for the life of the build.
+    _lock_file: File,
 }
 
 impl WorkDir {
@@ -23,13 +32,26 @@ impl WorkDir {
         let root = cache_dir.join("work");
         let trash = root.join("trash");
         std::fs::create_dir_all(&trash).with_context(|| format!("creating {}", trash.display()))?;
-        let dir = tempfile::Builder::new()
+        reclaim_abandoned(&root, &trash);
+        let (lock_file, lock) = tempfile::Builder::new()
             .prefix("build-")
-            .tempdir_in(&root)
+            .suffix(".lock")
+            .tempfile_in(&root)
             .with_context(|| format!("creating a work directory in {}", root.display()))?
-            .keep();
+            .keep()
+            .with_context(|| format!("creating a work directory in {}", root.display()))?;
+        lock_file
+            .lock()
+            .with_context(|| format!("locking {}", lock.display()))?;
+        let dir = lock.with_extension("");
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         sweep_in_background(trash.clone());
-        Ok(WorkDir { dir, trash })
+        Ok(WorkDir {
+            dir,
+            trash,
+            lock,
+            _lock_file: lock_file,
+        })
     }
 
     /// The directory.
@@ -49,6 +71,32 @@ impl Drop for WorkDir {
             // Renaming within one directory tree only fails if something else removed it.
             Err(err) => tracing::debug!("cannot move {} to the trash: {err}", self.dir.display()),
         }
+        let _ = std::fs::remove_file(&self.lock);
+    }
+}
+
+/// Moves the work directories of builds that died without cleaning up into the trash: those
+/// whose lock file nobody holds any more.
+fn reclaim_abandoned(root: &Path, trash: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let lock = entry.path();
+        if lock.extension().is_none_or(|ext| ext != "lock") {
+            continue;
+        }
+        let Ok(file) = File::open(&lock) else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue; // its build is still running
+        }
+        let dir = lock.with_extension("");
+        if let Some(name) = dir.file_name() {
+            let _ = std::fs::rename(&dir, trash.join(name));
+        }
+        let _ = std::fs::remove_file(&lock);
     }
 }
 
@@ -79,6 +127,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_work_directory_whose_build_died_is_reclaimed_and_a_live_one_is_not() {
+        let cache = tempfile::tempdir().unwrap();
+        let live = WorkDir::create(cache.path()).unwrap();
+        // A build killed with SIGKILL: its directory and unlocked lock file stay behind.
+        let work = cache.path().join("work");
+        std::fs::create_dir(work.join("build-dead")).unwrap();
+        std::fs::write(work.join("build-dead.lock"), "").unwrap();
+
+        let next = WorkDir::create(cache.path()).unwrap();
+        assert!(!work.join("build-dead").exists());
+        assert!(!work.join("build-dead.lock").exists());
+        assert!(
+            live.path().is_dir(),
+            "a running build's directory must be left alone"
+        );
+        assert!(next.path().is_dir());
+    }
+
+    #[test]
     fn a_finished_work_directory_leaves_the_work_area_at_once() {
         let cache = tempfile::tempdir().unwrap();
         let work = WorkDir::create(cache.path()).unwrap();
@@ -90,6 +157,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(leftovers, vec![std::ffi::OsString::from("trash")]);
+        assert_eq!(
+            leftovers,
+            vec![std::ffi::OsString::from("trash")],
+            "no directory or lock file left"
+        );
     }
 }
