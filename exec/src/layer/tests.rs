@@ -1,3 +1,5 @@
+//! Tests of the layer writer: entry order, metadata, determinism, round trips.
+
 use super::*;
 use crate::compression::decompress;
 use crate::snapshot::Snapshot;

@@ -1,3 +1,5 @@
+//! Tests of the snapshotter: what counts as a change, deletions, exclusions.
+
 use super::*;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};

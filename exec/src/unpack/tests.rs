@@ -1,3 +1,5 @@
+//! Tests of layer extraction, hostile archives first.
+
 use super::*;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};

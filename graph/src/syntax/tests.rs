@@ -1,3 +1,5 @@
+//! Tests of the Dockerfile parser: every instruction, directives, continuations, errors.
+
 use super::*;
 use crate::state::Healthcheck;
 
