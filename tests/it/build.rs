@@ -61,7 +61,12 @@ fn every_instruction_is_built_pushed_and_configured_as_docker_would() {
         .args(["--destination", &registry.image("app:latest")])
         .arg_path("--digest-file", &digest_file)
         .arg_path("--image-name-with-digest-file", &names_file)
-        .args(["--insecure", "--insecure-pull"])
+        .args([
+            "--insecure",
+            "--insecure-pull",
+            "--label",
+            "built-with=kiln",
+        ])
         .run()
         .success();
 
@@ -86,7 +91,7 @@ fn every_instruction_is_built_pushed_and_configured_as_docker_would() {
     assert_eq!(runtime["User"], json!("app"));
     assert_eq!(
         runtime["Labels"],
-        json!({"org.example.title": "kiln test", "version": "1"})
+        json!({"org.example.title": "kiln test", "version": "1", "built-with": "kiln"})
     );
     assert_eq!(
         runtime["ExposedPorts"],
@@ -303,5 +308,26 @@ fn copy_from_an_image_and_a_stage_index_keeps_contents_and_owners() {
     assert!(
         !rootfs.join("bin").exists(),
         "only the copied files reach a scratch image"
+    );
+}
+
+#[test]
+fn target_builds_only_the_named_stage() {
+    let (registry, base) = Registry::with_busybox();
+    let project = Project::new().dockerfile(&format!(
+        "FROM {base} AS tools\nRUN echo tools > /tools\nCMD [\"tools\"]\n\
+         FROM {base}\nRUN exit 1\n"
+    ));
+    let destination = registry.image("target:1");
+    Kiln::build(project.path())
+        .push_to(&destination)
+        .args(["--target", "tools"])
+        .run()
+        .success();
+    assert_eq!(config_of(&destination)["config"]["Cmd"], json!(["tools"]));
+    let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("tools")).unwrap(),
+        "tools\n"
     );
 }
