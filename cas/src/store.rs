@@ -7,6 +7,10 @@ use oci_spec::image::Digest;
 
 use crate::{BlobWriter, Error, Result};
 
+/// Ingest files untouched for this long belong to a writer that died (SIGKILL, OOM): a live
+/// writer touches its file with every chunk.
+const ABANDONED_INGEST: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 /// The `oci-layout` marker every OCI image layout carries.
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
@@ -32,6 +36,7 @@ impl Store {
         fs::create_dir_all(&blobs).map_err(Error::io("creating store", &blobs))?;
         let ingest = dir.join("ingest");
         fs::create_dir_all(&ingest).map_err(Error::io("creating store", &ingest))?;
+        remove_abandoned(&ingest, ABANDONED_INGEST);
         let layout = dir.join("oci-layout");
         if !layout.exists() {
             fs::write(&layout, OCI_LAYOUT).map_err(Error::io("writing", &layout))?;
@@ -99,6 +104,25 @@ impl Store {
     }
 }
 
+/// Deletes partial blobs whose writer is long gone. Best effort: the store is correct without it
+/// (an ingest file is never read), this only returns the space.
+fn remove_abandoned(ingest: &Path, older_than: std::time::Duration) {
+    let Ok(entries) = fs::read_dir(ingest) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > older_than);
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Parses `sha256:<hex>` into a digest, refusing anything else.
 pub(crate) fn parse_digest(text: &str) -> Result<Digest> {
     let digest: Digest = text.parse().map_err(|_| Error::BadDigest(text.into()))?;
@@ -162,6 +186,26 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn partial_blobs_of_dead_writers_are_removed_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path()).unwrap();
+        let old = dir.path().join("ingest/.tmpOLD");
+        let fresh = dir.path().join("ingest/.tmpNEW");
+        fs::write(&old, b"partial").unwrap();
+        fs::write(&fresh, b"partial").unwrap();
+        let two_days_ago = std::time::SystemTime::now() - 2 * ABANDONED_INGEST;
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        Store::open(dir.path()).unwrap();
+        assert!(!old.exists());
+        assert!(fresh.exists());
     }
 
     #[test]
