@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// kiln: build container images from a Dockerfile without a Docker daemon.
 #[derive(Debug, Parser)]
@@ -32,6 +32,8 @@ pub enum Command {
     /// Build an image from a Dockerfile and push it (Kaniko's executor).
     #[command(alias = "executor")]
     Build(Box<BuildOptions>),
+    /// Print the build graph (stages, steps, dependencies) without pulling or building.
+    Plan(PlanArgs),
     /// Print kiln's version.
     Version,
 }
@@ -134,6 +136,42 @@ pub struct BuildOptions {
     pub skip_tls_verify_registries: Vec<String>,
 }
 
+/// Flags of `kiln plan`: the subset of `kiln build`'s that shape the graph, so a plan shows
+/// exactly what the same `kiln build` would run.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Path to the Dockerfile: as given if it exists, else relative to the context.
+    #[arg(short = 'f', long, default_value = "Dockerfile")]
+    pub dockerfile: PathBuf,
+
+    /// The build context: a local directory, optionally written `dir://<path>`.
+    #[arg(short = 'c', long, default_value = "/workspace/")]
+    pub context: String,
+
+    /// Build argument `KEY=VALUE`, or `KEY` to take the value from kiln's environment. Repeatable.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+
+    /// Plan the stage with this name (or index) instead of the last one.
+    #[arg(long)]
+    pub target: Option<String>,
+
+    /// How to print the plan.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+}
+
+/// Output formats of `kiln plan`: one for people, one for programs, one for Graphviz.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// A readable tree of stages and steps.
+    Text,
+    /// A stable JSON document (see `cli/src/plan/json.rs`).
+    Json,
+    /// A Graphviz digraph, one cluster per stage.
+    Dot,
+}
+
 /// Makes `/kaniko/executor --destination=...` (a binary named `executor`, no subcommand) mean
 /// `kiln build --destination=...`, as Kaniko's image is invoked.
 pub fn normalised_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
@@ -145,7 +183,17 @@ pub fn normalised_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
     let has_subcommand = args.get(1).is_some_and(|first| {
         matches!(
             first.to_str(),
-            Some("build" | "executor" | "version" | "help" | "--help" | "-h" | "--version" | "-V")
+            Some(
+                "build"
+                    | "executor"
+                    | "plan"
+                    | "version"
+                    | "help"
+                    | "--help"
+                    | "-h"
+                    | "--version"
+                    | "-V"
+            )
         )
     });
     if invoked_as_executor && !has_subcommand {
@@ -158,11 +206,46 @@ pub fn normalised_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
 mod tests {
     use super::*;
 
+    #[test]
+    fn plan_defaults_to_text_and_build_defaults() {
+        let cli = Cli::try_parse_from(["kiln", "plan"]).unwrap();
+        let Command::Plan(args) = cli.command else {
+            panic!("expected plan");
+        };
+        assert_eq!(args.format, PlanFormat::Text);
+        assert_eq!(args.dockerfile, PathBuf::from("Dockerfile"));
+        assert_eq!(args.context, "/workspace/");
+    }
+
+    #[test]
+    fn plan_accepts_format_target_and_build_args() {
+        let cli = Cli::try_parse_from([
+            "kiln",
+            "plan",
+            "--format",
+            "dot",
+            "--target",
+            "build",
+            "--build-arg",
+            "A=1",
+            "--build-arg",
+            "B",
+        ])
+        .unwrap();
+        let Command::Plan(args) = cli.command else {
+            panic!("expected plan");
+        };
+        assert_eq!(args.format, PlanFormat::Dot);
+        assert_eq!(args.target.as_deref(), Some("build"));
+        assert_eq!(args.build_args, vec!["A=1", "B"]);
+        assert!(Cli::try_parse_from(["kiln", "plan", "--format", "yaml"]).is_err());
+    }
+
     fn parse(args: &[&str]) -> BuildOptions {
         let cli = Cli::try_parse_from(normalised_args(args.iter().map(OsString::from))).unwrap();
         match cli.command {
             Command::Build(options) => *options,
-            Command::Version => panic!("expected build"),
+            other => panic!("expected build, got {other:?}"),
         }
     }
 

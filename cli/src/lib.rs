@@ -9,6 +9,7 @@ mod build;
 mod image;
 mod logging;
 mod output;
+mod plan;
 
 use std::process::ExitCode;
 
@@ -70,6 +71,7 @@ fn render_error(err: &anyhow::Error, verbose: bool) -> String {
 async fn run(cli: args::Cli) -> anyhow::Result<()> {
     match cli.command {
         args::Command::Build(options) => build::run(*options).await,
+        args::Command::Plan(options) => plan::run(&options),
         args::Command::Version => {
             println!("kiln {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -13,5 +13,6 @@ mod auth;
 mod build;
 mod errors;
 mod outputs;
+mod plan;
 mod platform;
 mod pull;

@@ -6,7 +6,7 @@
 
 mod bases;
 mod keys;
-mod settings;
+pub(crate) mod settings;
 mod stage;
 mod work;
 

@@ -115,7 +115,7 @@ impl Settings {
 
 /// `--context`: a local directory, optionally as `dir://path`. Other Kaniko schemes (tar://,
 /// gs://, s3://, git://) are refused by name rather than mistaken for directories.
-fn context_dir(context: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn context_dir(context: &str) -> anyhow::Result<PathBuf> {
     let path = match context.split_once("://") {
         None => context,
         Some(("dir", path)) => path,
@@ -134,7 +134,7 @@ fn context_dir(context: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Kaniko's rule: the Dockerfile path as given if it exists, else relative to the context.
-fn dockerfile_path(dockerfile: &Path, context: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn dockerfile_path(dockerfile: &Path, context: &Path) -> anyhow::Result<PathBuf> {
     if dockerfile.is_file() {
         return absolute(dockerfile);
     }
@@ -150,7 +150,7 @@ fn dockerfile_path(dockerfile: &Path, context: &Path) -> anyhow::Result<PathBuf>
 }
 
 /// `KEY=VALUE`, or a bare `KEY` whose value comes from kiln's environment (Kaniko does this).
-fn build_arg(arg: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn build_arg(arg: &str) -> anyhow::Result<(String, String)> {
     let (key, value) = match arg.split_once('=') {
         Some((key, value)) => (key.to_owned(), value.to_owned()),
         None => (arg.to_owned(), std::env::var(arg).unwrap_or_default()),

@@ -31,6 +31,19 @@ impl Kiln {
         Kiln { command, cache }
     }
 
+    /// `kiln plan` on `context`, with no registry flags: planning must not need one.
+    pub fn plan(context: &Path) -> Kiln {
+        let cache = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .arg("plan")
+            .arg("--context")
+            .arg(context)
+            .env_remove("DOCKER_CONFIG")
+            .env("HOME", cache.path());
+        Kiln { command, cache }
+    }
+
     /// Adds arguments.
     pub fn args<I, S>(mut self, args: I) -> Kiln
     where
