@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use serde_json::json;
 
 use crate::support::tools::{config_of, inspect, unpack};
-use crate::support::{Kiln, Project, Registry};
+use crate::support::{Kiln, Project, Registry, build_and_unpack};
 
 const DOCKERFILE: &str = r#"# A build that uses every instruction kiln's walking skeleton supports.
 ARG BASE
@@ -200,12 +200,7 @@ fn a_base_image_pinned_by_digest_is_used_exactly() {
         "FROM {}@{digest}\nRUN echo pinned > /pinned\n",
         registry.image("busybox")
     ));
-    let destination = registry.image("pinned:1");
-    Kiln::build(project.path())
-        .push_to(&destination)
-        .run()
-        .success();
-    let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
+    let rootfs = build_and_unpack(&registry, &project, "pinned:1");
     assert_eq!(
         std::fs::read_to_string(rootfs.join("pinned")).unwrap(),
         "pinned\n"
@@ -220,12 +215,7 @@ fn run_deletions_replacements_and_hardlinks_reach_the_image() {
          RUN rm -rf /home/app && rm /etc/arch && mkdir /etc/arch && echo dir > /etc/arch/now \
              && mkdir -p /x && echo a > /x/f && ln /x/f /x/g && chmod 4755 /x/f\n"
     ));
-    let destination = registry.image("changes:1");
-    Kiln::build(project.path())
-        .push_to(&destination)
-        .run()
-        .success();
-    let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
+    let rootfs = build_and_unpack(&registry, &project, "changes:1");
     assert!(
         !rootfs.join("home/app").exists(),
         "deleted directory must be whited out"
@@ -262,12 +252,7 @@ fn add_extracts_a_local_tar_gz_with_its_owners_and_copies_other_files() {
         ))
         .file("notes.txt", "plain");
     std::fs::write(project.path().join("tool.tar.gz"), gz.finish().unwrap()).unwrap();
-    let destination = registry.image("added:1");
-    Kiln::build(project.path())
-        .push_to(&destination)
-        .run()
-        .success();
-    let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
+    let rootfs = build_and_unpack(&registry, &project, "added:1");
     let run = std::fs::metadata(rootfs.join("opt/tool/bin/run")).unwrap();
     assert_eq!((run.uid(), run.gid()), (1000, 50));
     assert_eq!(run.permissions().mode() & 0o7777, 0o750);
@@ -288,12 +273,7 @@ fn copy_from_an_image_and_a_stage_index_keeps_contents_and_owners() {
          COPY --from={base} /etc/passwd /from-image/passwd\n\
          COPY --from=0 /made/ /from-stage/\n"
     ));
-    let destination = registry.image("copied-from:1");
-    Kiln::build(project.path())
-        .push_to(&destination)
-        .run()
-        .success();
-    let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
+    let rootfs = build_and_unpack(&registry, &project, "copied-from:1");
     assert!(
         std::fs::read_to_string(rootfs.join("from-image/passwd"))
             .unwrap()

@@ -11,6 +11,17 @@ use std::path::{Path, PathBuf};
 pub use kiln::Kiln;
 pub use registry::Registry;
 
+/// Builds `project`, pushes it to `name` on `registry` and returns the image's root filesystem
+/// as umoci unpacks it.
+pub fn build_and_unpack(registry: &Registry, project: &Project, name: &str) -> PathBuf {
+    let destination = registry.image(name);
+    Kiln::build(project.path())
+        .push_to(&destination)
+        .run()
+        .success();
+    tools::unpack(&format!("docker://{destination}"), registry.scratch())
+}
+
 /// A temporary build context directory.
 pub struct Project {
     dir: tempfile::TempDir,
