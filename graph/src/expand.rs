@@ -680,13 +680,7 @@ mod tests {
             ("$1x", "x"),
             ("\"it's\"", "it's"),
         ];
-        for (input, want) in cases {
-            assert_eq!(
-                expand_word(input, '\\', &vars()).as_deref(),
-                Ok(*want),
-                "input {input:?}"
-            );
-        }
+        assert_expansions(&vars(), cases);
     }
 
     #[test]
@@ -742,6 +736,17 @@ mod tests {
         for (input, want) in cases {
             let err = expand_word(input, '\\', &vars()).expect_err(input);
             assert!(err.0.contains(want), "{input:?}: {err}");
+        }
+    }
+
+    /// Expands each input with `vars` and checks it against the expected output.
+    fn assert_expansions(vars: &dyn Vars, cases: &[(&str, &str)]) {
+        for (input, want) in cases {
+            assert_eq!(
+                expand_word(input, '\\', vars).as_deref(),
+                Ok(*want),
+                "input {input:?}"
+            );
         }
     }
 
@@ -888,13 +893,7 @@ mod tests {
             ("${UNSET#x}", ""),
             ("${UNSET/x/y}", ""),
         ];
-        for (input, want) in cases {
-            assert_eq!(
-                expand_word(input, '\\', &vars).as_deref(),
-                Ok(*want),
-                "input {input:?}"
-            );
-        }
+        assert_expansions(&vars, cases);
     }
 
     #[test]
@@ -923,13 +922,7 @@ mod tests {
             ("${O///-}", "-f-o-o-"),
             ("${O//*/-}", "-"),
         ];
-        for (input, want) in cases {
-            assert_eq!(
-                expand_word(input, '\\', &vars).as_deref(),
-                Ok(*want),
-                "input {input:?}"
-            );
-        }
+        assert_expansions(&vars, cases);
     }
 
     #[test]

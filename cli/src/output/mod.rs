@@ -22,27 +22,8 @@ pub async fn write_all(
     image: &StoredImage,
 ) -> anyhow::Result<()> {
     let digest = image.manifest.to_string();
-    if let Some(dir) = &settings.oci_layout_path {
-        let tag = settings
-            .destinations
-            .first()
-            .and_then(|d| d.tag().map(str::to_owned))
-            .unwrap_or_else(|| "latest".to_owned());
-        write_oci_layout(store, image, dir, Some(&tag))
-            .with_context(|| format!("writing the OCI layout {}", dir.display()))?;
-        tracing::info!("Wrote OCI layout {} (tag {tag})", dir.display());
-    }
-    if let Some(path) = &settings.tar_path {
-        let tags: Vec<String> = settings
-            .destinations
-            .iter()
-            .filter(|d| d.tag().is_some())
-            .map(ToString::to_string)
-            .collect();
-        write_docker_archive(store, image, path, &tags)
-            .with_context(|| format!("writing the tarball {}", path.display()))?;
-        tracing::info!("Wrote tarball {}", path.display());
-    }
+    // Exporting copies blobs across filesystems when it cannot hard-link them: blocking work.
+    tokio::task::block_in_place(|| write_local(settings, store, image))?;
     if settings.no_push {
         tracing::info!("Skipping push to container registry due to --no-push flag");
     } else {
@@ -71,6 +52,32 @@ pub async fn write_all(
         write_file(path, &lines)?;
     }
     println!("{digest}");
+    Ok(())
+}
+
+/// The OCI layout and docker-archive outputs.
+fn write_local(settings: &Settings, store: &Store, image: &StoredImage) -> anyhow::Result<()> {
+    if let Some(dir) = &settings.oci_layout_path {
+        let tag = settings
+            .destinations
+            .first()
+            .and_then(|d| d.tag().map(str::to_owned))
+            .unwrap_or_else(|| "latest".to_owned());
+        write_oci_layout(store, image, dir, Some(&tag))
+            .with_context(|| format!("writing the OCI layout {}", dir.display()))?;
+        tracing::info!("Wrote OCI layout {} (tag {tag})", dir.display());
+    }
+    if let Some(path) = &settings.tar_path {
+        let tags: Vec<String> = settings
+            .destinations
+            .iter()
+            .filter(|d| d.tag().is_some())
+            .map(ToString::to_string)
+            .collect();
+        write_docker_archive(store, image, path, &tags)
+            .with_context(|| format!("writing the tarball {}", path.display()))?;
+        tracing::info!("Wrote tarball {}", path.display());
+    }
     Ok(())
 }
 
