@@ -71,6 +71,10 @@ pub struct BuildOptions {
     #[arg(long = "label", value_name = "KEY=VALUE", help_heading = "Build")]
     pub labels: Vec<String>,
 
+    /// How many independent stages may build at once (default: the number of CPUs).
+    #[arg(long, value_name = "N", help_heading = "Build")]
+    pub jobs: Option<std::num::NonZeroUsize>,
+
     /// Where blobs and the work area live (default `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`).
     #[arg(long, env = "KILN_CACHE_DIR", help_heading = "Cache")]
     pub cache_dir: Option<PathBuf>,

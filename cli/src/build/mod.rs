@@ -6,6 +6,7 @@
 
 mod bases;
 mod keys;
+mod schedule;
 pub(crate) mod settings;
 mod stage;
 mod work;
@@ -13,6 +14,7 @@ mod work;
 pub use settings::Settings;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use anyhow::Context as _;
 use kiln_cas::Store;
@@ -71,6 +73,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         let work_dir = work.path().to_path_buf();
         let created = created.clone();
         let scratch_platform = scratch_platform(&platform);
+        let jobs = settings.jobs;
         // Hashing the context for node keys reads files, like the build itself: both block.
         tokio::task::spawn_blocking(move || {
             plan.assign_keys(&keys::Inputs {
@@ -87,6 +90,8 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                 scratch_platform,
                 created,
                 dockerfile: &label,
+                jobs,
+                image_roots: Mutex::default(),
             }
             .run()
         })

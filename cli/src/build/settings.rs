@@ -1,6 +1,7 @@
 //! Turning flags into a validated build: every path resolved, every image name parsed, every
 //! contradiction refused before anything is pulled or run.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -21,6 +22,8 @@ pub struct Settings {
     pub target: Option<String>,
     /// `--label` pairs, applied to the final image.
     pub labels: Vec<(String, String)>,
+    /// `--jobs`, or the number of CPUs kiln may use.
+    pub jobs: NonZeroUsize,
     /// Where the blob store and work area live.
     pub cache_dir: PathBuf,
     /// Parsed `--destination`s, in order.
@@ -100,6 +103,7 @@ impl Settings {
             build_args,
             target: options.target,
             labels,
+            jobs: options.jobs.unwrap_or_else(default_jobs),
             cache_dir,
             destinations,
             no_push: options.no_push,
@@ -111,6 +115,11 @@ impl Settings {
             registry,
         })
     }
+}
+
+/// As many stages at once as kiln may use CPUs (its affinity mask and cgroup quota included).
+fn default_jobs() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 
 /// `--context`: a local directory, optionally as `dir://path`. Other Kaniko schemes (tar://,

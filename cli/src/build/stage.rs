@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufReader;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context as _, bail};
 use kiln_cas::Store;
@@ -26,6 +28,7 @@ use kiln_graph::{BaseRef, CopyFrom, CopyStep, ImageState, Plan, Stage, Step, Ste
 use serde_json::{Map, Value};
 
 use super::bases::PulledImage;
+use super::schedule::{self, Node, Progress};
 use crate::image::Layer;
 use crate::image::config::history_entry;
 
@@ -63,20 +66,28 @@ pub struct Executor<'a> {
     pub created: String,
     /// The Dockerfile's name, for messages.
     pub dockerfile: &'a str,
+    /// How many stages may run at once.
+    pub jobs: NonZeroUsize,
+    /// Root filesystems of external images read by `COPY --from`, by reference.
+    pub image_roots: Mutex<BTreeMap<String, PathBuf>>,
 }
 
 impl Executor<'_> {
-    /// Builds every stage the target needs and returns the target's image.
+    /// Builds every stage the target needs, independent stages in parallel, and returns the
+    /// target's image.
     pub fn run(&self) -> anyhow::Result<StageImage> {
-        let order = self.plan.build_order();
-        let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
-        let mut image_roots: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for (position, &index) in order.iter().enumerate() {
-            let stage = &self.plan.stages[index];
-            let later = &order[position + 1..];
-            let image = self.run_stage(stage, &mut built, later, &mut image_roots)?;
-            built.insert(index, image);
-        }
+        let nodes: Vec<Node> = self
+            .plan
+            .build_order()
+            .into_iter()
+            .map(|index| Node {
+                index,
+                needs: self.plan.stage_dependencies(index).into_iter().collect(),
+            })
+            .collect();
+        let mut built = schedule::run(&nodes, self.jobs, |index, progress| {
+            self.run_stage(&self.plan.stages[index], progress)
+        })?;
         built
             .remove(&self.plan.target)
             .context("the target stage was not built")
@@ -85,21 +96,17 @@ impl Executor<'_> {
     fn run_stage(
         &self,
         stage: &Stage,
-        built: &mut BTreeMap<usize, StageImage>,
-        later: &[usize],
-        image_roots: &mut BTreeMap<String, PathBuf>,
+        built: &dyn Progress<StageImage>,
     ) -> anyhow::Result<StageImage> {
         let rootfs = self.work.join(format!("stage-{}", stage.index));
-        let mut image = self
-            .prepare(stage, &rootfs, built, later)
-            .with_context(|| {
-                format!(
-                    "{}:{}: preparing {}",
-                    self.file(),
-                    stage.line,
-                    stage_label(stage)
-                )
-            })?;
+        let mut image = self.prepare(stage, &rootfs, built).with_context(|| {
+            format!(
+                "{}:{}: preparing {}",
+                self.file(),
+                stage.line,
+                stage_label(stage)
+            )
+        })?;
         let root = RootFs::open(&rootfs)
             .with_context(|| format!("opening the root filesystem {}", rootfs.display()))?;
         let in_stage = if self.plan.stages.len() > 1 {
@@ -110,11 +117,9 @@ impl Executor<'_> {
         // The scan after a RUN is the scan before the next one, unless another step changed files.
         let mut scan = None;
         for step in &stage.steps {
-            tracing::info!("{}", step.text);
+            tracing::info!("{}{in_stage}", step.text);
             let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
-            let changes = self
-                .apply(&root, step, built, image_roots, &mut scan)
-                .with_context(at)?;
+            let changes = self.apply(&root, step, built, &mut scan).with_context(at)?;
             if !step.in_history {
                 continue;
             }
@@ -138,8 +143,7 @@ impl Executor<'_> {
         &self,
         stage: &Stage,
         rootfs: &Path,
-        built: &mut BTreeMap<usize, StageImage>,
-        later: &[usize],
+        built: &dyn Progress<StageImage>,
     ) -> anyhow::Result<StageImage> {
         let rootfs = rootfs.to_path_buf();
         let image = match &stage.base {
@@ -170,11 +174,10 @@ impl Executor<'_> {
                 }
             }
             BaseRef::Stage(parent) => {
-                let needed_later = self.stage_needed_by(*parent, stage, later);
+                let needed_later = self.stage_needed_by(*parent, stage, built);
                 let source = built
-                    .get(parent)
-                    .with_context(|| format!("stage {parent} was not built"))?
-                    .clone();
+                    .output(*parent)
+                    .with_context(|| format!("stage {parent} was not built"))?;
                 if needed_later {
                     create_rootfs(&rootfs)?;
                     self.unpack(&rootfs, &source.layers)?;
@@ -183,7 +186,6 @@ impl Executor<'_> {
                     std::fs::rename(&source.rootfs, &rootfs).with_context(|| {
                         format!("moving {} to {}", source.rootfs.display(), rootfs.display())
                     })?;
-                    built.remove(parent);
                 }
                 StageImage {
                     rootfs: rootfs.clone(),
@@ -195,18 +197,17 @@ impl Executor<'_> {
         Ok(image)
     }
 
-    /// Whether a stage other than `current` (or `current`'s own `COPY --from`) still reads
-    /// `parent`'s root filesystem.
-    fn stage_needed_by(&self, parent: usize, current: &Stage, later: &[usize]) -> bool {
-        let reads = |stage: &Stage| {
-            matches!(stage.base, BaseRef::Stage(p) if p == parent)
-                || stage.steps.iter().any(|step| {
-                    matches!(&step.kind, StepKind::Copy(CopyStep { from: CopyFrom::Stage(p), .. }) if *p == parent)
-                })
-        };
+    /// Whether anything but `current`'s base still reads `parent`'s root filesystem: another
+    /// stage not finished yet, `current`'s own `COPY --from`, or the export of the target.
+    fn stage_needed_by(
+        &self,
+        parent: usize,
+        current: &Stage,
+        built: &dyn Progress<StageImage>,
+    ) -> bool {
         current.steps.iter().any(|step| {
             matches!(&step.kind, StepKind::Copy(CopyStep { from: CopyFrom::Stage(p), .. }) if *p == parent)
-        }) || later.iter().any(|&index| reads(&self.plan.stages[index]))
+        }) || built.needed_by_others(parent)
             || self.plan.target == parent
     }
 
@@ -214,8 +215,7 @@ impl Executor<'_> {
         &self,
         root: &RootFs,
         step: &Step,
-        built: &BTreeMap<usize, StageImage>,
-        image_roots: &mut BTreeMap<String, PathBuf>,
+        built: &dyn Progress<StageImage>,
         scan: &mut Option<Snapshot>,
     ) -> anyhow::Result<Changes> {
         let changes = match &step.kind {
@@ -244,7 +244,7 @@ impl Executor<'_> {
                 *scan = Some(after);
                 return Ok(changes);
             }
-            StepKind::Copy(copy_step) => self.copy(root, copy_step, built, image_roots)?,
+            StepKind::Copy(copy_step) => self.copy(root, copy_step, built)?,
         };
         if !changes.is_empty() {
             *scan = None;
@@ -256,8 +256,7 @@ impl Executor<'_> {
         &self,
         root: &RootFs,
         step: &CopyStep,
-        built: &BTreeMap<usize, StageImage>,
-        image_roots: &mut BTreeMap<String, PathBuf>,
+        built: &dyn Progress<StageImage>,
     ) -> anyhow::Result<Changes> {
         let chown = step
             .chown
@@ -283,31 +282,40 @@ impl Executor<'_> {
             ),
             CopyFrom::Stage(index) => {
                 let stage = built
-                    .get(index)
+                    .output(*index)
                     .with_context(|| format!("stage {index} was not built"))?;
                 source_root = RootFs::open(&stage.rootfs)?;
                 (&source_root, from_options(chown, step.chmod))
             }
             CopyFrom::Image(reference) => {
-                let dir = match image_roots.get(reference) {
-                    Some(dir) => dir.clone(),
-                    None => {
-                        let pulled = self
-                            .images
-                            .get(reference)
-                            .with_context(|| format!("image {reference} was not pulled"))?;
-                        let dir = self.work.join(format!("image-{}", image_roots.len()));
-                        create_rootfs(&dir)?;
-                        self.unpack(&dir, &pulled.layers)?;
-                        image_roots.insert(reference.clone(), dir.clone());
-                        dir
-                    }
-                };
+                let dir = self.image_root(reference)?;
                 source_root = RootFs::open(&dir)?;
                 (&source_root, from_options(chown, step.chmod))
             }
         };
         Ok(copy(source, &step.sources, root, &step.dest, &options)?)
+    }
+
+    /// The unpacked root filesystem of an external image `COPY --from` reads, unpacked on
+    /// first use and shared by every stage (the lock makes concurrent stages wait for one
+    /// unpacking rather than race).
+    fn image_root(&self, reference: &str) -> anyhow::Result<PathBuf> {
+        let mut roots = self
+            .image_roots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(dir) = roots.get(reference) {
+            return Ok(dir.clone());
+        }
+        let pulled = self
+            .images
+            .get(reference)
+            .with_context(|| format!("image {reference} was not pulled"))?;
+        let dir = self.work.join(format!("image-{}", roots.len()));
+        create_rootfs(&dir)?;
+        self.unpack(&dir, &pulled.layers)?;
+        roots.insert(reference.to_owned(), dir.clone());
+        Ok(dir)
     }
 
     /// Each context source of `step` with what kind of file it is.
