@@ -6,8 +6,11 @@ use std::fmt;
 use crate::platform::Platform;
 use crate::step::CopyStep;
 
-/// BLAKE3 key-derivation context; bump the version whenever the framing or fields change.
-const CONTEXT: &str = "kiln 2025 kiln-graph node key v1";
+/// The key scheme's name and version: the BLAKE3 key-derivation context every key is hashed
+/// under. Bump the version whenever the framing or the fields of any node type change, so keys
+/// recorded by an older kiln (in a local index or a remote cache) can never match a new key
+/// computed from different inputs. `graph/tests/key_scheme.rs` pins it.
+pub const KEY_SCHEME: &str = "kiln 2025 kiln-graph node key v1";
 
 /// Identifies a node's output: equal keys mean equal inputs.
 #[derive(
@@ -39,7 +42,7 @@ pub(crate) struct KeyBuilder(blake3::Hasher);
 impl KeyBuilder {
     /// Starts a key of the given node type ("stage", "run", ...).
     pub(crate) fn new(node: &str) -> Self {
-        let mut b = Self(blake3::Hasher::new_derive_key(CONTEXT));
+        let mut b = Self(blake3::Hasher::new_derive_key(KEY_SCHEME));
         b.str(node);
         b
     }

@@ -30,7 +30,7 @@ mod syntax;
 
 pub use error::{Error, Span};
 pub use expand::{ExpandError, Vars, expand_word, expand_words};
-pub use key::{KeyInputs, NodeKey};
+pub use key::{KEY_SCHEME, KeyInputs, NodeKey};
 pub use plan::{BaseRef, Plan, Stage};
 pub use planner::{PlanOptions, Planner};
 pub use platform::Platform;
