@@ -150,6 +150,28 @@ impl Reference {
         }
     }
 
+    /// The same image on another registry, with `prefix` (empty or ending in `/`) put in
+    /// front of the repository: where a registry mirror or `--registry-map` target holds it
+    /// (`index.docker.io/library/busybox` -> `mirror.local/dockerhub/library/busybox`).
+    pub fn relocated(&self, registry: &str, prefix: &str) -> Result<Reference, ReferenceError> {
+        let repository = format!("{prefix}{}", self.repository);
+        let input = format!("{registry}/{repository}");
+        if !valid_registry(registry) {
+            return Err(ReferenceError::Registry {
+                input,
+                registry: registry.to_owned(),
+            });
+        }
+        if !valid_repository(&repository) {
+            return Err(ReferenceError::Repository { input, repository });
+        }
+        Ok(Reference {
+            registry: registry.to_owned(),
+            repository,
+            ..self.clone()
+        })
+    }
+
     /// `registry/repository`, the key for per-repository state such as upload targets.
     pub fn repo_ref(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
@@ -285,7 +307,7 @@ fn normalise_docker_hub(registry: &str, path: &str) -> (String, String) {
     }
 }
 
-fn valid_registry(registry: &str) -> bool {
+pub(crate) fn valid_registry(registry: &str) -> bool {
     let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
         // [IPv6]:port
         let Some((addr, after)) = rest.split_once(']') else {
@@ -520,6 +542,28 @@ mod tests {
         assert_eq!(r.repo_ref(), "localhost:5000/a");
         assert_eq!(r.pinned(D).to_string(), format!("localhost:5000/a@{D}"));
         assert!(r.try_with_digest("sha256:nothex").is_err());
+    }
+
+    #[test]
+    fn relocation_keeps_tag_and_digest_and_validates_the_new_name() {
+        let r = parse(&format!("busybox:1.36@{D}"));
+        let moved = r.relocated("mirror.local:5000", "hub/").unwrap();
+        assert_eq!(
+            moved.to_string(),
+            format!("mirror.local:5000/hub/library/busybox:1.36@{D}")
+        );
+        assert_eq!(
+            r.relocated("mirror.local", "").unwrap().repository(),
+            "library/busybox"
+        );
+        assert!(matches!(
+            r.relocated("bad host", ""),
+            Err(ReferenceError::Registry { .. })
+        ));
+        assert!(matches!(
+            r.relocated("m.io", "Up/"),
+            Err(ReferenceError::Repository { .. })
+        ));
     }
 
     #[test]
