@@ -8,6 +8,7 @@ use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Response, StatusCode};
 
 use crate::auth::{self, Authenticator, ChallengeContext, challenge};
+use crate::client_cert_probe;
 use crate::error::{
     AuthHint, Error, Operation, is_certificate_error, is_client_certificate_rejection, root_cause,
 };
@@ -189,41 +190,71 @@ impl Client {
         spec: &RequestSpec,
         authorization: Option<&reqwest::header::HeaderValue>,
     ) -> Result<Response, Error> {
-        self.inner
+        let error = match self
+            .inner
             .transport
             .send(call.registry, call.access, spec, authorization)
             .await
-            .map_err(|e| match e {
-                SendError::Http(source) if is_certificate_error(&source) => {
-                    Error::UntrustedCertificate {
-                        registry: call.registry.to_owned(),
-                        detail: root_cause(&source),
-                        source,
-                    }
-                }
-                SendError::Http(source) if is_client_certificate_rejection(&source) => {
-                    Error::ClientCertificateRejected {
-                        registry: call.registry.to_owned(),
-                        detail: root_cause(&source),
-                        source,
-                    }
-                }
-                SendError::Http(source) if source.is_connect() => Error::Unreachable {
+        {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        Err(match error {
+            SendError::Http(source) if is_certificate_error(&source) => {
+                Error::UntrustedCertificate {
                     registry: call.registry.to_owned(),
                     detail: root_cause(&source),
                     source,
-                },
-                SendError::Http(source) => Error::Transport {
-                    operation: call.operation,
-                    target: call.target.to_owned(),
+                }
+            }
+            SendError::Http(source)
+                if is_client_certificate_rejection(&source)
+                    || (!source.is_timeout() && self.wants_client_certificate(call).await) =>
+            {
+                Error::ClientCertificateRejected {
+                    registry: call.registry.to_owned(),
                     detail: root_cause(&source),
                     source,
-                },
-                SendError::Url(detail) => Error::protocol(call.operation, call.target, detail),
-                SendError::TooManyRedirects => {
-                    Error::protocol(call.operation, call.target, "too many redirects")
                 }
-            })
+            }
+            SendError::Http(source) if source.is_connect() => Error::Unreachable {
+                registry: call.registry.to_owned(),
+                detail: root_cause(&source),
+                source,
+            },
+            SendError::Http(source) => Error::Transport {
+                operation: call.operation,
+                target: call.target.to_owned(),
+                detail: root_cause(&source),
+                source,
+            },
+            SendError::Url(detail) => Error::protocol(call.operation, call.target, detail),
+            SendError::TooManyRedirects => {
+                Error::protocol(call.operation, call.target, "too many redirects")
+            }
+        })
+    }
+
+    /// After a dropped HTTPS connection: whether the registry asks for client certificates,
+    /// which under TLS 1.3 is the usual reason a refused client sees only a closed connection.
+    async fn wants_client_certificate(&self, call: &Call<'_>) -> bool {
+        let Some(origin) = self
+            .inner
+            .transport
+            .registry_origin(call.registry, call.access)
+        else {
+            return false;
+        };
+        match (
+            origin.scheme(),
+            origin.host_str(),
+            origin.port_or_known_default(),
+        ) {
+            ("https", Some(host), Some(port)) => {
+                client_cert_probe::requests_client_certificate(host.to_owned(), port).await
+            }
+            _ => false,
+        }
     }
 }
 

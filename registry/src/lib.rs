@@ -8,6 +8,7 @@
 pub mod auth;
 mod blob;
 mod client;
+mod client_cert_probe;
 mod digest;
 mod error;
 pub mod manifest;
