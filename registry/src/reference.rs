@@ -330,7 +330,9 @@ pub(crate) fn valid_registry(registry: &str) -> bool {
         }
     };
     if let Some(port) = port
-        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
+        && !port
+            .parse::<u16>()
+            .is_ok_and(|p| p > 0 && port.bytes().all(|b| b.is_ascii_digit()))
     {
         return false;
     }
@@ -471,6 +473,34 @@ mod tests {
                 None,
             ),
             (
+                "localhost",
+                DOCKER_HUB,
+                "library/localhost",
+                Some("latest"),
+                None,
+            ),
+            (
+                "localhost:65535/x",
+                "localhost:65535",
+                "x",
+                Some("latest"),
+                None,
+            ),
+            (
+                "index.docker.io/busybox",
+                DOCKER_HUB,
+                "library/busybox",
+                Some("latest"),
+                None,
+            ),
+            (
+                "docker.io/org/app:v_1.2-rc",
+                DOCKER_HUB,
+                "org/app",
+                Some("v_1.2-rc"),
+                None,
+            ),
+            (
                 "a.b_c__d-e--f",
                 DOCKER_HUB,
                 "library/a.b_c__d-e--f",
@@ -586,6 +616,19 @@ mod tests {
             ("-host.com/a", "invalid registry"),
             ("host.com:/a", "invalid registry"),
             ("[zz]:5000/a", "invalid registry"),
+            ("host.com:65536/a", "invalid registry"),
+            ("host.com:0/a", "invalid registry"),
+            ("host.com:+80/a", "invalid registry"),
+            ("localhost:/a", "invalid registry"),
+            (":5000/a", "invalid registry"),
+            ("a/", "invalid repository"),
+            ("/a", "invalid repository"),
+            ("a/b c:tag", "invalid repository"),
+            ("a:tag@", "invalid digest"),
+            (
+                "a@sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+                "invalid digest",
+            ),
         ];
         for &(input, want) in cases {
             match input.parse::<Reference>() {
