@@ -209,7 +209,9 @@ impl Client {
             }
             SendError::Http(source)
                 if is_client_certificate_rejection(&source)
-                    || (!source.is_timeout() && self.wants_client_certificate(call).await) =>
+                    || (!source.is_timeout()
+                        && !source.is_connect()
+                        && self.wants_client_certificate(call).await) =>
             {
                 Error::ClientCertificateRejected {
                     registry: call.registry.to_owned(),
@@ -235,8 +237,9 @@ impl Client {
         })
     }
 
-    /// After a dropped HTTPS connection: whether the registry asks for client certificates,
-    /// which under TLS 1.3 is the usual reason a refused client sees only a closed connection.
+    /// After an HTTPS connection dropped once established: whether the registry asks for
+    /// client certificates, which under TLS 1.3 is the usual reason a refused client sees
+    /// only a closed connection.
     async fn wants_client_certificate(&self, call: &Call<'_>) -> bool {
         let Some(origin) = self
             .inner

@@ -13,7 +13,7 @@ use std::fmt;
 use crate::client::Client;
 use crate::error::Error;
 use crate::platform::Platform;
-use crate::reference::{DOCKER_HUB, Reference, valid_registry};
+use crate::reference::{DOCKER_HUB, Reference, valid_registry, valid_repository};
 use crate::resolve::ResolvedImage;
 
 /// Docker Hub's other names, accepted as map keys for `index.docker.io`.
@@ -149,7 +149,12 @@ fn parse_mirror(value: &str) -> Result<Mirror, String> {
         );
     }
     let (registry, prefix) = match value.split_once('/') {
-        Some((registry, prefix)) => (registry, format!("{prefix}/")),
+        Some((registry, prefix)) if valid_repository(prefix) => (registry, format!("{prefix}/")),
+        Some((_, prefix)) => {
+            return Err(format!(
+                "{prefix:?} is not a repository prefix (lowercase path components)"
+            ));
+        }
         None => (value, String::new()),
     };
     if !valid_registry(registry) {

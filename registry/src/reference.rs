@@ -350,7 +350,7 @@ pub(crate) fn valid_registry(registry: &str) -> bool {
         })
 }
 
-fn valid_repository(path: &str) -> bool {
+pub(crate) fn valid_repository(path: &str) -> bool {
     !path.is_empty() && path.split('/').all(valid_path_component)
 }
 

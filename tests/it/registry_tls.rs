@@ -131,6 +131,30 @@ fn a_registry_requiring_client_certificates_accepts_the_one_given_with_registry_
     );
     assert!(stderr.contains("--registry-client-cert"), "{stderr}");
 
+    // A certificate from another CA is refused the same way.
+    let stranger_dir = tempfile::tempdir().unwrap();
+    let stranger = Pki::new(stranger_dir.path(), "stranger").client("stranger");
+    let stranger_flag = format!(
+        "{}={},{}",
+        registry.addr(),
+        stranger.cert.display(),
+        stranger.key.display()
+    );
+    let stderr = Kiln::build(project.path())
+        .args([
+            "--destination",
+            &destination,
+            "--registry-certificate",
+            &ca_flag,
+        ])
+        .args(["--registry-client-cert", &stranger_flag])
+        .run()
+        .failure();
+    assert!(
+        stderr.contains("requires a TLS client certificate it accepts"),
+        "{stderr}"
+    );
+
     Kiln::build(project.path())
         .args([
             "--destination",
