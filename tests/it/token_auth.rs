@@ -123,6 +123,41 @@ fn an_identity_token_is_exchanged_at_the_token_server_with_a_refresh_token_grant
 }
 
 #[test]
+fn a_registry_token_from_the_docker_config_is_sent_as_the_bearer_token_itself() {
+    let (tokens, registry, base) = token_registry();
+    let project = Project::new().dockerfile(&format!("FROM {base}\nRUN touch /registry-token\n"));
+    let destination = registry.image("private/bearer:1");
+    let token = tokens.token_for(&[
+        "repository:private/busybox:pull",
+        "repository:private/bearer:pull,push",
+    ]);
+    let config = docker_config(
+        &project,
+        &registry,
+        &format!(r#"{{"registrytoken":"{token}"}}"#),
+    );
+    let before = tokens.grants().len();
+    Kiln::build(project.path())
+        .push_to(&destination)
+        .env("DOCKER_CONFIG", &config)
+        .run()
+        .success();
+    assert_eq!(
+        tokens.grants().len(),
+        before,
+        "kiln asked the token server although the config holds the token"
+    );
+    run(skopeo()
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &format!("{USER}:{PASSWORD}"),
+        ])
+        .arg(format!("docker://{destination}")));
+}
+
+#[test]
 fn credentials_and_tokens_never_appear_in_output_even_at_trace_level() {
     let (tokens, registry, base) = token_registry();
     let project = Project::new().dockerfile(&format!("FROM {base}\nRUN touch /quiet\n"));

@@ -97,6 +97,18 @@ impl TokenServer {
         self.dir.path().join("ca.pem")
     }
 
+    /// A token for `user` granting `scopes` (`repository:name:actions`), issued without a
+    /// request: what a `registrytoken` in a Docker config holds.
+    pub fn token_for(&self, scopes: &[&str]) -> String {
+        let token = sign(
+            &self.state,
+            &self.state.user,
+            access(scopes.iter().copied()),
+        );
+        self.state.issued.lock().unwrap().push(token.clone());
+        token
+    }
+
     /// Every token issued so far.
     pub fn issued(&self) -> Vec<String> {
         self.state.issued.lock().unwrap().clone()
@@ -202,19 +214,15 @@ fn answer(state: &State, request: &Request) -> (&'static str, String) {
             }
         }
     };
-    let access: Vec<serde_json::Value> = if grant == "anonymous" {
+    let access = if grant == "anonymous" {
         Vec::new()
     } else {
-        params
-            .iter()
-            .filter(|(k, _)| k == "scope")
-            .flat_map(|(_, v)| v.split(' ').map(str::to_owned).collect::<Vec<_>>())
-            .filter_map(|scope| {
-                let (kind, rest) = scope.split_once(':')?;
-                let (name, actions) = rest.rsplit_once(':')?;
-                Some(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
-            })
-            .collect()
+        access(
+            params
+                .iter()
+                .filter(|(k, _)| k == "scope")
+                .flat_map(|(_, v)| v.split(' ')),
+        )
     };
     let token = sign(state, grant, access);
     state.issued.lock().unwrap().push(token.clone());
@@ -223,6 +231,17 @@ fn answer(state: &State, request: &Request) -> (&'static str, String) {
         "200 OK",
         json!({"token": token, "access_token": token, "expires_in": LIFETIME_SECS}).to_string(),
     )
+}
+
+/// The `access` claim granting every action of every `type:name:actions` scope.
+fn access<'a>(scopes: impl Iterator<Item = &'a str>) -> Vec<serde_json::Value> {
+    scopes
+        .filter_map(|scope| {
+            let (kind, rest) = scope.split_once(':')?;
+            let (name, actions) = rest.rsplit_once(':')?;
+            Some(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+        })
+        .collect()
 }
 
 fn sign(state: &State, subject: &str, access: Vec<serde_json::Value>) -> String {
