@@ -401,18 +401,15 @@ pub(crate) fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> b
 }
 
 /// Whether the server ended the TLS handshake because of kiln's client certificate (none
-/// sent, or not one it accepts): mutual-TLS registries answer with one of these alerts.
+/// sent, or not one it accepts): alerts a client receives about certificates can only be
+/// about its own. (`handshake_failure` is left out: it has too many other causes.)
 pub(crate) fn is_client_certificate_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
     use rustls::AlertDescription as A;
     find_rustls_error(err, &|e| {
         matches!(
             e,
             rustls::Error::AlertReceived(
-                A::CertificateRequired
-                    | A::BadCertificate
-                    | A::UnknownCA
-                    | A::CertificateUnknown
-                    | A::HandshakeFailure
+                A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::CertificateUnknown
             )
         )
     })
@@ -468,6 +465,28 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_certificate_alerts_are_recognised_but_not_other_alerts() {
+        let alert = |a| {
+            std::io::Error::other(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(a),
+            ))
+        };
+        assert!(is_client_certificate_rejection(&alert(
+            rustls::AlertDescription::CertificateRequired
+        )));
+        assert!(is_client_certificate_rejection(&alert(
+            rustls::AlertDescription::BadCertificate
+        )));
+        assert!(!is_client_certificate_rejection(&alert(
+            rustls::AlertDescription::HandshakeFailure
+        )));
+        assert!(!is_certificate_error(&alert(
+            rustls::AlertDescription::BadCertificate
+        )));
+    }
 
     #[test]
     fn certificate_errors_are_recognised_inside_nested_io_errors() {

@@ -32,8 +32,9 @@ pub(crate) fn scope(repository: &str, access: Access) -> String {
 #[derive(Debug, Clone)]
 enum CachedAuth {
     Bearer(token::Token),
-    /// A header valid until the registry refuses it: Basic credentials or a `registrytoken`.
     Basic(HeaderValue),
+    /// A `registrytoken` from the Docker config: a Bearer header with no known expiry.
+    RegistryToken(HeaderValue),
 }
 
 /// Holds credentials and tokens for every registry a client talks to.
@@ -78,7 +79,7 @@ impl Authenticator {
                 Some(token.header.clone())
             }
             CachedAuth::Bearer(_) => None,
-            CachedAuth::Basic(header) => Some(header.clone()),
+            CachedAuth::Basic(header) | CachedAuth::RegistryToken(header) => Some(header.clone()),
         }
     }
 
@@ -182,7 +183,11 @@ impl Authenticator {
                 .as_ref()
                 .and_then(Credential::registry_token_header)
             {
-                self.store(ctx.registry, ctx.scope, CachedAuth::Basic(header.clone()));
+                self.store(
+                    ctx.registry,
+                    ctx.scope,
+                    CachedAuth::RegistryToken(header.clone()),
+                );
                 return Ok(Some(header));
             }
             let mut scopes = vec![ctx.scope.to_owned()];
