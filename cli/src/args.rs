@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kiln_registry::{ClientCertificate, RegistryCertificate};
 
 /// kiln: build container images from a Dockerfile without a Docker daemon.
 #[derive(Debug, Parser)]
@@ -138,6 +139,45 @@ pub struct BuildOptions {
         help_heading = "Registry"
     )]
     pub skip_tls_verify_registries: Vec<String>,
+
+    /// Trust this CA certificate (PEM) for this registry, in addition to the system's. Repeatable.
+    #[arg(
+        long = "registry-certificate",
+        value_name = "HOST[:PORT]=CA.PEM",
+        help_heading = "Registry"
+    )]
+    pub registry_certificates: Vec<RegistryCertificate>,
+
+    /// Present this client certificate and key (PEM) to this registry (mutual TLS). Repeatable.
+    #[arg(
+        long = "registry-client-cert",
+        value_name = "HOST[:PORT]=CERT.PEM,KEY.PEM",
+        help_heading = "Registry"
+    )]
+    pub registry_client_certs: Vec<ClientCertificate>,
+
+    /// Pull Docker Hub images from this mirror first (`HOST[:PORT][/PREFIX]`); repeatable, tried
+    /// in order. `KANIKO_REGISTRY_MIRROR` adds one more.
+    #[arg(
+        long = "registry-mirror",
+        value_name = "HOST[:PORT][/PREFIX]",
+        help_heading = "Registry"
+    )]
+    pub registry_mirrors: Vec<String>,
+
+    /// Pull images of REGISTRY from MIRROR first; several pairs separated by `;`, repeatable,
+    /// tried in order. `KANIKO_REGISTRY_MAP` adds more.
+    #[arg(
+        long = "registry-map",
+        value_name = "REGISTRY=MIRROR[;REGISTRY=MIRROR]",
+        help_heading = "Registry"
+    )]
+    pub registry_maps: Vec<String>,
+
+    /// Fail when no mirror or mapped registry has a base image, instead of pulling it from its
+    /// own registry.
+    #[arg(long, help_heading = "Registry")]
+    pub skip_default_registry_fallback: bool,
 }
 
 /// Flags of `kiln plan`: the subset of `kiln build`'s that shape the graph, so a plan shows
@@ -267,6 +307,40 @@ mod tests {
         assert_eq!(options.dockerfile, PathBuf::from("Dockerfile.x"));
         assert_eq!(options.destinations, vec!["r/a:1", "r/a:2"]);
         assert_eq!(options.context, "/workspace/");
+    }
+
+    #[test]
+    fn registry_tls_and_mirror_flags_take_kaniko_syntax() {
+        let options = parse(&[
+            "kiln",
+            "build",
+            "--registry-certificate",
+            "reg.io=/ca.pem",
+            "--registry-client-cert=reg.io:5000=/c.pem,/k.pem",
+            "--registry-mirror",
+            "mirror.local",
+            "--registry-map",
+            "gcr.io=m1.local;quay.io=m2.local",
+            "--skip-default-registry-fallback",
+        ]);
+        assert_eq!(options.registry_certificates[0].registry, "reg.io");
+        assert_eq!(
+            options.registry_client_certs[0].key,
+            PathBuf::from("/k.pem")
+        );
+        assert_eq!(options.registry_mirrors, vec!["mirror.local"]);
+        assert_eq!(
+            options.registry_maps,
+            vec!["gcr.io=m1.local;quay.io=m2.local"]
+        );
+        assert!(options.skip_default_registry_fallback);
+        let err = Cli::try_parse_from(["kiln", "build", "--registry-client-cert", "reg.io=/c.pem"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CERT.PEM") || err.contains("cert.pem,"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,8 +8,13 @@ use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Response, StatusCode};
 
 use crate::auth::{self, Authenticator, ChallengeContext, challenge};
-use crate::error::{AuthHint, Error, Operation, is_certificate_error, root_cause};
+use crate::client_cert_probe;
+use crate::error::{
+    AuthHint, Error, Operation, is_certificate_error, is_client_certificate_rejection, root_cause,
+};
+use crate::mirrors::RegistryMaps;
 use crate::response::status_error;
+use crate::tls::{ClientCertificate, RegistryCertificate};
 use crate::transport::{RequestSpec, SendError, Transport};
 
 /// Kaniko-equivalent connection settings.
@@ -27,6 +32,16 @@ pub struct ClientOptions {
     pub skip_tls_verify_pull: bool,
     /// Registries whose certificates are not verified (`--skip-tls-verify-registry`).
     pub skip_tls_verify_registries: Vec<String>,
+    /// Extra CAs trusted per registry (`--registry-certificate`).
+    pub registry_certificates: Vec<RegistryCertificate>,
+    /// Client certificates per registry (`--registry-client-cert`).
+    pub client_certificates: Vec<ClientCertificate>,
+    /// Mirrors tried before an image's own registry when pulling (`--registry-map`,
+    /// `--registry-mirror`).
+    pub registry_maps: RegistryMaps,
+    /// Fail a pull that no mirror could serve instead of using the image's own registry
+    /// (`--skip-default-registry-fallback`).
+    pub skip_default_registry_fallback: bool,
     /// Directory holding `config.json`; else `$DOCKER_CONFIG`, else `~/.docker`.
     pub docker_config_dir: Option<PathBuf>,
     /// `User-Agent` sent with every request.
@@ -42,6 +57,10 @@ impl Default for ClientOptions {
             skip_tls_verify_push: false,
             skip_tls_verify_pull: false,
             skip_tls_verify_registries: Vec::new(),
+            registry_certificates: Vec::new(),
+            client_certificates: Vec::new(),
+            registry_maps: RegistryMaps::default(),
+            skip_default_registry_fallback: false,
             docker_config_dir: None,
             user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
@@ -67,6 +86,8 @@ pub struct Client {
 struct Inner {
     transport: Transport,
     auth: Authenticator,
+    registry_maps: RegistryMaps,
+    skip_default_registry_fallback: bool,
 }
 
 /// Who and what a request is for, so failures can say so.
@@ -88,8 +109,18 @@ impl Client {
             inner: Arc::new(Inner {
                 transport: Transport::new(&options)?,
                 auth: Authenticator::new(options.docker_config_dir.clone()),
+                registry_maps: options.registry_maps,
+                skip_default_registry_fallback: options.skip_default_registry_fallback,
             }),
         })
+    }
+
+    pub(crate) fn registry_maps(&self) -> &RegistryMaps {
+        &self.inner.registry_maps
+    }
+
+    pub(crate) fn skip_default_registry_fallback(&self) -> bool {
+        self.inner.skip_default_registry_fallback
     }
 
     /// Sends `spec` with cached authorization; on 401 answers the challenge and retries
@@ -114,6 +145,7 @@ impl Client {
         );
         let ctx = ChallengeContext {
             registry: call.registry,
+            repository: call.repository,
             scope: &scope,
             target: call.target,
             client: self.inner.transport.client(call.registry, call.access),
@@ -145,7 +177,7 @@ impl Client {
             response.status(),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
         ) {
-            self.inner.auth.hint(call.registry).await
+            self.inner.auth.hint(call.registry, call.repository).await
         } else {
             AuthHint::default()
         };
@@ -158,34 +190,74 @@ impl Client {
         spec: &RequestSpec,
         authorization: Option<&reqwest::header::HeaderValue>,
     ) -> Result<Response, Error> {
-        self.inner
+        let error = match self
+            .inner
             .transport
             .send(call.registry, call.access, spec, authorization)
             .await
-            .map_err(|e| match e {
-                SendError::Http(source) if is_certificate_error(&source) => {
-                    Error::UntrustedCertificate {
-                        registry: call.registry.to_owned(),
-                        detail: root_cause(&source),
-                        source,
-                    }
-                }
-                SendError::Http(source) if source.is_connect() => Error::Unreachable {
+        {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        Err(match error {
+            SendError::Http(source) if is_certificate_error(&source) => {
+                Error::UntrustedCertificate {
                     registry: call.registry.to_owned(),
                     detail: root_cause(&source),
                     source,
-                },
-                SendError::Http(source) => Error::Transport {
-                    operation: call.operation,
-                    target: call.target.to_owned(),
+                }
+            }
+            SendError::Http(source)
+                if is_client_certificate_rejection(&source)
+                    || (!source.is_timeout()
+                        && !source.is_connect()
+                        && self.wants_client_certificate(call).await) =>
+            {
+                Error::ClientCertificateRejected {
+                    registry: call.registry.to_owned(),
                     detail: root_cause(&source),
                     source,
-                },
-                SendError::Url(detail) => Error::protocol(call.operation, call.target, detail),
-                SendError::TooManyRedirects => {
-                    Error::protocol(call.operation, call.target, "too many redirects")
                 }
-            })
+            }
+            SendError::Http(source) if source.is_connect() => Error::Unreachable {
+                registry: call.registry.to_owned(),
+                detail: root_cause(&source),
+                source,
+            },
+            SendError::Http(source) => Error::Transport {
+                operation: call.operation,
+                target: call.target.to_owned(),
+                detail: root_cause(&source),
+                source,
+            },
+            SendError::Url(detail) => Error::protocol(call.operation, call.target, detail),
+            SendError::TooManyRedirects => {
+                Error::protocol(call.operation, call.target, "too many redirects")
+            }
+        })
+    }
+
+    /// After an HTTPS connection dropped once established: whether the registry asks for
+    /// client certificates, which under TLS 1.3 is the usual reason a refused client sees
+    /// only a closed connection.
+    async fn wants_client_certificate(&self, call: &Call<'_>) -> bool {
+        let Some(origin) = self
+            .inner
+            .transport
+            .registry_origin(call.registry, call.access)
+        else {
+            return false;
+        };
+        match (
+            origin.scheme(),
+            origin.host_str(),
+            origin.port_or_known_default(),
+        ) {
+            ("https", Some(host), Some(port)) => {
+                client_cert_probe::requests_client_certificate(host.to_owned(), port).await
+            }
+            _ => false,
+        }
     }
 }
 

@@ -133,6 +133,44 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// A `--registry-certificate` or `--registry-client-cert` file is missing or unusable.
+    #[error("{what} {} for registry {registry}: {detail}", path.display())]
+    TlsFile {
+        /// Registry the file was given for.
+        registry: String,
+        /// `CA certificate`, `client certificate` or `client key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (never the file's contents).
+        detail: String,
+    },
+    /// The registry refused the TLS connection because kiln presented no client certificate,
+    /// or one it does not accept (mutual TLS).
+    #[error(
+        "registry {registry} requires a TLS client certificate it accepts ({detail}): pass \
+         --registry-client-cert {registry}=/path/to/cert.pem,/path/to/key.pem"
+    )]
+    ClientCertificateRejected {
+        /// Registry host.
+        registry: String,
+        /// The TLS alert, e.g. `received fatal alert: CertificateRequired`.
+        detail: String,
+        /// Underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// `--skip-default-registry-fallback` is set and no mapped registry served the image.
+    #[error(
+        "image {target} was not found on any mapped registry and --skip-default-registry-fallback \
+         forbids pulling it from its own registry: {}", failures.join("; ")
+    )]
+    NotOnAnyMirror {
+        /// The image as requested.
+        target: String,
+        /// `mirror: error` for each mirror tried.
+        failures: Vec<String>,
+    },
     /// No connection could be made to the registry.
     #[error("cannot reach registry {registry}: {detail}")]
     Unreachable {
@@ -146,7 +184,8 @@ pub enum Error {
     },
     /// The registry speaks TLS with a certificate kiln does not trust.
     #[error(
-        "TLS certificate of registry {registry} is not trusted ({detail}): pass --skip-tls-verify-pull \
+        "TLS certificate of registry {registry} is not trusted ({detail}): pass \
+         --registry-certificate {registry}=/path/to/ca.pem to trust its CA, --skip-tls-verify-pull \
          (pulls) or --skip-tls-verify (pushes) to accept it, or --insecure-pull/--insecure if the \
          registry speaks plain HTTP"
     )]
@@ -309,7 +348,10 @@ impl Error {
             Error::Http { status, .. } => Some(status.as_u16()),
             Error::Transport { source, .. }
             | Error::Unreachable { source, .. }
-            | Error::UntrustedCertificate { source, .. } => source.status().map(|s| s.as_u16()),
+            | Error::UntrustedCertificate { source, .. }
+            | Error::ClientCertificateRejected { source, .. } => {
+                source.status().map(|s| s.as_u16())
+            }
             _ => None,
         }
     }
@@ -348,16 +390,40 @@ impl fmt::Display for AuthHint {
 /// Whether a request failed because the server's TLS certificate was rejected: the server does
 /// speak TLS, so falling back to plain HTTP would only hide the real problem.
 pub(crate) fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    // `io::Error::source` skips the error it wraps (and hyper wraps rustls's error in two of
+    // them), so `find_rustls_error` unwraps those by hand.
+    find_rustls_error(err, &|e| {
+        matches!(
+            e,
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+        )
+    })
+}
+
+/// Whether the server ended the TLS handshake because of kiln's client certificate (none
+/// sent, or not one it accepts): alerts a client receives about certificates can only be
+/// about its own. (`handshake_failure` is left out: it has too many other causes.)
+pub(crate) fn is_client_certificate_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
+    use rustls::AlertDescription as A;
+    find_rustls_error(err, &|e| {
+        matches!(
+            e,
+            rustls::Error::AlertReceived(
+                A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::CertificateUnknown
+            )
+        )
+    })
+}
+
+fn find_rustls_error(
+    err: &(dyn std::error::Error + 'static),
+    wanted: &dyn Fn(&rustls::Error) -> bool,
+) -> bool {
     let mut current = Some(err);
     while let Some(error) = current {
-        // `io::Error::source` skips the error it wraps (and hyper wraps rustls's error in two
-        // of them), so unwrap those by hand.
         let mut wrapped = Some(error);
         while let Some(inner) = wrapped {
-            if matches!(
-                inner.downcast_ref::<rustls::Error>(),
-                Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
-            ) {
+            if inner.downcast_ref::<rustls::Error>().is_some_and(wanted) {
                 return true;
             }
             wrapped = inner
@@ -399,6 +465,28 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_certificate_alerts_are_recognised_but_not_other_alerts() {
+        let alert = |a| {
+            std::io::Error::other(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(a),
+            ))
+        };
+        assert!(is_client_certificate_rejection(&alert(
+            rustls::AlertDescription::CertificateRequired
+        )));
+        assert!(is_client_certificate_rejection(&alert(
+            rustls::AlertDescription::BadCertificate
+        )));
+        assert!(!is_client_certificate_rejection(&alert(
+            rustls::AlertDescription::HandshakeFailure
+        )));
+        assert!(!is_certificate_error(&alert(
+            rustls::AlertDescription::BadCertificate
+        )));
+    }
 
     #[test]
     fn certificate_errors_are_recognised_inside_nested_io_errors() {

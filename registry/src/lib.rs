@@ -8,19 +8,24 @@
 pub mod auth;
 mod blob;
 mod client;
+mod client_cert_probe;
 mod digest;
 mod error;
 pub mod manifest;
+mod mirrors;
 mod platform;
 mod reference;
 mod resolve;
 mod response;
+mod tls;
 mod transport;
 mod upload;
 
 pub use blob::BlobStream;
 pub use client::{Access, Client, ClientOptions};
 pub use error::{AuthHint, Error, ErrorBody, Operation, RegistryError};
+pub use mirrors::{Mirror, MirrorFlagError, RegistryMaps};
 pub use platform::{Platform, PlatformParseError};
 pub use reference::{DOCKER_HUB, Reference, ReferenceError};
 pub use resolve::ResolvedImage;
+pub use tls::{ClientCertificate, RegistryCertificate, TlsFlagError};

@@ -150,6 +150,28 @@ impl Reference {
         }
     }
 
+    /// The same image on another registry, with `prefix` (empty or ending in `/`) put in
+    /// front of the repository: where a registry mirror or `--registry-map` target holds it
+    /// (`index.docker.io/library/busybox` -> `mirror.local/dockerhub/library/busybox`).
+    pub fn relocated(&self, registry: &str, prefix: &str) -> Result<Reference, ReferenceError> {
+        let repository = format!("{prefix}{}", self.repository);
+        let input = format!("{registry}/{repository}");
+        if !valid_registry(registry) {
+            return Err(ReferenceError::Registry {
+                input,
+                registry: registry.to_owned(),
+            });
+        }
+        if !valid_repository(&repository) {
+            return Err(ReferenceError::Repository { input, repository });
+        }
+        Ok(Reference {
+            registry: registry.to_owned(),
+            repository,
+            ..self.clone()
+        })
+    }
+
     /// `registry/repository`, the key for per-repository state such as upload targets.
     pub fn repo_ref(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
@@ -285,7 +307,7 @@ fn normalise_docker_hub(registry: &str, path: &str) -> (String, String) {
     }
 }
 
-fn valid_registry(registry: &str) -> bool {
+pub(crate) fn valid_registry(registry: &str) -> bool {
     let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
         // [IPv6]:port
         let Some((addr, after)) = rest.split_once(']') else {
@@ -308,7 +330,9 @@ fn valid_registry(registry: &str) -> bool {
         }
     };
     if let Some(port) = port
-        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
+        && !port
+            .parse::<u16>()
+            .is_ok_and(|p| p > 0 && port.bytes().all(|b| b.is_ascii_digit()))
     {
         return false;
     }
@@ -326,7 +350,7 @@ fn valid_registry(registry: &str) -> bool {
         })
 }
 
-fn valid_repository(path: &str) -> bool {
+pub(crate) fn valid_repository(path: &str) -> bool {
     !path.is_empty() && path.split('/').all(valid_path_component)
 }
 
@@ -449,6 +473,34 @@ mod tests {
                 None,
             ),
             (
+                "localhost",
+                DOCKER_HUB,
+                "library/localhost",
+                Some("latest"),
+                None,
+            ),
+            (
+                "localhost:65535/x",
+                "localhost:65535",
+                "x",
+                Some("latest"),
+                None,
+            ),
+            (
+                "index.docker.io/busybox",
+                DOCKER_HUB,
+                "library/busybox",
+                Some("latest"),
+                None,
+            ),
+            (
+                "docker.io/org/app:v_1.2-rc",
+                DOCKER_HUB,
+                "org/app",
+                Some("v_1.2-rc"),
+                None,
+            ),
+            (
                 "a.b_c__d-e--f",
                 DOCKER_HUB,
                 "library/a.b_c__d-e--f",
@@ -523,6 +575,28 @@ mod tests {
     }
 
     #[test]
+    fn relocation_keeps_tag_and_digest_and_validates_the_new_name() {
+        let r = parse(&format!("busybox:1.36@{D}"));
+        let moved = r.relocated("mirror.local:5000", "hub/").unwrap();
+        assert_eq!(
+            moved.to_string(),
+            format!("mirror.local:5000/hub/library/busybox:1.36@{D}")
+        );
+        assert_eq!(
+            r.relocated("mirror.local", "").unwrap().repository(),
+            "library/busybox"
+        );
+        assert!(matches!(
+            r.relocated("bad host", ""),
+            Err(ReferenceError::Registry { .. })
+        ));
+        assert!(matches!(
+            r.relocated("m.io", "Up/"),
+            Err(ReferenceError::Repository { .. })
+        ));
+    }
+
+    #[test]
     fn rejects_invalid_references_with_a_reason() {
         let cases: &[(&str, &str)] = &[
             ("", "empty"),
@@ -542,6 +616,19 @@ mod tests {
             ("-host.com/a", "invalid registry"),
             ("host.com:/a", "invalid registry"),
             ("[zz]:5000/a", "invalid registry"),
+            ("host.com:65536/a", "invalid registry"),
+            ("host.com:0/a", "invalid registry"),
+            ("host.com:+80/a", "invalid registry"),
+            ("localhost:/a", "invalid registry"),
+            (":5000/a", "invalid registry"),
+            ("a/", "invalid repository"),
+            ("/a", "invalid repository"),
+            ("a/b c:tag", "invalid repository"),
+            ("a:tag@", "invalid digest"),
+            (
+                "a@sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+                "invalid digest",
+            ),
         ];
         for &(input, want) in cases {
             match input.parse::<Reference>() {

@@ -22,6 +22,9 @@ const MAX_INDEX_DEPTH: usize = 4;
 pub struct ResolvedImage {
     /// The reference as requested.
     pub reference: Reference,
+    /// Where the image was found: `reference` itself, or its copy on a mirror. Layers are
+    /// fetched from here.
+    pub source: Reference,
     /// Digest of the platform image manifest (`sha256:...`).
     pub manifest_digest: String,
     /// Digest of the index it was selected from, when the reference named an index.
@@ -83,6 +86,7 @@ impl Client {
             parse_json(&config_bytes, &image.blob_display(&config_digest), "config")?;
         Ok(ResolvedImage {
             reference: image.clone(),
+            source: image.clone(),
             manifest_digest: fetched.digest,
             index_digest,
             manifest_media_type: fetched.media_type,

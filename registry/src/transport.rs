@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream;
@@ -20,13 +19,12 @@ use reqwest::{Method, Response, Url};
 use tokio::io::AsyncReadExt;
 
 use crate::client::{Access, ClientOptions};
-use crate::error::{Error, is_certificate_error};
+use crate::error::{Error, is_certificate_error, is_client_certificate_rejection};
 use crate::reference::DOCKER_HUB;
+use crate::tls::Clients;
 
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 const MAX_REDIRECTS: usize = 10;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
 const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// Where a request goes: a path on the registry's API origin, or a URL the registry
@@ -87,11 +85,11 @@ enum SchemePlan {
     HttpsThenHttp,
 }
 
-/// The HTTP clients (one per TLS policy) and the per-host scheme decisions.
+/// The HTTP clients (per TLS policy and per registry with its own TLS material) and the
+/// per-host scheme decisions.
 #[derive(Debug)]
 pub(crate) struct Transport {
-    verifying: reqwest::Client,
-    non_verifying: reqwest::Client,
+    clients: Clients,
     insecure_push: bool,
     insecure_pull: bool,
     insecure_registries: Vec<String>,
@@ -104,19 +102,12 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(options: &ClientOptions) -> Result<Transport, Error> {
-        let build = |accept_invalid: bool| {
-            reqwest::Client::builder()
-                .user_agent(options.user_agent.clone())
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(READ_TIMEOUT)
-                .tls_danger_accept_invalid_certs(accept_invalid)
-                .build()
-                .map_err(|source| Error::ClientSetup { source })
-        };
         Ok(Transport {
-            verifying: build(false)?,
-            non_verifying: build(true)?,
+            clients: Clients::new(
+                &options.user_agent,
+                &options.registry_certificates,
+                &options.client_certificates,
+            )?,
             insecure_push: options.insecure_push,
             insecure_pull: options.insecure_pull,
             insecure_registries: options.insecure_registries.clone(),
@@ -142,10 +133,11 @@ impl Transport {
             Access::Push => self.skip_verify_push,
             Access::Pull => self.skip_verify_pull,
         } || listed(&self.skip_verify_registries, registry);
+        let pair = self.clients.for_registry(registry);
         if skip {
-            &self.non_verifying
+            &pair.non_verifying
         } else {
-            &self.verifying
+            &pair.verifying
         }
     }
 
@@ -221,7 +213,8 @@ impl Transport {
                     .await;
                 let fallback = plan == SchemePlan::HttpsThenHttp
                     && first == "https"
-                    && matches!(&result, Err(SendError::Http(e)) if e.is_connect() && !is_certificate_error(e));
+                    && matches!(&result, Err(SendError::Http(e)) if e.is_connect()
+                        && !is_certificate_error(e) && !is_client_certificate_rejection(e));
                 if !fallback {
                     if result.is_ok() && plan == SchemePlan::HttpsThenHttp {
                         self.learn(registry, first);
@@ -304,17 +297,19 @@ pub(crate) enum SendError {
 /// Whether `registry` (`host[:port]`) appears in a user-given list of `host[:port]`.
 /// A bare host in the list also covers that host on any port, as Kaniko users expect.
 fn listed(list: &[String], registry: &str) -> bool {
-    let host = host_of(registry);
-    list.iter().any(|entry| {
-        let entry = entry.trim().trim_end_matches('/');
-        let entry = entry
-            .strip_prefix("https://")
-            .or_else(|| entry.strip_prefix("http://"))
-            .unwrap_or(entry);
-        entry.eq_ignore_ascii_case(registry)
-            || (!entry.contains(':') && entry.eq_ignore_ascii_case(host))
-            || (entry == "index.docker.io" || entry == "docker.io") && registry == DOCKER_HUB
-    })
+    list.iter().any(|entry| names_registry(entry, registry))
+}
+
+/// Whether a user-given `host[:port]` (scheme and trailing `/` tolerated) names `registry`.
+pub(crate) fn names_registry(entry: &str, registry: &str) -> bool {
+    let entry = entry.trim().trim_end_matches('/');
+    let entry = entry
+        .strip_prefix("https://")
+        .or_else(|| entry.strip_prefix("http://"))
+        .unwrap_or(entry);
+    entry.eq_ignore_ascii_case(registry)
+        || (!entry.contains(':') && entry.eq_ignore_ascii_case(host_of(registry)))
+        || (entry == "index.docker.io" || entry == "docker.io") && registry == DOCKER_HUB
 }
 
 fn host_of(registry: &str) -> &str {

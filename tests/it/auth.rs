@@ -1,4 +1,5 @@
-//! Basic auth from `$DOCKER_CONFIG/config.json`, for both pull and push.
+//! Basic auth from `$DOCKER_CONFIG/config.json`, for both pull and push, host-wide and
+//! path-scoped.
 
 use base64::Engine as _;
 
@@ -89,4 +90,66 @@ fn a_self_signed_registry_is_refused_unless_tls_verification_is_skipped() {
     run(skopeo()
         .args(["inspect", "--tls-verify=false"])
         .arg(format!("docker://{destination}")));
+}
+
+#[test]
+fn path_scoped_config_entries_win_for_their_namespace_and_cover_nothing_else() {
+    let registry = Registry::start_with_auth("team-bot", "team-pass");
+    let layout = busybox_layout(registry.scratch());
+    for name in ["team/busybox:latest", "other/busybox:latest"] {
+        copy_to_registry(
+            &layout,
+            "latest",
+            &registry.image(name),
+            false,
+            Some("team-bot:team-pass"),
+        );
+    }
+    // The host-wide entry is wrong; only the `host/team` entry is right.
+    let encode = |creds: &str| base64::engine::general_purpose::STANDARD.encode(creds);
+    let project = Project::new().dockerfile(&format!(
+        "FROM {}\nRUN touch /scoped\n",
+        registry.image("team/busybox:latest")
+    ));
+    let docker_config = project.out("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    std::fs::write(
+        docker_config.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{addr}":{{"auth":"{wrong}"}},"https://{addr}/team":{{"auth":"{right}"}}}}}}"#,
+            addr = registry.addr(),
+            wrong = encode("team-bot:wrong"),
+            right = encode("team-bot:team-pass"),
+        ),
+    )
+    .unwrap();
+    let destination = registry.image("team/app:1");
+    Kiln::build(project.path())
+        .push_to(&destination)
+        .env("DOCKER_CONFIG", &docker_config)
+        .run()
+        .success();
+    run(skopeo()
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "team-bot:team-pass",
+        ])
+        .arg(format!("docker://{destination}")));
+
+    // Outside `team/`, only the (wrong) host-wide entry applies.
+    let other = Project::new().dockerfile(&format!(
+        "FROM {}\nRUN touch /scoped\n",
+        registry.image("other/busybox:latest")
+    ));
+    let stderr = Kiln::build(other.path())
+        .push_to(&registry.image("other/app:1"))
+        .env("DOCKER_CONFIG", &docker_config)
+        .run()
+        .failure();
+    assert!(
+        stderr.contains("401") && stderr.contains("other/busybox"),
+        "{stderr}"
+    );
 }

@@ -42,13 +42,13 @@ pub async fn pull_all(
             .with_context(|| format!("base image {name:?} is not a valid image name"))?;
         tracing::info!("Retrieving image manifest {reference}");
         let resolved = client
-            .resolve_image(&reference, platform)
+            .resolve_pull(&reference, platform)
             .await
             .with_context(|| format!("cannot pull base image {name}"))?;
         let config = parse_base(&resolved.config_bytes)
             .with_context(|| format!("base image {name}: unreadable config"))?;
         let layers = layers_of(&resolved, &config).with_context(|| format!("base image {name}"))?;
-        pull_layers(client, store, &resolved.reference, &layers)
+        pull_layers(client, store, &resolved.source, &layers)
             .await
             .with_context(|| format!("cannot pull the layers of base image {name}"))?;
         images.insert(

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use kiln_registry::{ClientOptions, Reference};
+use kiln_registry::{ClientOptions, Reference, RegistryMaps};
 
 use crate::args::BuildOptions;
 
@@ -87,6 +87,10 @@ impl Settings {
             Some(dir) => absolute(&dir)?,
             None => default_cache_dir()?,
         };
+        let registry_maps =
+            registry_maps(&options.registry_maps, &options.registry_mirrors, |name| {
+                std::env::var(name).ok()
+            })?;
         let registry = ClientOptions {
             insecure_push: options.insecure,
             insecure_pull: options.insecure_pull,
@@ -94,6 +98,10 @@ impl Settings {
             skip_tls_verify_push: options.skip_tls_verify,
             skip_tls_verify_pull: options.skip_tls_verify_pull,
             skip_tls_verify_registries: options.skip_tls_verify_registries,
+            registry_certificates: options.registry_certificates,
+            client_certificates: options.registry_client_certs,
+            registry_maps,
+            skip_default_registry_fallback: options.skip_default_registry_fallback,
             docker_config_dir: None,
             user_agent: format!("kiln/{}", env!("CARGO_PKG_VERSION")),
         };
@@ -158,6 +166,34 @@ pub(crate) fn dockerfile_path(dockerfile: &Path, context: &Path) -> anyhow::Resu
     )
 }
 
+/// Kaniko's order: `--registry-map` flags, then `KANIKO_REGISTRY_MAP`, then the mirrors
+/// (`--registry-mirror` flags, then `KANIKO_REGISTRY_MIRROR`) as maps of Docker Hub.
+/// `KANIKO_REGISTRY_MIRROR` may list several mirrors separated by `;`.
+pub(crate) fn registry_maps(
+    maps: &[String],
+    mirrors: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<RegistryMaps> {
+    let mut result = RegistryMaps::default();
+    for map in maps {
+        result.add_map(map).context("--registry-map")?;
+    }
+    if let Some(map) = env("KANIKO_REGISTRY_MAP") {
+        result.add_map(&map).context("KANIKO_REGISTRY_MAP")?;
+    }
+    for mirror in mirrors {
+        result.add_mirror(mirror).context("--registry-mirror")?;
+    }
+    if let Some(value) = env("KANIKO_REGISTRY_MIRROR") {
+        for mirror in value.split(';').filter(|m| !m.trim().is_empty()) {
+            result
+                .add_mirror(mirror)
+                .context("KANIKO_REGISTRY_MIRROR")?;
+        }
+    }
+    Ok(result)
+}
+
 /// `KEY=VALUE`, or a bare `KEY` whose value comes from kiln's environment (Kaniko does this).
 pub(crate) fn build_arg(arg: &str) -> anyhow::Result<(String, String)> {
     let (key, value) = match arg.split_once('=') {
@@ -197,6 +233,46 @@ mod tests {
         assert_eq!(value, std::env::var("PATH").unwrap());
         assert_eq!(build_arg("A=b=c").unwrap(), ("A".into(), "b=c".into()));
         assert!(build_arg("=x").is_err());
+    }
+
+    #[test]
+    fn registry_maps_come_from_flags_then_environment_with_mirrors_last() {
+        let env = |name: &str| match name {
+            "KANIKO_REGISTRY_MAP" => Some("index.docker.io=env-map.local".to_owned()),
+            "KANIKO_REGISTRY_MIRROR" => Some("env-a.local;env-b.local".to_owned()),
+            _ => None,
+        };
+        let maps = registry_maps(
+            &["docker.io=flag-map.local".to_owned()],
+            &["flag-mirror.local".to_owned()],
+            env,
+        )
+        .unwrap();
+        let order: Vec<String> = maps
+            .mirrors_of("index.docker.io")
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "flag-map.local",
+                "env-map.local",
+                "flag-mirror.local",
+                "env-a.local",
+                "env-b.local"
+            ]
+        );
+        let err = registry_maps(&["nonsense".to_owned()], &[], |_| None).unwrap_err();
+        assert!(format!("{err:#}").contains("--registry-map"), "{err:#}");
+        let err = registry_maps(&[], &[], |name| {
+            (name == "KANIKO_REGISTRY_MIRROR").then(|| "http://m".to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("KANIKO_REGISTRY_MIRROR"),
+            "{err:#}"
+        );
     }
 
     #[test]

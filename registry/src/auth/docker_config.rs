@@ -4,6 +4,11 @@
 //! `host`, `https://host/v2/`) and then matched on the exact host: never by suffix or
 //! pattern, so credentials for `example.com` are not sent to
 //! `example.com.attacker.net` (the class of bug behind Kaniko's ACR token leak).
+//!
+//! A key may also name a path on the host (`host/org` or `host/org/repo`, as podman and
+//! Kaniko's `FF_KANIKO_PATH_SCOPED_REGISTRY_AUTH` allow): it covers that repository or
+//! namespace only, and the longest matching path wins over a host-wide entry, so credentials
+//! for `host/org-a` are never offered to `host/org-b`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -68,14 +73,70 @@ pub enum Lookup {
     Anonymous,
 }
 
+/// What a config key covers: a host, optionally narrowed to a repository path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Scope {
+    /// Lower-case `host[:port]`.
+    host: String,
+    /// Repository or namespace (`org`, `org/repo`); empty for the whole host.
+    path: String,
+}
+
+impl Scope {
+    /// `https://host/v1/` -> host-wide; `host/org/` -> `org` on `host`; `HOST:5000` ->
+    /// `host:5000`.
+    fn of_key(key: &str) -> Scope {
+        let key = key.trim();
+        let without_scheme = key
+            .strip_prefix("https://")
+            .or_else(|| key.strip_prefix("http://"))
+            .unwrap_or(key);
+        let (host, path) = without_scheme
+            .split_once('/')
+            .unwrap_or((without_scheme, ""));
+        let path = path.trim_matches('/');
+        // `/v1/` and `/v2/` are API versions in URL-style keys, not repositories.
+        let path = if matches!(path, "v1" | "v2") {
+            ""
+        } else {
+            path
+        };
+        Scope {
+            host: host.to_ascii_lowercase(),
+            path: path.to_owned(),
+        }
+    }
+
+    /// How specific a match of this scope for `repository` on one of `hosts` is (path
+    /// length), or `None` when it does not cover it. Paths match whole components only.
+    fn specificity(&self, hosts: &[String], repository: &str) -> Option<usize> {
+        if !hosts.contains(&self.host) {
+            return None;
+        }
+        let covers = self.path.is_empty()
+            || repository == self.path
+            || repository
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.starts_with('/'));
+        covers.then_some(self.path.len())
+    }
+}
+
+#[derive(Clone)]
+struct AuthEntry {
+    scope: Scope,
+    /// The key as written, preferred when several spellings cover the same scope.
+    key: String,
+    credential: Credential,
+}
+
 /// A parsed Docker config file.
 #[derive(Clone)]
 pub struct DockerConfig {
     path: PathBuf,
-    /// `(normalised host, original key, credential)`.
-    auths: Vec<(String, String, Credential)>,
-    /// `(normalised host, helper)`.
-    cred_helpers: Vec<(String, String)>,
+    auths: Vec<AuthEntry>,
+    /// `(scope, helper)`.
+    cred_helpers: Vec<(Scope, String)>,
     creds_store: Option<String>,
 }
 
@@ -85,7 +146,7 @@ impl fmt::Debug for DockerConfig {
             .field("path", &self.path)
             .field(
                 "auths",
-                &self.auths.iter().map(|(_, k, _)| k).collect::<Vec<_>>(),
+                &self.auths.iter().map(|e| &e.key).collect::<Vec<_>>(),
             )
             .field("cred_helpers", &self.cred_helpers)
             .field("creds_store", &self.creds_store)
@@ -113,6 +174,8 @@ struct RawAuth {
     password: Option<String>,
     #[serde(default)]
     identitytoken: Option<String>,
+    #[serde(default)]
+    registrytoken: Option<String>,
 }
 
 impl DockerConfig {
@@ -150,13 +213,17 @@ impl DockerConfig {
                 continue;
             };
             if let Some(credential) = credential_of(path, key, entry)? {
-                auths.push((normalise_key(key), key.clone(), credential));
+                auths.push(AuthEntry {
+                    scope: Scope::of_key(key),
+                    key: key.clone(),
+                    credential,
+                });
             }
         }
-        let mut cred_helpers: Vec<(String, String)> = raw
+        let mut cred_helpers: Vec<(Scope, String)> = raw
             .cred_helpers
             .into_iter()
-            .map(|(k, v)| (normalise_key(&k), v))
+            .map(|(k, v)| (Scope::of_key(&k), v))
             .collect();
         cred_helpers.sort();
         Ok(DockerConfig {
@@ -172,22 +239,26 @@ impl DockerConfig {
         &self.path
     }
 
-    /// Where credentials for `registry` come from, in Docker's order: a `credHelpers`
-    /// entry, then `credsStore`, then inline `auths`.
-    pub fn lookup(&self, registry: &str) -> Lookup {
+    /// Where credentials for `repository` on `registry` come from, in Docker's order: a
+    /// `credHelpers` entry, then `credsStore`, then inline `auths`. Among entries of one
+    /// kind, the longest path covering the repository wins over host-wide ones.
+    pub fn lookup(&self, registry: &str, repository: &str) -> Lookup {
         let hosts = candidate_hosts(registry);
         let server_url = if registry == DOCKER_HUB {
             DOCKER_HUB_SERVER.to_owned()
         } else {
             registry.to_owned()
         };
-        for host in &hosts {
-            if let Some((_, helper)) = self.cred_helpers.iter().find(|(h, _)| h == host) {
-                return Lookup::Helper {
-                    helper: helper.clone(),
-                    server_url,
-                };
-            }
+        let helper = self
+            .cred_helpers
+            .iter()
+            .filter_map(|(scope, helper)| Some((scope.specificity(&hosts, repository)?, helper)))
+            .max_by_key(|(specificity, _)| *specificity);
+        if let Some((_, helper)) = helper {
+            return Lookup::Helper {
+                helper: helper.clone(),
+                server_url,
+            };
         }
         if let Some(store) = &self.creds_store {
             return Lookup::Helper {
@@ -195,18 +266,18 @@ impl DockerConfig {
                 server_url,
             };
         }
-        // Prefer the key exactly as Docker writes it, then any other spelling.
-        let exact = self
+        // Longest path first; for one scope, the key exactly as Docker writes it first.
+        let best = self
             .auths
             .iter()
-            .find(|(_, key, _)| *key == server_url || key == registry);
-        let by_host = || {
-            hosts
-                .iter()
-                .find_map(|host| self.auths.iter().find(|(h, _, _)| h == host))
-        };
-        match exact.or_else(by_host) {
-            Some((_, _, credential)) => Lookup::Inline(credential.clone()),
+            .filter_map(|entry| {
+                let specificity = entry.scope.specificity(&hosts, repository)?;
+                let exact = entry.key == server_url || entry.key == registry;
+                Some(((specificity, exact), entry))
+            })
+            .max_by_key(|(rank, _)| *rank);
+        match best {
+            Some((_, entry)) => Lookup::Inline(entry.credential.clone()),
             None => Lookup::Anonymous,
         }
     }
@@ -221,6 +292,9 @@ fn credential_of(
         path: path.to_path_buf(),
         key: key.to_owned(),
     };
+    if let Some(token) = entry.registrytoken.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some(Credential::RegistryToken(Secret::new(token))));
+    }
     if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
         return Ok(Some(Credential::IdentityToken(Secret::new(token))));
     }
@@ -242,17 +316,6 @@ fn credential_of(
         })),
         _ => Ok(None),
     }
-}
-
-/// `https://host/v1/` -> `host`; `HOST:5000` -> `host:5000`.
-fn normalise_key(key: &str) -> String {
-    let key = key.trim();
-    let without_scheme = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
-    let host = without_scheme.split('/').next().unwrap_or(without_scheme);
-    host.to_ascii_lowercase()
 }
 
 fn candidate_hosts(registry: &str) -> Vec<String> {
@@ -282,8 +345,8 @@ mod tests {
     fn auth_field_is_decoded_and_docker_hub_key_matches_index_docker_io() {
         // dXNlcjpwYXNz = user:pass
         let cfg = parse(r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"}}}"#);
-        assert_eq!(cfg.lookup(DOCKER_HUB), basic("user", "pass"));
-        assert_eq!(cfg.lookup("gcr.io"), Lookup::Anonymous);
+        assert_eq!(cfg.lookup(DOCKER_HUB, "team/app"), basic("user", "pass"));
+        assert_eq!(cfg.lookup("gcr.io", "team/app"), Lookup::Anonymous);
     }
 
     #[test]
@@ -298,9 +361,13 @@ mod tests {
             let cfg = parse(&format!(
                 r#"{{"auths":{{"{key}":{{"username":"u","password":"p"}}}}}}"#
             ));
-            assert_eq!(cfg.lookup("reg.example.com:5000"), basic("u", "p"), "{key}");
             assert_eq!(
-                cfg.lookup("reg.example.com"),
+                cfg.lookup("reg.example.com:5000", "team/app"),
+                basic("u", "p"),
+                "{key}"
+            );
+            assert_eq!(
+                cfg.lookup("reg.example.com", "team/app"),
                 Lookup::Anonymous,
                 "{key}: port must match"
             );
@@ -311,12 +378,18 @@ mod tests {
     fn credentials_never_match_by_suffix_or_prefix() {
         let cfg = parse(r#"{"auths":{"evil.example.com":{"auth":"dXNlcjpwYXNz"}}}"#);
         assert_eq!(
-            cfg.lookup("evil.example.com.attacker.net"),
+            cfg.lookup("evil.example.com.attacker.net", "team/app"),
             Lookup::Anonymous
         );
-        assert_eq!(cfg.lookup("sub.evil.example.com"), Lookup::Anonymous);
-        assert_eq!(cfg.lookup("example.com"), Lookup::Anonymous);
-        assert_eq!(cfg.lookup("evil.example.com"), basic("user", "pass"));
+        assert_eq!(
+            cfg.lookup("sub.evil.example.com", "team/app"),
+            Lookup::Anonymous
+        );
+        assert_eq!(cfg.lookup("example.com", "team/app"), Lookup::Anonymous);
+        assert_eq!(
+            cfg.lookup("evil.example.com", "team/app"),
+            basic("user", "pass")
+        );
     }
 
     #[test]
@@ -325,7 +398,7 @@ mod tests {
             r#"{"auths":{"r.io":{"username":"00000000-0000-0000-0000-000000000000","password":"","identitytoken":"rt"}}}"#,
         );
         assert_eq!(
-            cfg.lookup("r.io"),
+            cfg.lookup("r.io", "team/app"),
             Lookup::Inline(Credential::IdentityToken(Secret::new("rt")))
         );
     }
@@ -337,21 +410,21 @@ mod tests {
                 "credHelpers":{"b.io":"ecr-login"},"credsStore":"desktop"}"#,
         );
         assert_eq!(
-            cfg.lookup("b.io"),
+            cfg.lookup("b.io", "team/app"),
             Lookup::Helper {
                 helper: "ecr-login".to_owned(),
                 server_url: "b.io".to_owned()
             }
         );
         assert_eq!(
-            cfg.lookup("a.io"),
+            cfg.lookup("a.io", "team/app"),
             Lookup::Helper {
                 helper: "desktop".to_owned(),
                 server_url: "a.io".to_owned()
             }
         );
         assert_eq!(
-            cfg.lookup(DOCKER_HUB),
+            cfg.lookup(DOCKER_HUB, "team/app"),
             Lookup::Helper {
                 helper: "desktop".to_owned(),
                 server_url: DOCKER_HUB_SERVER.to_owned()
@@ -360,10 +433,50 @@ mod tests {
     }
 
     #[test]
+    fn path_scoped_entries_cover_their_namespace_only_and_the_longest_wins() {
+        let cfg = parse(
+            r#"{"auths":{
+                "reg.io":{"username":"host","password":"h"},
+                "https://reg.io/org":{"username":"org","password":"o"},
+                "reg.io/org/app/":{"username":"app","password":"a"},
+                "reg.io/other":{"username":"other","password":"x"},
+                "https://index.docker.io/v1/":{"username":"hub","password":"d"},
+                "docker.io/myorg":{"username":"hub-org","password":"m"}}}"#,
+        );
+        assert_eq!(cfg.lookup("reg.io", "org/app"), basic("app", "a"));
+        assert_eq!(cfg.lookup("reg.io", "org/app/sub"), basic("app", "a"));
+        assert_eq!(cfg.lookup("reg.io", "org/lib"), basic("org", "o"));
+        assert_eq!(cfg.lookup("reg.io", "org"), basic("org", "o"));
+        // Whole path components only: `org` does not cover `organisation`.
+        assert_eq!(cfg.lookup("reg.io", "organisation/x"), basic("host", "h"));
+        assert_eq!(cfg.lookup("reg.io", "team/app"), basic("host", "h"));
+        assert_eq!(cfg.lookup(DOCKER_HUB, "myorg/tool"), basic("hub-org", "m"));
+        assert_eq!(cfg.lookup(DOCKER_HUB, "library/busybox"), basic("hub", "d"));
+        // A path-scoped entry alone never covers the rest of its host.
+        let only_org = parse(r#"{"auths":{"reg.io/org-a":{"auth":"dXNlcjpwYXNz"}}}"#);
+        assert_eq!(only_org.lookup("reg.io", "org-b/app"), Lookup::Anonymous);
+        assert_eq!(
+            only_org.lookup("reg.io", "org-a/app"),
+            basic("user", "pass")
+        );
+    }
+
+    #[test]
+    fn registry_token_is_kept_as_a_bearer_credential_before_anything_else() {
+        let cfg = parse(
+            r#"{"auths":{"r.io":{"auth":"dXNlcjpwYXNz","identitytoken":"rt","registrytoken":"bt"}}}"#,
+        );
+        assert_eq!(
+            cfg.lookup("r.io", "a"),
+            Lookup::Inline(Credential::RegistryToken(Secret::new("bt")))
+        );
+    }
+
+    #[test]
     fn empty_entries_are_anonymous() {
         let cfg = parse(r#"{"auths":{"a.io":{}},"credsStore":""}"#);
-        assert_eq!(cfg.lookup("a.io"), Lookup::Anonymous);
-        assert_eq!(parse("{}").lookup("a.io"), Lookup::Anonymous);
+        assert_eq!(cfg.lookup("a.io", "team/app"), Lookup::Anonymous);
+        assert_eq!(parse("{}").lookup("a.io", "team/app"), Lookup::Anonymous);
     }
 
     #[test]

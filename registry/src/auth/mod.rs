@@ -33,6 +33,8 @@ pub(crate) fn scope(repository: &str, access: Access) -> String {
 enum CachedAuth {
     Bearer(token::Token),
     Basic(HeaderValue),
+    /// A `registrytoken` from the Docker config: a Bearer header with no known expiry.
+    RegistryToken(HeaderValue),
 }
 
 /// Holds credentials and tokens for every registry a client talks to.
@@ -40,14 +42,16 @@ enum CachedAuth {
 pub(crate) struct Authenticator {
     config_dir: Option<PathBuf>,
     config: tokio::sync::OnceCell<Option<DockerConfig>>,
-    /// Resolved credentials per registry (helpers run once per registry).
-    credentials: tokio::sync::Mutex<HashMap<String, Option<Credential>>>,
+    /// Resolved credentials per `(registry, repository)`: helpers run once per repository,
+    /// and path-scoped config entries make the answer depend on it.
+    credentials: tokio::sync::Mutex<HashMap<(String, String), Option<Credential>>>,
     cache: Mutex<HashMap<(String, String), CachedAuth>>,
 }
 
 /// One 401 to answer.
 pub(crate) struct ChallengeContext<'a> {
     pub registry: &'a str,
+    pub repository: &'a str,
     pub scope: &'a str,
     pub target: &'a str,
     pub client: &'a reqwest::Client,
@@ -75,7 +79,7 @@ impl Authenticator {
                 Some(token.header.clone())
             }
             CachedAuth::Bearer(_) => None,
-            CachedAuth::Basic(header) => Some(header.clone()),
+            CachedAuth::Basic(header) | CachedAuth::RegistryToken(header) => Some(header.clone()),
         }
     }
 
@@ -98,13 +102,22 @@ impl Authenticator {
         Ok(config.as_ref())
     }
 
-    /// The credentials for `registry`, resolved once (helpers can be slow).
-    async fn credential(&self, registry: &str) -> Result<Option<Credential>, Error> {
+    /// The credentials for `repository` on `registry`, resolved once (helpers can be slow).
+    async fn credential(
+        &self,
+        registry: &str,
+        repository: &str,
+    ) -> Result<Option<Credential>, Error> {
+        let key = (registry.to_owned(), repository.to_owned());
         let mut known = self.credentials.lock().await;
-        if let Some(credential) = known.get(registry) {
+        if let Some(credential) = known.get(&key) {
             return Ok(credential.clone());
         }
-        let credential = match self.docker_config().await?.map(|c| c.lookup(registry)) {
+        let lookup = self
+            .docker_config()
+            .await?
+            .map(|c| c.lookup(registry, repository));
+        let credential = match lookup {
             Some(Lookup::Inline(credential)) => Some(credential),
             Some(Lookup::Helper { helper, server_url }) => {
                 helper::get(&helper, &server_url).await?
@@ -113,15 +126,16 @@ impl Authenticator {
         };
         tracing::debug!(
             registry,
+            repository,
             authenticated = credential.is_some(),
             "resolved credentials"
         );
-        known.insert(registry.to_owned(), credential.clone());
+        known.insert(key, credential.clone());
         Ok(credential)
     }
 
     /// Where credentials for `registry` were (or would be) found, for 401/403 messages.
-    pub(crate) async fn hint(&self, registry: &str) -> AuthHint {
+    pub(crate) async fn hint(&self, registry: &str, repository: &str) -> AuthHint {
         let path = match self.config_path() {
             Some(path) => path,
             None => {
@@ -134,7 +148,7 @@ impl Authenticator {
         let text = match self.docker_config().await {
             Err(_) => format!("{shown} could not be read"),
             Ok(None) => format!("no credentials for {registry}: {shown} does not exist"),
-            Ok(Some(config)) => match config.lookup(registry) {
+            Ok(Some(config)) => match config.lookup(registry, repository) {
                 Lookup::Inline(_) => format!("check credentials for {registry} in {shown}"),
                 Lookup::Helper { helper, .. } => {
                     format!(
@@ -163,7 +177,19 @@ impl Authenticator {
             _ => None,
         });
         if let Some((realm, service, challenge_scope)) = bearer {
-            let credential = self.credential(ctx.registry).await?;
+            let credential = self.credential(ctx.registry, ctx.repository).await?;
+            // A `registrytoken` is the Bearer token itself: no token server involved.
+            if let Some(header) = credential
+                .as_ref()
+                .and_then(Credential::registry_token_header)
+            {
+                self.store(
+                    ctx.registry,
+                    ctx.scope,
+                    CachedAuth::RegistryToken(header.clone()),
+                );
+                return Ok(Some(header));
+            }
             let mut scopes = vec![ctx.scope.to_owned()];
             if let Some(extra) = challenge_scope.as_deref()
                 && !extra.is_empty()
@@ -179,7 +205,7 @@ impl Authenticator {
                     scopes: &scopes,
                     credential: credential.as_ref(),
                     target: ctx.target,
-                    hint: self.hint(ctx.registry).await,
+                    hint: self.hint(ctx.registry, ctx.repository).await,
                 },
             )
             .await?;
@@ -189,7 +215,7 @@ impl Authenticator {
         }
         if challenges.contains(&Challenge::Basic) {
             let header = self
-                .credential(ctx.registry)
+                .credential(ctx.registry, ctx.repository)
                 .await?
                 .as_ref()
                 .and_then(Credential::basic_header);
@@ -227,6 +253,7 @@ mod tests {
         let client = reqwest::Client::new();
         let ctx = ChallengeContext {
             registry: "reg.test:5000",
+            repository: "a",
             scope: "repository:a:pull",
             target: "reg.test:5000/a:latest",
             client: &client,
@@ -243,12 +270,40 @@ mod tests {
         );
         assert_eq!(auth.cached("reg.test:5000", "repository:b:pull"), None);
         assert!(
-            auth.hint("reg.test:5000")
+            auth.hint("reg.test:5000", "a")
                 .await
                 .0
                 .unwrap()
                 .contains("config.json")
         );
+    }
+
+    #[tokio::test]
+    async fn registry_token_answers_a_bearer_challenge_without_a_token_server() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths":{"reg.test":{"registrytoken":"opaque-bearer"}}}"#,
+        )
+        .unwrap();
+        let auth = Authenticator::new(Some(dir.path().to_path_buf()));
+        let client = reqwest::Client::new();
+        let ctx = ChallengeContext {
+            registry: "reg.test",
+            repository: "a",
+            scope: "repository:a:pull",
+            target: "reg.test/a:latest",
+            client: &client,
+        };
+        // The realm is unreachable: a token fetch would fail.
+        let challenge = Challenge::Bearer {
+            realm: "http://127.0.0.1:1/token".to_owned(),
+            service: None,
+            scope: None,
+        };
+        let header = auth.respond(&ctx, &[challenge]).await.unwrap().unwrap();
+        assert_eq!(header.to_str().unwrap(), "Bearer opaque-bearer");
+        assert!(header.is_sensitive());
     }
 
     #[tokio::test]
@@ -258,12 +313,13 @@ mod tests {
         let client = reqwest::Client::new();
         let ctx = ChallengeContext {
             registry: "reg.test",
+            repository: "a",
             scope: "repository:a:pull",
             target: "reg.test/a:latest",
             client: &client,
         };
         assert_eq!(auth.respond(&ctx, &[Challenge::Basic]).await.unwrap(), None);
-        let hint = auth.hint("reg.test").await.0.unwrap();
+        let hint = auth.hint("reg.test", "a").await.0.unwrap();
         assert!(
             hint.contains("no credentials for reg.test") && hint.contains("does not exist"),
             "{hint}"
@@ -278,6 +334,7 @@ mod tests {
         let client = reqwest::Client::new();
         let ctx = ChallengeContext {
             registry: "reg.test",
+            repository: "a",
             scope: "repository:a:pull",
             target: "reg.test/a:latest",
             client: &client,

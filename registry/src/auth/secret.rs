@@ -40,6 +40,8 @@ pub enum Credential {
     },
     /// An OAuth2 refresh token (`identitytoken`), exchanged at the token realm.
     IdentityToken(Secret),
+    /// A token sent to the registry as `Authorization: Bearer` as it is (`registrytoken`).
+    RegistryToken(Secret),
 }
 
 impl Credential {
@@ -53,7 +55,20 @@ impl Credential {
                 value.set_sensitive(true);
                 Some(value)
             }
-            Credential::IdentityToken(_) => None,
+            Credential::IdentityToken(_) | Credential::RegistryToken(_) => None,
+        }
+    }
+
+    /// The `Authorization: Bearer` value, if these credentials are a registry token.
+    pub(crate) fn registry_token_header(&self) -> Option<HeaderValue> {
+        match self {
+            Credential::RegistryToken(token) => {
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {}", token.expose())).ok()?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            Credential::Basic { .. } | Credential::IdentityToken(_) => None,
         }
     }
 }
@@ -67,6 +82,7 @@ impl fmt::Debug for Credential {
                 .field("password", &"<redacted>")
                 .finish(),
             Credential::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+            Credential::RegistryToken(_) => f.write_str("RegistryToken(<redacted>)"),
         }
     }
 }
@@ -82,9 +98,10 @@ mod tests {
             password: Secret::new("hunter2"),
         };
         let token = Credential::IdentityToken(Secret::new("refresh-xyz"));
-        let shown = format!("{basic:?} {token:?} {:?}", Secret::new("s3cr3t"));
+        let bearer = Credential::RegistryToken(Secret::new("bearer-xyz"));
+        let shown = format!("{basic:?} {token:?} {bearer:?} {:?}", Secret::new("s3cr3t"));
         assert!(shown.contains("alice"));
-        for secret in ["hunter2", "refresh-xyz", "s3cr3t"] {
+        for secret in ["hunter2", "refresh-xyz", "bearer-xyz", "s3cr3t"] {
             assert!(!shown.contains(secret), "{shown}");
         }
     }

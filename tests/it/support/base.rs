@@ -237,6 +237,15 @@ pub fn copy_to_registry(layout: &Path, tag: &str, image: &str, all: bool, creds:
         .arg(format!("docker://{image}")));
 }
 
+/// `skopeo copy` of a layout tag to a registry with extra flags (`--dest-cert-dir`, ...).
+pub fn copy_to_registry_with(layout: &Path, tag: &str, image: &str, flags: &[&str]) {
+    run(skopeo()
+        .arg("copy")
+        .args(flags)
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{image}")));
+}
+
 /// Writes the busybox image as an OCI layout (for auth tests that push with credentials).
 pub fn busybox_layout(scratch: &Path) -> std::path::PathBuf {
     let layout = scratch.join("busybox-auth-layout");

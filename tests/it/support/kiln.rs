@@ -106,6 +106,27 @@ impl Outcome {
         self.stderr()
     }
 
+    /// Fails the test unless kiln succeeded; returns stdout and stderr (the log).
+    pub fn success_with_log(self) -> (String, String) {
+        let stderr = self.stderr();
+        let stdout = self.success();
+        (stdout, stderr)
+    }
+
+    /// stdout and stderr together, whatever the outcome: for checking what kiln ever prints.
+    pub fn everything_printed(&self) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&self.output.stdout),
+            self.stderr()
+        )
+    }
+
+    /// Whether kiln exited successfully.
+    pub fn succeeded(&self) -> bool {
+        self.output.status.success()
+    }
+
     fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }

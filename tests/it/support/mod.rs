@@ -3,7 +3,9 @@
 
 pub mod base;
 pub mod kiln;
+pub mod pki;
 pub mod registry;
+pub mod token_server;
 pub mod tools;
 
 use std::path::{Path, PathBuf};

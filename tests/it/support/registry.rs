@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::pki::Pki;
+use super::token_server::TokenServer;
 use super::tools::require;
 
 /// A running registry.
@@ -40,34 +42,78 @@ impl Registry {
         Registry::start_with(None, true)
     }
 
+    /// Starts a registry serving HTTPS with a certificate from `pki`'s CA and requiring Basic
+    /// credentials `user:password`.
+    pub fn start_with_tls_and_auth(pki: &Pki, user: &str, password: &str) -> Registry {
+        let server = pki.server("registry");
+        Registry::start_configured(|dir| {
+            format!(
+                "{}{}",
+                tls_section(&server.cert, &server.key, None),
+                htpasswd_section(dir, user, password)
+            )
+        })
+    }
+
+    /// Starts an anonymous registry serving HTTPS with a certificate from `pki`'s CA that
+    /// accepts only clients presenting a certificate signed by that CA.
+    pub fn start_with_client_certs(pki: &Pki) -> Registry {
+        let server = pki.server("registry");
+        Registry::start_configured(|_| tls_section(&server.cert, &server.key, Some(&pki.ca_path())))
+    }
+
+    /// Starts a plain-HTTP registry using Docker token authentication: it trusts tokens that
+    /// `tokens` signs and sends clients there.
+    pub fn start_with_token_auth(tokens: &TokenServer) -> Registry {
+        Registry::start_configured(|_| {
+            format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                tokens.realm(),
+                tokens.service(),
+                tokens.issuer(),
+                tokens.root_bundle().display()
+            )
+        })
+    }
+
     fn start_with(auth: Option<(&str, &str)>, tls: bool) -> Registry {
+        Registry::start_configured(|dir| {
+            let mut extra = String::new();
+            if tls {
+                let cert =
+                    rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+                let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+                std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+                std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+                extra.push_str(&tls_section(&cert_path, &key_path, None));
+            }
+            if let Some((user, password)) = auth {
+                extra.push_str(&htpasswd_section(dir, user, password));
+            }
+            extra
+        })
+    }
+
+    /// Starts a registry whose config ends with what `extra` returns for the registry's own
+    /// directory (an `http.tls` continuation and/or an `auth` section).
+    fn start_configured(extra: impl FnOnce(&Path) -> String) -> Registry {
         let binary = require("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-            dir.path().join("storage").display()
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{}",
+            dir.path().join("storage").display(),
+            extra(dir.path())
         );
-        if tls {
-            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-            let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-            std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-            std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-            config.push_str(&format!(
-                "  tls:\n    certificate: {}\n    key: {}\n",
-                cert_path.display(),
-                key_path.display()
-            ));
-        }
-        if let Some((user, password)) = auth {
-            let htpasswd = dir.path().join("htpasswd");
-            let hash = bcrypt::hash(password, 4).unwrap();
-            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
+        Registry::spawn(binary, dir, addr, config)
+    }
+
+    fn spawn(
+        binary: std::path::PathBuf,
+        dir: tempfile::TempDir,
+        addr: String,
+        config: String,
+    ) -> Registry {
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -140,6 +186,30 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `http.tls` continuation of a registry config (it follows `http.addr`).
+fn tls_section(cert: &Path, key: &Path, client_ca: Option<&Path>) -> String {
+    let mut section = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    if let Some(ca) = client_ca {
+        section.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+    }
+    section
+}
+
+/// An `auth.htpasswd` section with one bcrypt user, its file written to `dir`.
+fn htpasswd_section(dir: &Path, user: &str, password: &str) -> String {
+    let htpasswd = dir.join("htpasswd");
+    let hash = bcrypt::hash(password, 4).unwrap();
+    std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+    format!(
+        "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
+        htpasswd.display()
+    )
 }
 
 /// A loopback port nobody listens on (right now).
