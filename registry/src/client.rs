@@ -9,7 +9,9 @@ use reqwest::{Response, StatusCode};
 
 use crate::auth::{self, Authenticator, ChallengeContext, challenge};
 use crate::error::{AuthHint, Error, Operation, is_certificate_error, root_cause};
+use crate::progress::Progress;
 use crate::response::status_error;
+use crate::retry::RetryPolicy;
 use crate::transport::{RequestSpec, SendError, Transport};
 
 /// Kaniko-equivalent connection settings.
@@ -31,6 +33,12 @@ pub struct ClientOptions {
     pub docker_config_dir: Option<PathBuf>,
     /// `User-Agent` sent with every request.
     pub user_agent: String,
+    /// Retries of uploads and manifest pushes (`--push-retry`).
+    pub push_retry: RetryPolicy,
+    /// Retries of manifest and blob downloads (`--image-download-retry`).
+    pub pull_retry: RetryPolicy,
+    /// Called as blobs move, so the application can show progress.
+    pub progress: Option<Progress>,
 }
 
 impl Default for ClientOptions {
@@ -44,6 +52,9 @@ impl Default for ClientOptions {
             skip_tls_verify_registries: Vec::new(),
             docker_config_dir: None,
             user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")).to_owned(),
+            push_retry: RetryPolicy::none(),
+            pull_retry: RetryPolicy::none(),
+            progress: None,
         }
     }
 }
@@ -67,6 +78,9 @@ pub struct Client {
 struct Inner {
     transport: Transport,
     auth: Authenticator,
+    push_retry: RetryPolicy,
+    pull_retry: RetryPolicy,
+    progress: Option<Progress>,
 }
 
 /// Who and what a request is for, so failures can say so.
@@ -88,8 +102,24 @@ impl Client {
             inner: Arc::new(Inner {
                 transport: Transport::new(&options)?,
                 auth: Authenticator::new(options.docker_config_dir.clone()),
+                push_retry: options.push_retry,
+                pull_retry: options.pull_retry,
+                progress: options.progress,
             }),
         })
+    }
+
+    /// The retry policy for traffic in direction `access`.
+    pub(crate) fn retry_policy(&self, access: Access) -> RetryPolicy {
+        match access {
+            Access::Push => self.inner.push_retry,
+            Access::Pull => self.inner.pull_retry,
+        }
+    }
+
+    /// The application's progress callback, if any.
+    pub(crate) fn progress(&self) -> Option<Progress> {
+        self.inner.progress.clone()
     }
 
     /// Sends `spec` with cached authorization; on 401 answers the challenge and retries
@@ -99,7 +129,19 @@ impl Client {
         call: &Call<'_>,
         spec: &RequestSpec,
     ) -> Result<Response, Error> {
-        let scope = auth::scope(call.repository, call.access);
+        self.execute_scoped(call, spec, &auth::scope(call.repository, call.access))
+            .await
+    }
+
+    /// [`Client::execute`] with an explicit token scope, e.g. the two repositories of a
+    /// cross-repository mount (`repository:dst:pull,push repository:src:pull`).
+    pub(crate) async fn execute_scoped(
+        &self,
+        call: &Call<'_>,
+        spec: &RequestSpec,
+        scope: &str,
+    ) -> Result<Response, Error> {
+        let scope = scope.to_owned();
         let cached = self.inner.auth.cached(call.registry, &scope);
         let response = self.send(call, spec, cached.as_ref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {

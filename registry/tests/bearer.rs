@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use common::fake::{FakeServer, Reply};
 use common::{client_options, sha256};
-use futures_util::StreamExt;
 use kiln_registry::manifest::OCI_MANIFEST;
 use kiln_registry::{Client, ClientOptions, Error, Platform, Reference};
 
@@ -162,8 +161,8 @@ async fn bearer_token_is_fetched_with_basic_credentials_cached_and_not_sent_to_s
 
     let mut blob = client.blob(&reference, &sha256(&img.layer)).await.unwrap();
     let mut data = Vec::new();
-    while let Some(chunk) = blob.next().await {
-        data.extend_from_slice(&chunk.unwrap());
+    while let Some(chunk) = blob.next_chunk().await.unwrap() {
+        data.extend_from_slice(&chunk);
     }
     assert_eq!(data, img.layer);
     let storage_requests = storage.requests();
