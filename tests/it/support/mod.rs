@@ -3,6 +3,7 @@
 
 pub mod base;
 pub mod kiln;
+pub mod proxy;
 pub mod registry;
 pub mod tools;
 
