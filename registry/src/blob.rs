@@ -230,7 +230,8 @@ impl Client {
     /// Stream a blob, verified against `digest` as it arrives. Redirects to blob storage are
     /// followed without forwarding the `Authorization` header to another origin.
     pub async fn blob(&self, repo: &Reference, digest: &str) -> Result<BlobStream, Error> {
-        self.open_blob(repo, digest, None).await
+        self.with_retries(Access::Pull, || self.open_blob(repo, digest, None))
+            .await
     }
 
     /// Downloads a blob of `size` bytes into a sink, verifying size and digest. Each attempt
@@ -287,9 +288,7 @@ impl Client {
             reason: "kiln cannot compute this digest algorithm, so cannot verify the blob"
                 .to_owned(),
         })?;
-        let response = self
-            .with_retries(Access::Pull, || self.get_blob(repo, digest, &target, 0))
-            .await?;
+        let response = self.get_blob(repo, digest, &target, 0).await?;
         let expected = size.or(response.content_length());
         if let (Some(size), Some(announced)) = (size, response.content_length())
             && size != announced

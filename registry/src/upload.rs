@@ -209,7 +209,7 @@ impl Client {
             let chunk = CHUNK_SIZE.max(min_chunk.unwrap_or(0));
             tracing::debug!(%target, size = blob.size, chunk, "uploading blob in chunks");
             session = self
-                .upload_chunks(&call, blob, session, chunk, &mut meter)
+                .upload_chunks(&call, &scope, blob, session, chunk, &mut meter)
                 .await?;
             Body::Empty
         };
@@ -227,8 +227,11 @@ impl Client {
             HeaderValue::from_static("application/octet-stream"),
         )
         .body(body);
-        self.execute_expecting(&call, &put, &[StatusCode::CREATED])
-            .await?;
+        // The whole session uses the mount's token: it covers this repository too.
+        let response = self.execute_scoped(&call, &put, &scope).await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(self.status_error(&call, response).await);
+        }
         meter.set(blob.size);
         Ok(Pushed::Uploaded)
     }
@@ -237,6 +240,7 @@ impl Client {
     async fn upload_chunks(
         &self,
         call: &Call<'_>,
+        scope: &str,
         blob: &BlobUpload<'_>,
         mut session: Url,
         chunk: u64,
@@ -263,7 +267,7 @@ impl Client {
                     offset,
                     len,
                 });
-            let failure = match self.execute(call, &patch).await {
+            let failure = match self.execute_scoped(call, &patch, scope).await {
                 // ECR answers a chunk with 201 rather than the spec's 202.
                 Ok(response)
                     if matches!(
@@ -292,7 +296,10 @@ impl Client {
             tokio::time::sleep(delay).await;
             // A session the registry cannot resume fails the attempt with the chunk's error;
             // the caller then starts a fresh session.
-            (session, offset) = self.upload_status(call, &session).await.ok_or(failure)?;
+            (session, offset) = self
+                .upload_status(call, scope, &session)
+                .await
+                .ok_or(failure)?;
             if offset > blob.size {
                 return Err(Error::protocol(
                     call.operation,
@@ -306,9 +313,14 @@ impl Client {
     }
 
     /// Where an interrupted session stands: `GET <location>` answers 204 with its `Range`.
-    async fn upload_status(&self, call: &Call<'_>, session: &Url) -> Option<(Url, u64)> {
+    async fn upload_status(
+        &self,
+        call: &Call<'_>,
+        scope: &str,
+        session: &Url,
+    ) -> Option<(Url, u64)> {
         let spec = RequestSpec::new(Method::GET, Target::Absolute(session.clone()));
-        let response = self.execute(call, &spec).await.ok()?;
+        let response = self.execute_scoped(call, &spec, scope).await.ok()?;
         if response.status() != StatusCode::NO_CONTENT {
             tracing::debug!(status = %response.status(), "upload session cannot be resumed");
             return None;
