@@ -94,7 +94,7 @@ fn a_layer_corrupted_on_every_attempt_fails_the_build_and_pushes_nothing() {
 }
 
 #[test]
-fn server_errors_and_throttling_are_retried_honouring_retry_after() {
+fn server_errors_throttling_and_stalls_are_survived_honouring_retry_after() {
     let (registry, proxy, base, _) = busybox_behind_proxy();
     proxy.fail("GET", "/v2/busybox/manifests/", 2, Action::Status(500));
     let throttled = vec![("Retry-After".to_owned(), "2".to_owned())];
@@ -105,6 +105,12 @@ fn server_errors_and_throttling_are_retried_honouring_retry_after() {
         Action::Respond(429, throttled, String::new()),
     );
     proxy.fail("PUT", "/v2/derived/manifests/", 1, Action::Status(503));
+    proxy.fail(
+        "GET",
+        "/v2/busybox/blobs/",
+        1,
+        Action::Stall(Duration::from_secs(1)),
+    );
     let started = Instant::now();
     let log = Kiln::build(derived_project(&base).path())
         .push_to(&proxy.image("derived:1"))
@@ -180,10 +186,23 @@ fn a_large_layer_goes_up_in_chunks_resuming_after_a_failed_chunk_and_accepting_e
     // ECR answers chunks with 201; the second chunk fails once, before reaching the registry.
     proxy.fail("PATCH", uploads, 1, Action::RewriteStatus(201));
     proxy.fail("PATCH", uploads, 1, Action::Status(500));
-    Kiln::build(project.path())
+    let log = Kiln::build(project.path())
         .push_to(&proxy.image("large:1"))
+        .args(["--verbosity", "debug"])
         .run()
-        .success();
+        .success_log();
+    // Progress is reported as the chunks go up, and at the end.
+    let progress: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("{}@sha256:", proxy.image("large"))) && l.contains(" pushed ")
+        })
+        .collect();
+    assert!(progress.len() >= 4, "{log}");
+    assert!(
+        progress.iter().any(|l| l.ends_with("(100%)")),
+        "{progress:#?}"
+    );
     // 40 MiB in 16 MiB chunks: three, plus the one that failed.
     assert_eq!(proxy.count("PATCH", uploads), 4);
     assert_eq!(

@@ -23,6 +23,8 @@ pub enum Action {
     Drop,
     /// Forward, then report this status instead of the registry's (ECR's 201 on PATCH).
     RewriteStatus(u16),
+    /// Forward, then hold the response back this long: a registry that is slow, not dead.
+    Stall(std::time::Duration),
 }
 
 /// One request as the proxy saw it.
@@ -240,6 +242,7 @@ fn serve(client: TcpStream, upstream: &str, state: &State) {
                     *byte ^= 0x01;
                 }
             }
+            Some(Action::Stall(pause)) => std::thread::sleep(pause),
             Some(Action::RewriteStatus(new)) => {
                 let reason = if new == 201 { "Created" } else { "Rewritten" };
                 response.start = format!("HTTP/1.1 {new} {reason}");
