@@ -61,6 +61,26 @@ fn a_layer_download_cut_mid_body_resumes_with_a_range_request() {
 }
 
 #[test]
+fn a_registry_ignoring_the_range_resends_the_layer_and_the_received_part_is_skipped() {
+    let (registry, proxy, base, layer) = busybox_behind_proxy();
+    let path = format!("/blobs/{layer}");
+    proxy.fail("GET", &path, 1, Action::CutBody);
+    proxy.fail("GET", &path, 1, Action::IgnoreRange);
+    Kiln::build(derived_project(&base).path())
+        .push_to(&proxy.image("derived:1"))
+        .run()
+        .success();
+    let gets: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.is("GET", &path))
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert!(gets[1].range.is_some(), "kiln asked for the rest: {gets:?}");
+    assert_derived_image(&registry, "derived:1");
+}
+
+#[test]
 fn a_corrupted_layer_is_refused_and_downloaded_again() {
     let (registry, proxy, base, layer) = busybox_behind_proxy();
     proxy.fail("GET", &format!("/blobs/{layer}"), 1, Action::FlipByte);
@@ -227,6 +247,33 @@ fn a_large_layer_goes_up_in_chunks_resuming_after_a_failed_chunk_and_accepting_e
     );
     let pushed = std::fs::read(rootfs.join("big")).unwrap();
     assert_eq!(Sha256::digest(&pushed), Sha256::digest(&data));
+}
+
+#[test]
+fn a_registrys_minimum_chunk_length_is_honoured() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(registry.addr());
+    let project = Project::new().dockerfile("FROM scratch\nCOPY big /big\n");
+    std::fs::write(project.path().join("big"), incompressible(40 * 1024 * 1024)).unwrap();
+    let uploads = "/v2/large/blobs/uploads/";
+    // Every session says chunks must be at least 24 MiB (the config goes up whole anyway).
+    let minimum = (24 * 1024 * 1024).to_string();
+    proxy.fail(
+        "POST",
+        uploads,
+        100,
+        Action::AddHeader("OCI-Chunk-Min-Length".to_owned(), minimum),
+    );
+    Kiln::build(project.path())
+        .push_to(&proxy.image("large:1"))
+        .run()
+        .success();
+    assert_eq!(
+        proxy.count("PATCH", uploads),
+        2,
+        "40 MiB in 24 MiB chunks, not 16 MiB ones"
+    );
+    assert!(exists(&registry.image("large:1")));
 }
 
 #[test]

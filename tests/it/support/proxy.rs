@@ -25,6 +25,10 @@ pub enum Action {
     RewriteStatus(u16),
     /// Forward, then hold the response back this long: a registry that is slow, not dead.
     Stall(std::time::Duration),
+    /// Forward without the `Range` header, as a registry that ignores ranges would answer.
+    IgnoreRange,
+    /// Forward, then add this header to the response.
+    AddHeader(String, String),
 }
 
 /// One request as the proxy saw it.
@@ -202,6 +206,12 @@ fn serve(client: TcpStream, upstream: &str, state: &State) {
             }
             _ => {}
         }
+        let mut request = request;
+        if matches!(action, Some(Action::IgnoreRange)) {
+            request
+                .headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("range"));
+        }
         if server.is_none() {
             let Ok(stream) = TcpStream::connect(upstream) else {
                 return;
@@ -243,6 +253,7 @@ fn serve(client: TcpStream, upstream: &str, state: &State) {
                 }
             }
             Some(Action::Stall(pause)) => std::thread::sleep(pause),
+            Some(Action::AddHeader(name, value)) => response.headers.push((name, value)),
             Some(Action::RewriteStatus(new)) => {
                 let reason = if new == 201 { "Created" } else { "Rewritten" };
                 response.start = format!("HTTP/1.1 {new} {reason}");
