@@ -293,12 +293,11 @@ impl Client {
         if let (Some(size), Some(announced)) = (size, response.content_length())
             && size != announced
         {
-            return Err(Error::Incomplete {
-                operation: Operation::PullBlob,
-                target,
-                expected: size,
-                received: announced,
-            });
+            return Err(Error::protocol(
+                Operation::PullBlob,
+                &target,
+                format!("the registry announces {announced} bytes, the manifest says {size}"),
+            ));
         }
         Ok(BlobStream {
             meter: Meter::new(self.progress(), Direction::Pull, &target, expected),

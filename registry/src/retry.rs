@@ -246,6 +246,71 @@ mod tests {
         assert_eq!(retry_after(&headers), None);
     }
 
+    fn http_error(status: u16) -> Error {
+        Error::Http {
+            operation: crate::error::Operation::PushManifest,
+            target: "r/a:1".to_owned(),
+            status: StatusCode::from_u16(status).unwrap(),
+            body: crate::error::ErrorBody::default(),
+            hint: crate::error::AuthHint::default(),
+            retry_after: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn with_retries_repeats_transient_failures_within_the_budget_only() {
+        let options = crate::ClientOptions {
+            push_retry: RetryPolicy {
+                retries: 2,
+                initial_delay: Duration::ZERO,
+                max_delay: Duration::ZERO,
+            },
+            ..crate::ClientOptions::default()
+        };
+        let client = Client::new(options).unwrap();
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let count = || attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+
+        let outcome: Result<(), Error> = client
+            .with_retries(Access::Push, || async { Err(http_error(503)) })
+            .await;
+        assert_eq!(outcome.unwrap_err().status(), Some(503));
+
+        let outcome = client
+            .with_retries(Access::Push, || async {
+                match count() {
+                    1 | 2 => Err(http_error(502)),
+                    n => Ok(n),
+                }
+            })
+            .await;
+        assert_eq!(outcome.unwrap(), 3);
+
+        attempts.store(0, std::sync::atomic::Ordering::SeqCst);
+        let outcome: Result<(), Error> = client
+            .with_retries(Access::Push, || async {
+                count();
+                Err(http_error(404))
+            })
+            .await;
+        assert!(outcome.is_err());
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        attempts.store(0, std::sync::atomic::Ordering::SeqCst);
+        let outcome: Result<(), Error> = client
+            .with_retries(Access::Pull, || async {
+                count();
+                Err(http_error(503))
+            })
+            .await;
+        assert!(outcome.is_err());
+        assert_eq!(
+            attempts.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "pulls have their own budget, 0 here"
+        );
+    }
+
     #[test]
     fn http_dates_parse_to_the_right_instant() {
         let at = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();

@@ -202,20 +202,17 @@ impl Client {
             .map_err(|detail| Error::protocol(op, target, detail))?;
         let min_chunk = header_u64(response.headers(), &CHUNK_MIN_LENGTH);
         let mut meter = Meter::new(self.progress(), Direction::Push, target, Some(blob.size));
-        let body = if blob.size <= MONOLITHIC_LIMIT {
+        // The closing PUT carries the whole blob, or nothing after the chunks.
+        let (body, length) = if blob.size <= MONOLITHIC_LIMIT {
             tracing::debug!(%target, size = blob.size, "uploading blob");
-            Body::File(blob.path.to_path_buf())
+            (Body::File(blob.path.to_path_buf()), blob.size)
         } else {
             let chunk = CHUNK_SIZE.max(min_chunk.unwrap_or(0));
             tracing::debug!(%target, size = blob.size, chunk, "uploading blob in chunks");
             session = self
                 .upload_chunks(&call, &scope, blob, session, chunk, &mut meter)
                 .await?;
-            Body::Empty
-        };
-        let length = match body {
-            Body::Empty => 0,
-            _ => blob.size,
+            (Body::Empty, 0)
         };
         let put = RequestSpec::new(
             Method::PUT,
