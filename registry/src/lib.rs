@@ -12,6 +12,7 @@ mod digest;
 mod error;
 pub mod manifest;
 mod platform;
+mod probe;
 mod progress;
 mod reference;
 mod resolve;
