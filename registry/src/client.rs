@@ -141,8 +141,7 @@ impl Client {
         spec: &RequestSpec,
         scope: &str,
     ) -> Result<Response, Error> {
-        let scope = scope.to_owned();
-        let cached = self.inner.auth.cached(call.registry, &scope);
+        let cached = self.inner.auth.cached(call.registry, scope);
         let response = self.send(call, spec, cached.as_ref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
@@ -156,7 +155,7 @@ impl Client {
         );
         let ctx = ChallengeContext {
             registry: call.registry,
-            scope: &scope,
+            scope,
             target: call.target,
             client: self.inner.transport.client(call.registry, call.access),
         };
