@@ -178,6 +178,23 @@ pub struct BuildOptions {
     /// own registry.
     #[arg(long, help_heading = "Registry")]
     pub skip_default_registry_fallback: bool,
+    /// Retries of a failed push request (5xx, 429, 408, dropped connections), with
+    /// exponential backoff from 1 s. Kaniko's default is 0; kiln's is 3.
+    #[arg(long, value_name = "N", default_value_t = 3, help_heading = "Registry")]
+    pub push_retry: u32,
+
+    /// Retries of a failed base-image download (5xx, 429, 408, dropped connections, damaged
+    /// content), with exponential backoff from 1 s. Kaniko's default is 0; kiln's is 3.
+    #[arg(long, value_name = "N", default_value_t = 3, help_heading = "Registry")]
+    pub image_download_retry: u32,
+
+    /// Treat a registry's refusal to overwrite an immutable tag as success.
+    #[arg(long, help_heading = "Registry")]
+    pub push_ignore_immutable_tag_errors: bool,
+
+    /// Do not check that every destination accepts pushes before building.
+    #[arg(long, help_heading = "Registry")]
+    pub skip_push_permission_check: bool,
 }
 
 /// Flags of `kiln plan`: the subset of `kiln build`'s that shape the graph, so a plan shows
@@ -356,5 +373,23 @@ mod tests {
         assert!(options.no_push);
         assert_eq!(options.context, "dir:///src");
         assert_eq!(options.build_args, vec!["A=1"]);
+    }
+
+    #[test]
+    fn retries_default_to_three_and_take_kanikos_flag_names() {
+        let defaults = parse(&["kiln", "build", "--no-push"]);
+        assert_eq!((defaults.push_retry, defaults.image_download_retry), (3, 3));
+        assert!(!defaults.skip_push_permission_check);
+        let options = parse(&[
+            "kiln",
+            "build",
+            "--push-retry=0",
+            "--image-download-retry",
+            "5",
+            "--push-ignore-immutable-tag-errors",
+            "--skip-push-permission-check",
+        ]);
+        assert_eq!((options.push_retry, options.image_download_retry), (0, 5));
+        assert!(options.push_ignore_immutable_tag_errors && options.skip_push_permission_check);
     }
 }

@@ -10,6 +10,7 @@ mod image;
 mod logging;
 mod output;
 mod plan;
+mod progress;
 
 use std::process::ExitCode;
 

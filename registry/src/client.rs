@@ -13,7 +13,9 @@ use crate::error::{
     AuthHint, Error, Operation, is_certificate_error, is_client_certificate_rejection, root_cause,
 };
 use crate::mirrors::RegistryMaps;
+use crate::progress::Progress;
 use crate::response::status_error;
+use crate::retry::RetryPolicy;
 use crate::tls::{ClientCertificate, RegistryCertificate};
 use crate::transport::{RequestSpec, SendError, Transport};
 
@@ -46,6 +48,12 @@ pub struct ClientOptions {
     pub docker_config_dir: Option<PathBuf>,
     /// `User-Agent` sent with every request.
     pub user_agent: String,
+    /// Retries of uploads and manifest pushes (`--push-retry`).
+    pub push_retry: RetryPolicy,
+    /// Retries of manifest and blob downloads (`--image-download-retry`).
+    pub pull_retry: RetryPolicy,
+    /// Called as blobs move, so the application can show progress.
+    pub progress: Option<Progress>,
 }
 
 impl Default for ClientOptions {
@@ -63,6 +71,9 @@ impl Default for ClientOptions {
             skip_default_registry_fallback: false,
             docker_config_dir: None,
             user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")).to_owned(),
+            push_retry: RetryPolicy::none(),
+            pull_retry: RetryPolicy::none(),
+            progress: None,
         }
     }
 }
@@ -88,6 +99,9 @@ struct Inner {
     auth: Authenticator,
     registry_maps: RegistryMaps,
     skip_default_registry_fallback: bool,
+    push_retry: RetryPolicy,
+    pull_retry: RetryPolicy,
+    progress: Option<Progress>,
 }
 
 /// Who and what a request is for, so failures can say so.
@@ -111,6 +125,9 @@ impl Client {
                 auth: Authenticator::new(options.docker_config_dir.clone()),
                 registry_maps: options.registry_maps,
                 skip_default_registry_fallback: options.skip_default_registry_fallback,
+                push_retry: options.push_retry,
+                pull_retry: options.pull_retry,
+                progress: options.progress,
             }),
         })
     }
@@ -123,6 +140,19 @@ impl Client {
         self.inner.skip_default_registry_fallback
     }
 
+    /// The retry policy for traffic in direction `access`.
+    pub(crate) fn retry_policy(&self, access: Access) -> RetryPolicy {
+        match access {
+            Access::Push => self.inner.push_retry,
+            Access::Pull => self.inner.pull_retry,
+        }
+    }
+
+    /// The application's progress callback, if any.
+    pub(crate) fn progress(&self) -> Option<Progress> {
+        self.inner.progress.clone()
+    }
+
     /// Sends `spec` with cached authorization; on 401 answers the challenge and retries
     /// once. Returns whatever response results (callers check the status).
     pub(crate) async fn execute(
@@ -130,8 +160,19 @@ impl Client {
         call: &Call<'_>,
         spec: &RequestSpec,
     ) -> Result<Response, Error> {
-        let scope = auth::scope(call.repository, call.access);
-        let cached = self.inner.auth.cached(call.registry, &scope);
+        self.execute_scoped(call, spec, &auth::scope(call.repository, call.access))
+            .await
+    }
+
+    /// [`Client::execute`] with an explicit token scope, e.g. the two repositories of a
+    /// cross-repository mount (`repository:dst:pull,push repository:src:pull`).
+    pub(crate) async fn execute_scoped(
+        &self,
+        call: &Call<'_>,
+        spec: &RequestSpec,
+        scope: &str,
+    ) -> Result<Response, Error> {
+        let cached = self.inner.auth.cached(call.registry, scope);
         let response = self.send(call, spec, cached.as_ref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
@@ -146,7 +187,7 @@ impl Client {
         let ctx = ChallengeContext {
             registry: call.registry,
             repository: call.repository,
-            scope: &scope,
+            scope,
             target: call.target,
             client: self.inner.transport.client(call.registry, call.access),
         };

@@ -2,7 +2,7 @@
 //!
 //! Registries address everything by digest, and a client that trusts what it is sent
 //! without re-hashing can be fed a different image than the one it pinned. Manifests and
-//! configs are therefore always hashed here; layer blobs are hashed by the caller's store.
+//! configs are therefore always hashed here, and blobs as they stream in.
 
 use sha2::{Digest as _, Sha256, Sha512};
 
@@ -110,6 +110,38 @@ pub(crate) fn verify(expected: &str, bytes: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Hashes content as it streams by, so a blob can be verified without holding it.
+#[derive(Debug, Clone)]
+pub(crate) enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    /// A hasher for the algorithm `expected` names, or `None` when we cannot compute it.
+    pub(crate) fn for_digest(expected: &str) -> Option<Hasher> {
+        Some(match algorithm_of(expected)? {
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        })
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// The digest so far, as `algorithm:hex`.
+    pub(crate) fn finish(&self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("sha256:{}", to_hex(&h.clone().finalize())),
+            Hasher::Sha512(h) => format!("sha512:{}", to_hex(&h.clone().finalize())),
+        }
+    }
+}
+
 fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -143,6 +175,15 @@ mod tests {
         let d = compute(Algorithm::Sha512, b"abc");
         assert!(d.starts_with("sha512:ddaf35a1"));
         assert_eq!(verify(&d, b"abc"), Ok(()));
+    }
+
+    #[test]
+    fn streaming_hasher_matches_one_shot_digest() {
+        let mut h = Hasher::for_digest(EMPTY_SHA256).unwrap();
+        h.update(b"ab");
+        h.update(b"c");
+        assert_eq!(h.finish(), sha256(b"abc"));
+        assert!(Hasher::for_digest("blake3:abcd").is_none());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum Operation {
     PushManifest,
     /// Token request to an authorization server.
     Authenticate,
+    /// Starting and cancelling an upload to learn whether pushing is allowed.
+    CheckPushAccess,
 }
 
 impl fmt::Display for Operation {
@@ -43,6 +45,7 @@ impl fmt::Display for Operation {
             Operation::PushBlob => "pushing blob",
             Operation::PushManifest => "pushing manifest",
             Operation::Authenticate => "authenticating for",
+            Operation::CheckPushAccess => "checking push access to",
         })
     }
 }
@@ -224,6 +227,31 @@ pub enum Error {
         body: ErrorBody,
         /// For 401/403: where the credentials came from, so users know what to fix.
         hint: AuthHint,
+        /// How long the registry asked us to wait (`Retry-After`), for 429 and 503.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// A blob ended before (or ran past) the size its descriptor or the registry announced.
+    #[error("{operation} {target}: received {received} bytes, expected {expected}")]
+    Incomplete {
+        /// What was being done.
+        operation: Operation,
+        /// Blob.
+        target: String,
+        /// Bytes announced.
+        expected: u64,
+        /// Bytes received.
+        received: u64,
+    },
+    /// The caller's destination for a downloaded blob failed.
+    #[error("{operation} {target}: writing it locally: {source}")]
+    Sink {
+        /// What was being done.
+        operation: Operation,
+        /// Blob.
+        target: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
     },
     /// Content did not hash to the digest it was fetched by or announced with.
     #[error(
@@ -362,6 +390,46 @@ impl Error {
         match self {
             Error::Http { body, .. } => body.errors.iter().map(|e| e.code.as_str()).collect(),
             _ => Vec::new(),
+        }
+    }
+
+    /// Whether trying the same operation again may succeed: the network or the registry
+    /// failed transiently (5xx, 408, 429, resets, timeouts, truncated bodies), or content was
+    /// damaged in flight (a download whose digest does not match, an upload the registry
+    /// refused as `DIGEST_INVALID`, an upload session that vanished). Other 4xx answers are
+    /// never worth repeating.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Http {
+                status,
+                operation,
+                body,
+                ..
+            } => {
+                crate::retry::retryable_status(*status)
+                    || (*operation == Operation::PushBlob
+                        && body.errors.iter().any(|e| {
+                            matches!(e.code.as_str(), "DIGEST_INVALID" | "BLOB_UPLOAD_UNKNOWN")
+                        }))
+            }
+            Error::Transport { source, .. } | Error::Unreachable { source, .. } => {
+                crate::retry::retryable_transport(source)
+            }
+            Error::DigestMismatch { operation, .. } | Error::Incomplete { operation, .. } => {
+                matches!(
+                    operation,
+                    Operation::PullManifest | Operation::PullConfig | Operation::PullBlob
+                )
+            }
+            _ => false,
+        }
+    }
+
+    /// The wait the registry asked for, if it did.
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Http { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 
@@ -508,6 +576,7 @@ mod tests {
                 br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"latest"}}]}"#,
             ),
             hint: AuthHint::default(),
+            retry_after: None,
         };
         assert_eq!(
             err.to_string(),
@@ -536,10 +605,41 @@ mod tests {
             hint: AuthHint(Some(
                 "check credentials in /root/.docker/config.json".to_owned(),
             )),
+            retry_after: None,
         };
         assert_eq!(
             err.to_string(),
             "pushing blob r/a@sha256:x: HTTP 401 Unauthorized (check credentials in /root/.docker/config.json)"
         );
+    }
+
+    fn http(operation: Operation, status: u16, body: &[u8]) -> Error {
+        Error::Http {
+            operation,
+            target: "r/a".to_owned(),
+            status: StatusCode::from_u16(status).unwrap(),
+            body: ErrorBody::parse(body),
+            hint: AuthHint::default(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn transient_errors_are_server_side_throttling_or_damage_in_flight() {
+        assert!(http(Operation::PullManifest, 503, b"").is_transient());
+        assert!(http(Operation::PushManifest, 429, b"").is_transient());
+        assert!(!http(Operation::PullManifest, 404, b"").is_transient());
+        assert!(!http(Operation::PushManifest, 403, b"").is_transient());
+        let digest_invalid = br#"{"errors":[{"code":"DIGEST_INVALID"}]}"#;
+        assert!(http(Operation::PushBlob, 400, digest_invalid).is_transient());
+        assert!(!http(Operation::PushManifest, 400, digest_invalid).is_transient());
+        let mismatch = |operation| Error::DigestMismatch {
+            operation,
+            target: "r/a".to_owned(),
+            expected: "sha256:a".to_owned(),
+            actual: "sha256:b".to_owned(),
+        };
+        assert!(mismatch(Operation::PullBlob).is_transient());
+        assert!(!mismatch(Operation::PushManifest).is_transient());
     }
 }

@@ -128,8 +128,20 @@ fn header_str<'a>(response: &'a Response, name: &header::HeaderName) -> Option<&
 
 impl Client {
     /// GETs `/manifests/<selector>` and verifies it against `expect`, or against the
-    /// registry's `Docker-Content-Digest` when nothing is pinned.
+    /// registry's `Docker-Content-Digest` when nothing is pinned; retried as a whole.
     pub(crate) async fn fetch_manifest(
+        &self,
+        image: &Reference,
+        selector: &str,
+        expect: Expect<'_>,
+    ) -> Result<Fetched, Error> {
+        self.with_retries(Access::Pull, || {
+            self.fetch_manifest_once(image, selector, expect)
+        })
+        .await
+    }
+
+    async fn fetch_manifest_once(
         &self,
         image: &Reference,
         selector: &str,
@@ -254,11 +266,13 @@ impl Client {
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::Bytes(body));
         let response = self
-            .execute_expecting(
-                &call,
-                &spec,
-                &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
-            )
+            .with_retries(Access::Push, || {
+                self.execute_expecting(
+                    &call,
+                    &spec,
+                    &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
+                )
+            })
             .await?;
         let reported = header_str(
             &response,

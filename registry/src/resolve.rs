@@ -142,8 +142,21 @@ impl Client {
         .await
     }
 
-    /// Fetches a config blob of the declared size, bounded and digest-verified.
+    /// Fetches a config blob of the declared size, bounded and digest-verified; retried as
+    /// a whole.
     async fn fetch_config(
+        &self,
+        image: &Reference,
+        config_digest: &str,
+        size: u64,
+    ) -> Result<Bytes, Error> {
+        self.with_retries(Access::Pull, || {
+            self.fetch_config_once(image, config_digest, size)
+        })
+        .await
+    }
+
+    async fn fetch_config_once(
         &self,
         image: &Reference,
         config_digest: &str,

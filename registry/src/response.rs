@@ -51,6 +51,7 @@ pub(crate) async fn status_error(
     hint: AuthHint,
 ) -> Error {
     let status = response.status();
+    let retry_after = crate::retry::retry_after(response.headers());
     let body = match read_prefix(response, ERROR_BODY_LIMIT).await {
         Some(bytes) => ErrorBody::parse(&bytes),
         None => ErrorBody::default(),
@@ -61,6 +62,7 @@ pub(crate) async fn status_error(
         status,
         body,
         hint,
+        retry_after,
     }
 }
 

@@ -170,6 +170,9 @@ impl ClientPair {
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(CONNECT_TIMEOUT)
                 .read_timeout(READ_TIMEOUT)
+                // HTTP/2 flow control made Kaniko's multi-GB pushes take 40 minutes (Kaniko
+                // #2751, golang/go#47840); HTTP/1.1 with parallel connections does not stall.
+                .http1_only()
                 .tls_danger_accept_invalid_certs(accept_invalid);
             if !material.roots.is_empty() {
                 builder = builder.tls_certs_merge(material.roots.iter().cloned());

@@ -44,6 +44,12 @@ pub(crate) enum Body {
     Empty,
     Bytes(Bytes),
     File(PathBuf),
+    /// `len` bytes of a file from `offset`: one chunk of a chunked upload.
+    FileRange {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// A replayable request description.
@@ -339,24 +345,35 @@ fn to_reqwest_body(body: &Body) -> Option<reqwest::Body> {
     match body {
         Body::Empty => None,
         Body::Bytes(bytes) => Some(reqwest::Body::from(bytes.clone())),
-        Body::File(path) => Some(reqwest::Body::wrap_stream(file_chunks(path.clone()))),
+        Body::File(path) => Some(reqwest::Body::wrap_stream(file_chunks(
+            path.clone(),
+            0,
+            u64::MAX,
+        ))),
+        Body::FileRange { path, offset, len } => Some(reqwest::Body::wrap_stream(file_chunks(
+            path.clone(),
+            *offset,
+            *len,
+        ))),
     }
 }
 
-/// Streams a file in fixed-size chunks; the file is opened on first poll so a body can
-/// be re-created for a retry.
+/// Streams `len` bytes (or up to the end) of a file from `offset` in fixed-size chunks; the
+/// file is opened on first poll so a body can be re-created for a retry.
 fn file_chunks(
     path: PathBuf,
+    offset: u64,
+    len: u64,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     enum State {
         Closed(PathBuf),
-        Open(tokio::fs::File, PathBuf),
+        Open(tokio::io::Take<tokio::fs::File>, PathBuf),
         Done,
     }
-    stream::unfold(State::Closed(path), |state| async move {
+    stream::unfold(State::Closed(path), move |state| async move {
         let (mut file, path) = match state {
-            State::Closed(path) => match tokio::fs::File::open(&path).await {
-                Ok(file) => (file, path),
+            State::Closed(path) => match open_at(&path, offset).await {
+                Ok(file) => (file.take(len), path),
                 Err(e) => return Some((Err(with_path(&path, e)), State::Done)),
             },
             State::Open(file, path) => (file, path),
@@ -369,6 +386,15 @@ fn file_chunks(
             Err(e) => Some((Err(with_path(&path, e)), State::Done)),
         }
     })
+}
+
+async fn open_at(path: &std::path::Path, offset: u64) -> std::io::Result<tokio::fs::File> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    if offset > 0 {
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+    }
+    Ok(file)
 }
 
 fn with_path(path: &std::path::Path, e: std::io::Error) -> std::io::Error {
@@ -457,15 +483,23 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect();
         std::fs::write(&path, &data).unwrap();
-        let chunks: Vec<Bytes> = file_chunks(path.clone())
+        let chunks: Vec<Bytes> = file_chunks(path.clone(), 0, u64::MAX)
             .map(|c| c.unwrap())
             .collect()
             .await;
         assert!(chunks.len() >= 3);
         assert_eq!(chunks.concat(), data);
+        let range: Vec<Bytes> = file_chunks(path.clone(), 10, UPLOAD_CHUNK as u64 + 5)
+            .map(|c| c.unwrap())
+            .collect()
+            .await;
+        assert_eq!(range.concat(), &data[10..UPLOAD_CHUNK + 15]);
 
         let missing = dir.path().join("missing");
-        let first = Box::pin(file_chunks(missing.clone())).next().await.unwrap();
+        let first = Box::pin(file_chunks(missing.clone(), 0, u64::MAX))
+            .next()
+            .await
+            .unwrap();
         assert!(
             first
                 .unwrap_err()

@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use common::fake::{FakeServer, Reply};
 use common::{client_options, sha256};
-use futures_util::StreamExt;
 use kiln_registry::manifest::OCI_MANIFEST;
-use kiln_registry::{Client, ClientOptions, Error, Platform, Reference};
+use kiln_registry::{BlobUpload, Client, ClientOptions, Error, Platform, Pushed, Reference};
 
 const TOKEN: &str = "tok-123";
 
@@ -162,8 +161,8 @@ async fn bearer_token_is_fetched_with_basic_credentials_cached_and_not_sent_to_s
 
     let mut blob = client.blob(&reference, &sha256(&img.layer)).await.unwrap();
     let mut data = Vec::new();
-    while let Some(chunk) = blob.next().await {
-        data.extend_from_slice(&chunk.unwrap());
+    while let Some(chunk) = blob.next_chunk().await.unwrap() {
+        data.extend_from_slice(&chunk);
     }
     assert_eq!(data, img.layer);
     let storage_requests = storage.requests();
@@ -256,4 +255,144 @@ async fn identity_token_is_exchanged_with_a_refresh_token_grant() {
     ] {
         assert!(body.contains(part), "{part} missing from {body}");
     }
+}
+
+/// A registry that mounts `mountable` from `base/img` and answers any other mount with 202
+/// and an upload session, behind Bearer auth.
+async fn mounting_registry(mountable: String) -> FakeServer {
+    let port_cell: Arc<Mutex<u16>> = Arc::new(Mutex::new(0));
+    let cell = port_cell.clone();
+    let server = FakeServer::start(move |req| {
+        let port = *cell.lock().unwrap();
+        if req.target.starts_with("/token") {
+            return Reply::new(200).body(format!(r#"{{"token":"{TOKEN}"}}"#));
+        }
+        if req.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
+            return Reply::new(401).header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="fake""#),
+            );
+        }
+        match (req.method.as_str(), req.target.as_str()) {
+            ("POST", t) if t.contains(&format!("mount={mountable}&from=base/img")) => {
+                Reply::new(201)
+            }
+            ("POST", _) => Reply::new(202).header("Location", "/v2/team/app/blobs/uploads/s1"),
+            ("PUT", t) if t.starts_with("/v2/team/app/blobs/uploads/s1?digest=") => Reply::new(201),
+            _ => Reply::new(404),
+        }
+    })
+    .await;
+    *port_cell.lock().unwrap() = server.port;
+    server
+}
+
+#[tokio::test]
+async fn a_mount_asks_one_token_for_both_repositories_and_falls_back_to_upload_on_202() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = common::blob_file(dir.path(), "held", b"held by base/img");
+    let fresh = common::blob_file(dir.path(), "fresh", b"nowhere yet");
+    let registry = mounting_registry(held.digest.clone()).await;
+    let client = Client::new(options(dir.path(), registry.port)).unwrap();
+    let repo: Reference = format!("127.0.0.1:{}/team/app:1", registry.port)
+        .parse()
+        .unwrap();
+    fn upload(blob: &common::BlobFile) -> BlobUpload<'_> {
+        BlobUpload {
+            digest: &blob.digest,
+            size: blob.size,
+            path: &blob.path,
+            mount_from: Some("base/img"),
+        }
+    }
+    let pushed = client.upload_blob(&repo, &upload(&held)).await.unwrap();
+    assert_eq!(pushed, Pushed::Mounted);
+    let pushed = client.upload_blob(&repo, &upload(&fresh)).await.unwrap();
+    assert_eq!(pushed, Pushed::Uploaded);
+
+    let requests = registry.requests();
+    let token = requests
+        .iter()
+        .find(|r| r.target.starts_with("/token"))
+        .unwrap();
+    assert!(
+        token.target.contains(
+            "scope=repository%3Ateam%2Fapp%3Apull%2Cpush&scope=repository%3Abase%2Fimg%3Apull"
+        ),
+        "{}",
+        token.target
+    );
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.target.starts_with("/token"))
+            .count(),
+        1,
+        "the two-repository token is cached"
+    );
+    let puts: Vec<_> = requests.iter().filter(|r| r.method == "PUT").collect();
+    assert_eq!(
+        puts.len(),
+        1,
+        "only the blob the registry could not mount is sent"
+    );
+    assert!(puts[0].target.contains(&fresh.digest.replace(':', "%3A")));
+}
+
+#[tokio::test]
+async fn a_token_the_registry_stops_accepting_is_replaced_on_401() {
+    // The token server numbers its tokens; the registry accepts only the newest, and the
+    // first one for a single request (as if revoked right after).
+    let state = Arc::new(Mutex::new((0u32, false)));
+    let port_cell: Arc<Mutex<u16>> = Arc::new(Mutex::new(0));
+    let (cell, shared) = (port_cell.clone(), state.clone());
+    let registry = FakeServer::start(move |req| {
+        let port = *cell.lock().unwrap();
+        let mut state = shared.lock().unwrap();
+        if req.target.starts_with("/token") {
+            state.0 += 1;
+            return Reply::new(200)
+                .body(format!(r#"{{"token":"tok-{}","expires_in":300}}"#, state.0));
+        }
+        let current = format!("Bearer tok-{}", state.0);
+        if req.header("authorization") == Some(current.as_str()) && !(state.0 == 1 && state.1) {
+            state.1 |= state.0 == 1;
+            return Reply::new(200);
+        }
+        Reply::new(401).header(
+            "WWW-Authenticate",
+            &format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="fake""#),
+        )
+    })
+    .await;
+    *port_cell.lock().unwrap() = registry.port;
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(options(dir.path(), registry.port)).unwrap();
+    let repo: Reference = format!("127.0.0.1:{}/team/app:1", registry.port)
+        .parse()
+        .unwrap();
+    for content in [&b"first"[..], b"second"] {
+        assert!(
+            client
+                .blob_exists(&repo, &sha256(content), kiln_registry::Access::Pull)
+                .await
+                .unwrap()
+        );
+    }
+    let requests = registry.requests();
+    let tokens = requests
+        .iter()
+        .filter(|r| r.target.starts_with("/token"))
+        .count();
+    assert_eq!(tokens, 2, "{requests:#?}");
+    let sent: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "HEAD")
+        .map(|r| r.header("authorization").unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(
+        sent,
+        ["-", "Bearer tok-1", "Bearer tok-1", "Bearer tok-2"],
+        "the cached token is sent first, refused, and replaced"
+    );
 }

@@ -110,11 +110,12 @@ async fn pushes_blobs_and_manifest_then_resolves_and_streams_them_back() {
     }
     assert_eq!(sha256(&received), layer.digest);
 
-    // The Stream impl works too.
+    // As a Stream too.
     let chunks: Vec<Bytes> = client
         .blob(&repo, &config.digest)
         .await
         .unwrap()
+        .into_stream()
         .map(|c| c.unwrap())
         .collect()
         .await;

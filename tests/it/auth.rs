@@ -148,8 +148,9 @@ fn path_scoped_config_entries_win_for_their_namespace_and_cover_nothing_else() {
         .env("DOCKER_CONFIG", &docker_config)
         .run()
         .failure();
+    // The push-access probe is the first request that needs credentials.
     assert!(
-        stderr.contains("401") && stderr.contains("other/busybox"),
+        stderr.contains("401") && stderr.contains("other/app"),
         "{stderr}"
     );
 }

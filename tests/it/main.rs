@@ -20,3 +20,4 @@ mod pull;
 mod registry_tls;
 mod stages;
 mod token_auth;
+mod transfer;

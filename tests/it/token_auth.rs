@@ -50,8 +50,10 @@ fn token_auth_grants_pulls_and_pushes_to_basic_credentials_and_refuses_anonymous
     let project = Project::new().dockerfile(&format!("FROM {base}\nRUN touch /token-auth\n"));
     let destination = registry.image("private/app:1");
 
+    // Skip the push-access probe so the anonymous pull is what gets refused.
     let stderr = Kiln::build(project.path())
         .push_to(&destination)
+        .args(["--skip-push-permission-check"])
         .run()
         .failure();
     assert!(stderr.contains("401"), "{stderr}");
@@ -116,6 +118,7 @@ fn an_identity_token_is_exchanged_at_the_token_server_with_a_refresh_token_grant
     let wrong = docker_config(&project, &registry, r#"{"identitytoken":"not-the-token"}"#);
     let stderr = Kiln::build(project.path())
         .push_to(&destination)
+        .args(["--skip-push-permission-check"])
         .env("DOCKER_CONFIG", &wrong)
         .run()
         .failure();

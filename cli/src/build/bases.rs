@@ -110,21 +110,13 @@ async fn pull_layer(
 ) -> anyhow::Result<()> {
     let digest = layer.digest.to_string();
     tracing::info!("Pulling layer {digest} ({} bytes)", layer.size);
-    let mut stream = client.blob(image, &digest).await?;
-    let mut writer = store.writer()?;
-    while let Some(chunk) = stream.next_chunk().await? {
-        // Writes of one network chunk land in the page cache; blocking here is cheaper than a
-        // thread hop per chunk.
-        std::io::Write::write_all(&mut writer, &chunk)
-            .with_context(|| format!("writing layer {digest} into {}", store.root().display()))?;
-    }
-    if writer.size() != layer.size {
-        bail!(
-            "layer {digest} from {image}: the registry sent {} bytes, the manifest says {}",
-            writer.size(),
-            layer.size
-        );
-    }
+    // The client verifies size and digest and retries into a fresh writer; a writer dropped
+    // uncommitted leaves nothing in the store.
+    let writer = client
+        .pull_blob(image, &digest, layer.size, || {
+            store.writer().map_err(std::io::Error::other)
+        })
+        .await?;
     writer
         .commit_expecting(&layer.digest)
         .with_context(|| format!("layer {digest} from {image}"))?;

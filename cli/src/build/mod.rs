@@ -21,7 +21,7 @@ use kiln_cas::Store;
 use kiln_cas::export::StoredImage;
 use kiln_exec::context::BuildContext;
 use kiln_graph::{PlanOptions, Planner};
-use kiln_registry::{Client, Platform};
+use kiln_registry::{Client, Platform, Reference};
 use serde_json::{Map, Value, json};
 
 use crate::args::BuildOptions;
@@ -38,6 +38,9 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let client =
         Client::new(settings.registry.clone()).context("setting up the registry client")?;
     let platform = Platform::host();
+    if settings.check_push_access {
+        check_push_access(&client, &settings.destinations).await?;
+    }
 
     let label = settings.dockerfile.display().to_string();
     let text = std::fs::read_to_string(&settings.dockerfile)
@@ -64,6 +67,17 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .map(|(name, image)| (name.clone(), image.config.state.clone()))
         .collect();
     let mut plan = planner.plan(&states)?;
+    let sources = output::MountSources::new(
+        images
+            .values()
+            .flat_map(|image| {
+                image
+                    .layers
+                    .iter()
+                    .map(|layer| (layer.digest.clone(), image.resolved.reference.clone()))
+            })
+            .collect(),
+    );
 
     let work = WorkDir::create(&settings.cache_dir)?;
 
@@ -118,7 +132,20 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
 
     // Root filesystems are slow to delete: hand them to the background sweeper now.
     drop(work);
-    output::write_all(&settings, &client, &store, &image).await
+    output::write_all(&settings, &client, &store, &image, sources).await
+}
+
+/// Fails before anything is pulled or run when a destination would refuse the push
+/// (Kaniko's `CheckPushPermissions`), so a long build is not wasted.
+async fn check_push_access(client: &Client, destinations: &[Reference]) -> anyhow::Result<()> {
+    for destination in destinations {
+        client.check_push_access(destination).await.with_context(|| {
+            format!(
+                "cannot push to {destination} (pass --skip-push-permission-check to build anyway)"
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Logs every step's node key, for `--verbosity debug`.

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use kiln_registry::{ClientOptions, Reference, RegistryMaps};
+use kiln_registry::{ClientOptions, Reference, RegistryMaps, RetryPolicy};
 
 use crate::args::BuildOptions;
 
@@ -42,6 +42,10 @@ pub struct Settings {
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// Registry client settings.
     pub registry: ClientOptions,
+    /// `--push-ignore-immutable-tag-errors`.
+    pub ignore_immutable_tags: bool,
+    /// Whether to probe every destination for push access before building.
+    pub check_push_access: bool,
 }
 
 impl Settings {
@@ -104,6 +108,9 @@ impl Settings {
             skip_default_registry_fallback: options.skip_default_registry_fallback,
             docker_config_dir: None,
             user_agent: format!("kiln/{}", env!("CARGO_PKG_VERSION")),
+            push_retry: RetryPolicy::with_retries(options.push_retry),
+            pull_retry: RetryPolicy::with_retries(options.image_download_retry),
+            progress: Some(crate::progress::renderer()),
         };
         Ok(Settings {
             context,
@@ -121,6 +128,8 @@ impl Settings {
             image_name_with_digest_file: options.image_name_with_digest_file,
             image_name_tag_with_digest_file: options.image_name_tag_with_digest_file,
             registry,
+            ignore_immutable_tags: options.push_ignore_immutable_tag_errors,
+            check_push_access: !options.no_push && !options.skip_push_permission_check,
         })
     }
 }

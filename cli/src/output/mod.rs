@@ -5,6 +5,8 @@
 
 mod push;
 
+pub use push::MountSources;
+
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -20,6 +22,7 @@ pub async fn write_all(
     client: &Client,
     store: &Store,
     image: &StoredImage,
+    mut sources: MountSources,
 ) -> anyhow::Result<()> {
     let digest = image.manifest.to_string();
     // Exporting copies blobs across filesystems when it cannot hard-link them: blocking work.
@@ -27,8 +30,13 @@ pub async fn write_all(
     if settings.no_push {
         tracing::info!("Skipping push to container registry due to --no-push flag");
     } else {
+        let options = push::PushOptions {
+            ignore_immutable_tags: settings.ignore_immutable_tags,
+        };
+        // One destination after another, so the later ones can mount from the earlier.
         for destination in &settings.destinations {
-            push::push(client, store, image, destination).await?;
+            push::push(client, store, image, destination, &sources, options).await?;
+            sources.pushed(destination);
             tracing::info!("Pushed {}", destination.with_digest(&digest));
         }
     }

@@ -190,10 +190,12 @@ impl Authenticator {
                 );
                 return Ok(Some(header));
             }
-            let mut scopes = vec![ctx.scope.to_owned()];
+            // A mount asks for two repositories at once; token servers expect one `scope`
+            // parameter per repository.
+            let mut scopes: Vec<String> = ctx.scope.split_whitespace().map(str::to_owned).collect();
             if let Some(extra) = challenge_scope.as_deref()
                 && !extra.is_empty()
-                && extra != ctx.scope
+                && !scopes.iter().any(|s| s == extra)
             {
                 scopes.push(extra.to_owned());
             }

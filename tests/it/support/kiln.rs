@@ -96,6 +96,13 @@ impl Outcome {
         String::from_utf8_lossy(&self.output.stdout).into_owned()
     }
 
+    /// Fails the test (showing kiln's output) unless kiln succeeded; returns its log (stderr).
+    pub fn success_log(self) -> String {
+        let log = self.stderr();
+        self.success();
+        log
+    }
+
     /// Fails the test unless kiln failed; returns stderr.
     pub fn failure(self) -> String {
         assert!(
