@@ -5,6 +5,7 @@
 use base64::Engine as _;
 
 use crate::support::base::{busybox_layout, copy_to_registry};
+use crate::support::proxy::Proxy;
 use crate::support::token_server::TokenServer;
 use crate::support::tools::{run, skopeo};
 use crate::support::{Kiln, Project, Registry};
@@ -225,5 +226,70 @@ fn credentials_and_tokens_never_appear_in_output_even_at_trace_level() {
                 text.len()
             );
         }
+    }
+}
+
+#[test]
+fn blobs_are_mounted_between_repositories_with_one_token_for_both() {
+    let (tokens, registry, base) = token_registry();
+    // Requests go through a counting proxy; credentials are keyed by the address kiln uses.
+    let proxy = Proxy::start(registry.addr());
+    let base = base.replace(registry.addr(), proxy.addr());
+    let project = Project::new().dockerfile(&format!("FROM {base}\nRUN touch /mounted\n"));
+    let config = project.out("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            proxy.addr(),
+            basic_auth()
+        ),
+    )
+    .unwrap();
+    Kiln::build(project.path())
+        .push_to(&proxy.image("private/one:1"))
+        .args(["--destination", &proxy.image("private/two:1")])
+        .env("DOCKER_CONFIG", &config)
+        .run()
+        .success();
+
+    let scopes = tokens.scopes();
+    for (to, from) in [
+        ("private/one", "private/busybox"),
+        ("private/two", "private/one"),
+    ] {
+        assert!(
+            scopes.iter().any(|asked| {
+                asked.contains(&format!("repository:{to}:pull,push"))
+                    && asked.contains(&format!("repository:{from}:pull"))
+            }),
+            "no token asked for {to} and {from} together: {scopes:#?}"
+        );
+    }
+    // Each request is seen twice when its token is not cached yet: once refused with the
+    // challenge, once with the token.
+    let mounted: std::collections::BTreeSet<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.is("POST", "/v2/private/two/blobs/uploads/?mount="))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        mounted.len(),
+        3,
+        "base layer, new layer and config mounted from private/one: {mounted:#?}"
+    );
+    assert_eq!(proxy.count("PATCH", "/v2/private/two/blobs/uploads/"), 0);
+    assert_eq!(proxy.count("PUT", "/v2/private/two/blobs/uploads/"), 0);
+    for name in ["private/one:1", "private/two:1"] {
+        run(skopeo()
+            .args([
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                &format!("{USER}:{PASSWORD}"),
+            ])
+            .arg(format!("docker://{}", registry.image(name))));
     }
 }

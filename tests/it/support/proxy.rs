@@ -102,6 +102,11 @@ impl Proxy {
         Proxy { addr, state }
     }
 
+    /// `host:port` of the proxy.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// `host:port/<name>`: an image reached through the proxy.
     pub fn image(&self, name: &str) -> String {
         format!("{}/{name}", self.addr)

@@ -38,6 +38,7 @@ struct State {
     next_id: AtomicU64,
     issued: Mutex<Vec<String>>,
     grants: Mutex<Vec<String>>,
+    scopes: Mutex<Vec<Vec<String>>>,
 }
 
 impl TokenServer {
@@ -56,6 +57,7 @@ impl TokenServer {
             next_id: AtomicU64::new(1),
             issued: Mutex::new(Vec::new()),
             grants: Mutex::new(Vec::new()),
+            scopes: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_state, thread_stop) = (state.clone(), stop.clone());
@@ -112,6 +114,11 @@ impl TokenServer {
     /// Every token issued so far.
     pub fn issued(&self) -> Vec<String> {
         self.state.issued.lock().unwrap().clone()
+    }
+
+    /// The scopes each granted token request asked for, in order.
+    pub fn scopes(&self) -> Vec<Vec<String>> {
+        self.state.scopes.lock().unwrap().clone()
     }
 
     /// How each token was granted, in order: `basic`, `refresh_token` or `anonymous`.
@@ -214,6 +221,13 @@ fn answer(state: &State, request: &Request) -> (&'static str, String) {
             }
         }
     };
+    let requested: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' '))
+        .map(str::to_owned)
+        .collect();
+    state.scopes.lock().unwrap().push(requested);
     let access = if grant == "anonymous" {
         Vec::new()
     } else {
