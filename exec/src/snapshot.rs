@@ -245,6 +245,13 @@ impl Snapshot {
     /// (`a`, not `a/b`), omitting those whose parent is no longer a directory, since writing the
     /// parent already replaces them.
     pub fn diff(&self, after: &Snapshot) -> Changes {
+        self.diff_with(after, &[])
+    }
+
+    /// [`Snapshot::diff`], judging the directories `ctime_moved` (root-relative: those that held
+    /// the sandbox's mount-point stubs, whose ctime moved whoever changed them) on everything but
+    /// their ctime.
+    pub fn diff_with(&self, after: &Snapshot, ctime_moved: &[PathBuf]) -> Changes {
         let mut changes = Changes::new();
         let before = &self.entries;
         let now = &after.entries;
@@ -278,7 +285,16 @@ impl Snapshot {
                     let (path, meta) = &now[j];
                     let old = &before[i].1;
                     let inside_new = new_dir.is_some_and(|dir| path.starts_with(dir));
-                    if inside_new || !meta.unchanged_since(old, after.mode) {
+                    let unchanged = if ctime_moved.contains(path) {
+                        let same_ctime = Meta {
+                            ctime: old.ctime,
+                            ..meta.clone()
+                        };
+                        same_ctime.unchanged_since(old, after.mode)
+                    } else {
+                        meta.unchanged_since(old, after.mode)
+                    };
+                    if inside_new || !unchanged {
                         changes.add_changed(path.clone());
                     }
                     let recreated = meta.kind == Kind::Directory
