@@ -71,6 +71,49 @@ pub struct BuildOptions {
     #[arg(long = "label", value_name = "KEY=VALUE", help_heading = "Build")]
     pub labels: Vec<String>,
 
+    /// How a RUN's changes are observed: `overlay` runs it on an overlayfs whose upper directory
+    /// is the diff (cost follows the change), `scan` walks the root before and after, `auto`
+    /// uses overlay where overlayfs can be mounted.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = SnapshotStrategyArg::Auto,
+        help_heading = "Snapshot"
+    )]
+    pub snapshot_strategy: SnapshotStrategyArg,
+
+    /// What the scan strategy compares (Kaniko's flag): `redo` metadata including ctime, exact
+    /// and reading no file (default); `full` also hashes every file's content; `time` mtime
+    /// only (unsafe: misses changes that keep the mtime).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = SnapshotModeArg::Redo,
+        help_heading = "Snapshot"
+    )]
+    pub snapshot_mode: SnapshotModeArg,
+
+    /// One layer per stage, taken after its last instruction, instead of one per instruction.
+    #[arg(long, help_heading = "Snapshot")]
+    pub single_snapshot: bool,
+
+    /// Absolute path never put in a layer (it stays in the filesystem for later steps).
+    /// Repeatable.
+    #[arg(long = "ignore-path", value_name = "PATH", help_heading = "Snapshot")]
+    pub ignore_paths: Vec<PathBuf>,
+
+    /// Leave `/var/run` out of layers, as Kaniko does by default; kiln's default is Docker's:
+    /// keep it.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Snapshot"
+    )]
+    pub ignore_var_run: bool,
+
     /// Where blobs and the work area live (default `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`).
     #[arg(long, env = "KILN_CACHE_DIR", help_heading = "Cache")]
     pub cache_dir: Option<PathBuf>,
@@ -159,6 +202,28 @@ pub struct PlanArgs {
     /// How to print the plan.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+}
+
+/// `--snapshot-strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotStrategyArg {
+    /// Overlay where overlayfs can be mounted, else scan.
+    Auto,
+    /// Run each RUN on an overlay; fail if overlayfs cannot be mounted.
+    Overlay,
+    /// Walk the root before and after each RUN.
+    Scan,
+}
+
+/// `--snapshot-mode` (Kaniko's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotModeArg {
+    /// Metadata and a content hash of every file.
+    Full,
+    /// Metadata including ctime, inode and birth time; no file is read.
+    Redo,
+    /// Modification times only (unsafe).
+    Time,
 }
 
 /// Output formats of `kiln plan`: one for people, one for programs, one for Graphviz.
@@ -263,6 +328,34 @@ mod tests {
         assert_eq!(options.dockerfile, PathBuf::from("Dockerfile.x"));
         assert_eq!(options.destinations, vec!["r/a:1", "r/a:2"]);
         assert_eq!(options.context, "/workspace/");
+    }
+
+    #[test]
+    fn snapshot_flags_default_to_auto_redo_and_accept_kanikos_forms() {
+        let options = parse(&["kiln", "build", "--no-push"]);
+        assert_eq!(options.snapshot_strategy, SnapshotStrategyArg::Auto);
+        assert_eq!(options.snapshot_mode, SnapshotModeArg::Redo);
+        assert!(!options.single_snapshot && !options.ignore_var_run);
+        let options = parse(&[
+            "/kaniko/executor",
+            "--snapshot-mode=full",
+            "--snapshot-strategy",
+            "scan",
+            "--single-snapshot",
+            "--ignore-path=/tmp",
+            "--ignore-path",
+            "/var/cache",
+            "--ignore-var-run=true",
+        ]);
+        assert_eq!(options.snapshot_mode, SnapshotModeArg::Full);
+        assert_eq!(options.snapshot_strategy, SnapshotStrategyArg::Scan);
+        assert!(options.single_snapshot && options.ignore_var_run);
+        assert_eq!(
+            options.ignore_paths,
+            vec![PathBuf::from("/tmp"), PathBuf::from("/var/cache")]
+        );
+        assert!(parse(&["kiln", "build", "--ignore-var-run"]).ignore_var_run);
+        assert!(!parse(&["kiln", "build", "--ignore-var-run=false"]).ignore_var_run);
     }
 
     #[test]

@@ -106,6 +106,49 @@ impl Snapshotter {
         self.baseline = None;
     }
 
+    /// Runs `spec` in `root` without observing it (`--single-snapshot` scans the stage once at
+    /// the end), `volumes` discarding writes where overlayfs allows.
+    pub fn run_unobserved(
+        &mut self,
+        root: &RootFs,
+        spec: &RunSpec,
+        volumes: &[String],
+    ) -> Result<(), SnapshotterError> {
+        self.baseline = None;
+        let host_root = canonical_root(root)?;
+        let (_, volume_paths) = prepare_volumes(root, volumes)?;
+        let overlays = self.volume_overlays(&host_root, &volume_paths)?;
+        let mounts = overlays
+            .iter()
+            .map(Overlay::mount)
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcome = run_with(root, spec, &mounts);
+        for overlay in overlays {
+            overlay.discard()?;
+        }
+        outcome?;
+        Ok(())
+    }
+
+    /// Overlays discarding writes under the volumes, where overlayfs can be mounted.
+    fn volume_overlays(
+        &self,
+        host_root: &Path,
+        volume_paths: &[PathBuf],
+    ) -> Result<Vec<Overlay>, SnapshotterError> {
+        if !self.overlay_volumes {
+            return Ok(Vec::new());
+        }
+        let mut overlays = Vec::new();
+        for (index, rel) in volume_paths.iter().enumerate() {
+            overlays.push(Overlay::create(
+                &host_root.join(rel),
+                &self.scratch.join(format!("volume-{index}")),
+            )?);
+        }
+        Ok(overlays)
+    }
+
     /// Runs `spec` in `root`, with `volumes` (as declared, absolute) discarding writes, and
     /// returns what it changed, ignored paths excluded.
     pub fn run(
@@ -114,27 +157,15 @@ impl Snapshotter {
         spec: &RunSpec,
         volumes: &[String],
     ) -> Result<Changes, SnapshotterError> {
-        let host_root = std::fs::canonicalize(root.path()).map_err(|source| {
-            SnapshotterError::Overlay(OverlayError::Io {
-                op: "resolving",
-                path: root.path().to_path_buf(),
-                source,
-            })
-        })?;
+        let host_root = canonical_root(root)?;
         let (mut changes, volume_paths) = prepare_volumes(root, volumes)?;
-        let mut volume_overlays = Vec::new();
-        let mut mounts = Vec::new();
+        let volume_overlays = self.volume_overlays(&host_root, &volume_paths)?;
+        let mut mounts = volume_overlays
+            .iter()
+            .map(Overlay::mount)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut exclude = self.ignore.clone();
-        if self.overlay_volumes {
-            for (index, rel) in volume_paths.iter().enumerate() {
-                let overlay = Overlay::create(
-                    &host_root.join(rel),
-                    &self.scratch.join(format!("volume-{index}")),
-                )?;
-                mounts.push(overlay.mount()?);
-                volume_overlays.push(overlay);
-            }
-        } else {
+        if !self.overlay_volumes {
             exclude.extend(volume_paths.iter().cloned());
         }
         let observed = match self.strategy {
@@ -171,6 +202,16 @@ impl Snapshotter {
         changes.retain(|path| !exclude.iter().any(|ignored| path.starts_with(ignored)));
         Ok(changes)
     }
+}
+
+fn canonical_root(root: &RootFs) -> Result<PathBuf, SnapshotterError> {
+    std::fs::canonicalize(root.path()).map_err(|source| {
+        SnapshotterError::Overlay(OverlayError::Io {
+            op: "resolving",
+            path: root.path().to_path_buf(),
+            source,
+        })
+    })
 }
 
 /// Creates the declared volumes' directories that are missing (Docker creates a volume's mount

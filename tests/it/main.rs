@@ -16,3 +16,4 @@ mod outputs;
 mod plan;
 mod platform;
 mod pull;
+mod snapshot;

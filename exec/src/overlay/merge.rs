@@ -31,8 +31,13 @@ pub(super) fn merge(upper: &Path, root: &RootFs) -> Result<(), OverlayError> {
     let root_dir = root
         .open_path(Path::new(""), dir_flags(), Mode::empty())
         .map_err(io_error("opening", root.path()))?;
+    let st = lstat(upper)?;
     merge_dir(upper, Path::new(""), &root_dir)?;
-    apply_dir_attributes(upper, &root_dir, root.path())
+    apply_dir_attributes(upper, &st, &root_dir, root.path())
+}
+
+fn lstat(host: &Path) -> Result<Stat, OverlayError> {
+    rustix::fs::lstat(host).map_err(|e| io_error("inspecting", host)(e.into()))
 }
 
 fn dir_flags() -> OFlags {
@@ -69,7 +74,7 @@ fn merge_dir(upper: &Path, rel: &Path, target: &OwnedFd) -> Result<(), OverlayEr
             let child = rustix::fs::openat(target, name.as_os_str(), dir_flags(), Mode::empty())
                 .map_err(|e| io_error("opening", &path)(e.into()))?;
             merge_dir(upper, &path, &child)?;
-            apply_dir_attributes(&host, &child, &path)?;
+            apply_dir_attributes(&host, &st, &child, &path)?;
             continue;
         }
         if existing.is_some() {
@@ -111,9 +116,14 @@ fn is_opaque(host: &Path) -> Result<bool, OverlayError> {
 }
 
 /// Gives the root directory `target` the mode, owner, xattrs and times of the upper directory
-/// `host` (xattrs of overlayfs excepted).
-fn apply_dir_attributes(host: &Path, target: &OwnedFd, path: &Path) -> Result<(), OverlayError> {
-    let st = rustix::fs::lstat(host).map_err(|e| io_error("inspecting", host)(e.into()))?;
+/// `host` (xattrs of overlayfs excepted); `st` is `host`'s status from before its entries moved
+/// out, which changed its mtime.
+fn apply_dir_attributes(
+    host: &Path,
+    st: &Stat,
+    target: &OwnedFd,
+    path: &Path,
+) -> Result<(), OverlayError> {
     let fail = |op: &'static str| move |e: Errno| io_error(op, path)(e.into());
     rustix::fs::fchown(
         target,
@@ -143,7 +153,7 @@ fn apply_dir_attributes(host: &Path, target: &OwnedFd, path: &Path) -> Result<()
         )
         .map_err(fail("setting an xattr of"))?;
     }
-    rustix::fs::futimens(target, &timestamps(&st)).map_err(fail("setting the times of"))
+    rustix::fs::futimens(target, &timestamps(st)).map_err(fail("setting the times of"))
 }
 
 /// The xattr names of `path` (not followed) that belong to the file, not to overlayfs.

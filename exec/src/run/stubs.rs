@@ -118,9 +118,9 @@ impl<'r> Stubs<'r> {
         Ok(Some(real))
     }
 
-    /// Removes the stubs (newest first) and restores their parents' times where the command did
-    /// not change the parent, in the root and, when the command ran on an overlay, in its upper
-    /// directory `upper`. A stub directory the command put files into is kept: it is now the
+    /// Removes the stubs (newest first) and restores their parents' times: those from before the
+    /// stubs where the command did not change the parent, else those the command left, in the
+    /// root and, when the command ran on an overlay, in its upper directory `upper`. A stub directory the command put files into is kept: it is now the
     /// command's. Returns the root-relative directories that held stubs.
     pub(super) fn remove(self, upper: Option<&Path>) -> io::Result<Vec<PathBuf>> {
         // Judged before removing: removing a stub moves its parent's mtime too.
@@ -132,9 +132,15 @@ impl<'r> Stubs<'r> {
                 .open_path(path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
             {
                 Ok(dir) => {
-                    if untouched(&dir, *stub_mtime)? {
-                        restore.push((dir, times));
-                    }
+                    // Removing the stub moves the mtime again: put back the original times if the
+                    // command left the directory alone, else the times the command left.
+                    let stat = rustix::fs::fstat(&dir)?;
+                    let wanted = if untouched(&dir, *stub_mtime)? {
+                        times.clone()
+                    } else {
+                        timestamps(&stat)
+                    };
+                    restore.push((dir, wanted));
                 }
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(err),
@@ -147,7 +153,7 @@ impl<'r> Stubs<'r> {
                 ) {
                     Ok(dir) => {
                         if untouched(&dir, *stub_mtime)? {
-                            restore.push((dir, times));
+                            restore.push((dir, times.clone()));
                         }
                     }
                     Err(rustix::io::Errno::NOENT) => {}
@@ -176,7 +182,7 @@ impl<'r> Stubs<'r> {
         }
         for (dir, times) in restore {
             // A stub directory removed as a whole needs nothing restored.
-            match rustix::fs::futimens(&dir, times) {
+            match rustix::fs::futimens(&dir, &times) {
                 Ok(()) | Err(rustix::io::Errno::NOENT) => {}
                 Err(err) => return Err(err.into()),
             }

@@ -166,7 +166,8 @@ fn full_mode_agrees_with_redo_on_every_scenario_but_a_bare_rewrite() {
 fn the_overlay_leaves_the_root_as_the_command_saw_it_and_cleans_up() {
     require_overlay();
     let script = "rm -rf /etc/conf.d && mkdir /etc/conf.d && echo c > /etc/conf.d/c \
-                  && chmod 700 /srv && rm -rf /srv/tree && ln /etc/keep /etc/keep2";
+                  && chmod 700 /srv && rm -rf /srv/tree && ln /etc/keep /etc/keep2 \
+                  && touch -d @1000000000 /etc";
     let (_, tmp) = run_scenario(Strategy::Overlay, script, &[]);
     let rootfs = tmp.path().join("rootfs");
     let names = |dir: &str| {
@@ -182,6 +183,11 @@ fn the_overlay_leaves_the_root_as_the_command_saw_it_and_cleans_up() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let srv = fs::metadata(rootfs.join("srv")).unwrap();
     assert_eq!(srv.permissions().mode() & 0o7777, 0o700);
+    assert_eq!(
+        fs::metadata(rootfs.join("etc")).unwrap().mtime(),
+        1_000_000_000,
+        "a merged directory keeps the times the command left"
+    );
     let keep = fs::metadata(rootfs.join("etc/keep")).unwrap();
     let keep2 = fs::metadata(rootfs.join("etc/keep2")).unwrap();
     assert_eq!((keep.ino(), keep.nlink()), (keep2.ino(), 2));
