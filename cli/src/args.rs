@@ -73,7 +73,8 @@ pub struct BuildOptions {
 
     /// How a RUN's changes are observed: `overlay` runs it on an overlayfs whose upper directory
     /// is the diff (cost follows the change), `scan` walks the root before and after, `auto`
-    /// uses overlay where overlayfs can be mounted.
+    /// uses overlay where overlayfs can be mounted, unless `--snapshot-mode` asks for `full` or
+    /// `time`.
     #[arg(
         long,
         value_enum,

@@ -156,7 +156,12 @@ impl<'r> Stubs<'r> {
                             restore.push((dir, times.clone()));
                         }
                     }
-                    Err(rustix::io::Errno::NOENT) => {}
+                    // Gone, or replaced by something else: the command's, left as it is.
+                    Err(
+                        rustix::io::Errno::NOENT
+                        | rustix::io::Errno::LOOP
+                        | rustix::io::Errno::NOTDIR,
+                    ) => {}
                     Err(err) => return Err(err.into()),
                 }
             }
