@@ -88,11 +88,24 @@ pub struct BuildOptions {
     /// only (unsafe: misses changes that keep the mtime).
     #[arg(
         long,
+        alias = "snapshotMode",
         value_enum,
         default_value_t = SnapshotModeArg::Redo,
         help_heading = "Snapshot"
     )]
     pub snapshot_mode: SnapshotModeArg,
+
+    /// Accepted for Kaniko compatibility, no effect: kiln's snapshots already cost what a RUN
+    /// changed (overlay) or one metadata walk (scan), which is what Kaniko's RunV2 aimed at.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Snapshot"
+    )]
+    pub use_new_run: bool,
 
     /// One layer per stage, taken after its last instruction, instead of one per instruction.
     #[arg(long, help_heading = "Snapshot")]
@@ -107,6 +120,7 @@ pub struct BuildOptions {
     /// keep it.
     #[arg(
         long,
+        alias = "whitelist-var-run",
         num_args = 0..=1,
         default_missing_value = "true",
         default_value_t = false,
@@ -356,6 +370,10 @@ mod tests {
             vec![PathBuf::from("/tmp"), PathBuf::from("/var/cache")]
         );
         assert!(parse(&["kiln", "build", "--ignore-var-run"]).ignore_var_run);
+        assert!(parse(&["kiln", "build", "--whitelist-var-run=true"]).ignore_var_run);
+        let old = parse(&["kiln", "build", "--snapshotMode=time", "--use-new-run"]);
+        assert_eq!(old.snapshot_mode, SnapshotModeArg::Time);
+        assert!(old.use_new_run);
         assert!(!parse(&["kiln", "build", "--ignore-var-run=false"]).ignore_var_run);
     }
 

@@ -150,6 +150,11 @@ fn snapshot_settings(options: &BuildOptions) -> anyhow::Result<SnapshotSettings>
             "--snapshot-mode applies to the scan strategy only; drop it or pass --snapshot-strategy scan"
         );
     }
+    if options.use_new_run {
+        tracing::info!(
+            "--use-new-run has no effect: kiln's snapshots never hash the whole filesystem"
+        );
+    }
     let mut ignore_paths = Vec::new();
     for path in &options.ignore_paths {
         if !path.is_absolute() {

@@ -8,8 +8,8 @@ use std::fs;
 use std::os::unix::fs::symlink;
 
 const BUSYBOX: &str = "/bin/busybox";
-const APPLETS: [&str; 11] = [
-    "sh", "touch", "mkdir", "echo", "rm", "ln", "chmod", "mv", "mknod", "cat", "test",
+const APPLETS: [&str; 12] = [
+    "sh", "touch", "mkdir", "echo", "rm", "ln", "chmod", "chown", "mv", "mknod", "cat", "test",
 ];
 
 /// A root with busybox and a small tree every scenario changes.
@@ -47,10 +47,13 @@ fn sh(script: &str) -> RunSpec {
 }
 
 /// The scenarios of issue 5: each leaves its mark on the base tree.
-const SCENARIOS: [(&str, &str); 12] = [
+const SCENARIOS: [(&str, &str); 15] = [
     ("create", "echo new > /etc/new"),
     ("modify", "echo changed > /etc/motd"),
     ("chmod only", "chmod 600 /etc/keep"),
+    ("chown only", "chown 1000:1000 /etc/keep"),
+    ("mtime only", "touch -d @1234567890 /etc/keep"),
+    ("rename", "mv /etc/keep /srv/kept"),
     ("delete", "rm /etc/conf.d/a"),
     (
         "dir replaced by file",
