@@ -190,3 +190,28 @@ fn a_relative_ignore_path_is_refused_naming_it() {
         .failure();
     assert!(stderr.contains("--ignore-path var/cache"), "{stderr}");
 }
+
+#[test]
+fn auto_falls_back_to_scan_where_no_overlay_can_be_mounted_and_overlay_refuses_naming_why() {
+    let (registry, base) = Registry::with_busybox();
+    let project = Project::new().dockerfile(&format!("FROM {base}\nRUN echo x > /x\n"));
+    // overlayfs cannot take a directory with a comma in its mount options: no overlay there.
+    let cache = project.out("cache,dir");
+    let image = registry.image("fallback:auto");
+    Kiln::build_in(project.path(), &cache)
+        .push_to(&image)
+        .run()
+        .success();
+    let rootfs = tools::unpack(&format!("docker://{image}"), registry.scratch());
+    assert_eq!(std::fs::read_to_string(rootfs.join("x")).unwrap(), "x\n");
+
+    let stderr = Kiln::build_in(project.path(), &cache)
+        .args(["--snapshot-strategy", "overlay"])
+        .push_to(&registry.image("fallback:overlay"))
+        .run()
+        .failure();
+    assert!(
+        stderr.contains("--snapshot-strategy overlay") && stderr.contains("cache,dir"),
+        "{stderr}"
+    );
+}
