@@ -132,11 +132,12 @@ impl Executor<'_> {
             self.work.join(format!("stage-{}.snapshot", stage.index)),
         );
         // `--single-snapshot`: one scan now, one after the last step, one layer (Kaniko's).
+        let single_exclude = self.single_snapshot_exclusions(stage);
         let single = if self.snapshots.single_snapshot {
             Some(Snapshot::scan_with(
                 root.path(),
                 self.snapshots.mode,
-                &self.snapshots.ignore_paths,
+                &single_exclude,
             )?)
         } else {
             None
@@ -175,15 +176,15 @@ impl Executor<'_> {
                 .push(history_entry(&self.created, &step.created_by, !makes_layer));
         }
         if let Some(before) = single {
-            let changes = self
-                .single_snapshot(&root, stage, &before, &snapshotter)
-                .with_context(|| format!("snapshotting {}", stage_label(stage)))?;
-            let layer = match changes.is_empty() {
-                true => None,
-                false => Some(
-                    self.snapshot(&root, &changes)
-                        .with_context(|| format!("snapshotting {}", stage_label(stage)))?,
-                ),
+            let snapshotting = || format!("snapshotting {}", stage_label(stage));
+            let after = Snapshot::scan_with(root.path(), self.snapshots.mode, &single_exclude)
+                .with_context(snapshotting)?;
+            let mut changes = before.diff(&after);
+            snapshotter.filter(&mut changes);
+            let layer = if changes.is_empty() {
+                None
+            } else {
+                Some(self.snapshot(&root, &changes).with_context(snapshotting)?)
             };
             // Every instruction keeps its history entry; the last one carries the layer.
             let last = deferred_history.len().saturating_sub(1);
@@ -317,23 +318,14 @@ impl Executor<'_> {
         Ok(changes)
     }
 
-    /// `--single-snapshot`: what the whole stage changed since `before`. Volumes are left out
+    /// What `--single-snapshot`'s two scans leave out: ignored paths, and the stage's volumes
     /// when their writes could not be discarded, as each step would have left them out.
-    fn single_snapshot(
-        &self,
-        root: &RootFs,
-        stage: &Stage,
-        before: &Snapshot,
-        snapshotter: &Snapshotter,
-    ) -> anyhow::Result<Changes> {
+    fn single_snapshot_exclusions(&self, stage: &Stage) -> Vec<PathBuf> {
         let mut exclude = self.snapshots.ignore_paths.clone();
         if !self.snapshots.overlay_available {
             exclude.extend(stage.final_state().volumes.iter().map(PathBuf::from));
         }
-        let after = Snapshot::scan_with(root.path(), self.snapshots.mode, &exclude)?;
-        let mut changes = before.diff(&after);
-        snapshotter.filter(&mut changes);
-        Ok(changes)
+        exclude
     }
 
     fn copy(
