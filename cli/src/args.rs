@@ -83,9 +83,9 @@ pub struct BuildOptions {
     )]
     pub snapshot_strategy: SnapshotStrategyArg,
 
-    /// What the scan strategy compares (Kaniko's flag): `redo` metadata including ctime, exact
-    /// and reading no file (default); `full` also hashes every file's content; `time` mtime
-    /// only (unsafe: misses changes that keep the mtime).
+    /// What the scan strategy compares (Kaniko's flag): `redo` metadata including ctime, exact,
+    /// hashing only what changed (default); `full` also hashes every file's content; `time`
+    /// mtime only (unsafe: misses changes that keep the mtime).
     #[arg(
         long,
         alias = "snapshotMode",

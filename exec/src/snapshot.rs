@@ -14,7 +14,10 @@
 //! filesystem's timestamp granularity, which [`Snapshot::scan`] guards against by never
 //! finishing within the same clock tick as the newest change it recorded.
 //!
-//! That comparison is [`ScanMode::Redo`], the default. Kaniko's other two modes exist for
+//! That comparison is [`ScanMode::Redo`], the default; between RUNs it also hashes what changed,
+//! so that a later rewrite with identical bytes and metadata is recognised as no change
+//! ([`Snapshot::observe`]): the reading it does is proportional to the change. Kaniko's other two
+//! modes exist for
 //! pipelines that ask for them by name: [`ScanMode::Full`] also hashes every regular file with
 //! blake3 and reports a path only when what a layer would hold (type, mode, owner, size, mtime,
 //! link target, content) differs, at the price of reading every byte of the image twice per
@@ -34,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rayon::iter::{IntoParallelRefMutIterator, ParallelIterator};
+use rayon::iter::{IntoParallelRefIterator, IntoParallelRefMutIterator, ParallelIterator};
 use rayon::slice::ParallelSliceMut;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
@@ -53,8 +56,10 @@ pub enum ScanMode {
     /// Metadata plus a blake3 hash of every regular file: a path is changed only if its type,
     /// mode, owner, size, mtime, link count, link target or content differ. Reads every byte.
     Full,
-    /// Metadata only, including `ctime`, inode and birth time, which no build step can forge:
-    /// exact, and no file is read. The default.
+    /// Metadata, including `ctime`, inode and birth time, which no build step can forge: exact
+    /// without reading the image. Only candidates are hashed: a file whose metadata moved but
+    /// would look the same in a layer is compared by content when an earlier step hashed it
+    /// ([`Snapshot::observe`]). The default.
     #[default]
     Redo,
     /// Modification time (and type) only. Unsafe: a change that keeps or restores the mtime, or
@@ -69,6 +74,8 @@ pub struct Snapshot {
     entries: Vec<Entry>,
     /// What was recorded, and so what [`Snapshot::diff`] compares.
     mode: ScanMode,
+    /// The directory scanned, to hash files of it later ([`Snapshot::observe`]).
+    root: PathBuf,
 }
 
 /// One path of a snapshot with its metadata.
@@ -141,11 +148,18 @@ impl Meta {
         )
     }
 
+    /// Whether every recorded field but the content hash (which only some entries carry) is equal.
+    fn same_metadata(&self, old: &Meta) -> bool {
+        self.same_in_layer(old)
+            && (self.ctime, self.btime, self.dev, self.ino)
+                == (old.ctime, old.btime, old.dev, old.ino)
+    }
+
     /// Whether `mode` counts the path as unchanged from `old` to `self`.
     fn unchanged_since(&self, old: &Meta, mode: ScanMode) -> bool {
         match mode {
             ScanMode::Full => self.same_in_layer(old) && self.hash == old.hash,
-            ScanMode::Redo => self == old,
+            ScanMode::Redo => self.same_metadata(old),
             ScanMode::Time => self.kind == old.kind && self.mtime == old.mtime,
         }
     }
@@ -226,7 +240,11 @@ impl Snapshot {
             hash_contents(root, &walk.root_fd, &mut entries)?;
         }
         settle_clock(entries.iter().map(|(_, meta)| meta.ctime).max());
-        Ok(Snapshot { entries, mode })
+        Ok(Snapshot {
+            entries,
+            mode,
+            root: root.to_path_buf(),
+        })
     }
 
     /// How many paths the snapshot holds.
@@ -252,6 +270,85 @@ impl Snapshot {
     /// the sandbox's mount-point stubs, whose ctime moved whoever changed them) on everything but
     /// their ctime.
     pub fn diff_with(&self, after: &Snapshot, ctime_moved: &[PathBuf]) -> Changes {
+        self.compare(after, ctime_moved, false).0
+    }
+
+    /// [`Snapshot::diff_with`] as the snapshotter uses it between RUNs. In [`ScanMode::Redo`] it
+    /// also hashes: a candidate (a regular file whose metadata moved) that a layer would record
+    /// exactly as before, and whose content was hashed earlier, is hashed again and reported only
+    /// if its bytes differ (a rewrite with the same bytes, size, mode and mtime is not a change);
+    /// then every changed regular file of `after` is hashed and the others carry the hash they
+    /// had, so the next RUN can confirm its candidates the same way. Only what changed is read.
+    pub fn observe(
+        &self,
+        after: &mut Snapshot,
+        ctime_moved: &[PathBuf],
+    ) -> Result<Changes, SnapshotError> {
+        if after.mode != ScanMode::Redo {
+            return Ok(self.diff_with(after, ctime_moved));
+        }
+        let (mut changes, pending) = self.compare(after, ctime_moved, true);
+        let root = after.root.clone();
+        let root_fd = fsroot::open_dir(&root).map_err(|source| SnapshotError::Io {
+            root: root.clone(),
+            path: PathBuf::new(),
+            op: "opening",
+            source,
+        })?;
+        let rehashed = pending
+            .par_iter()
+            .map(|&(index, old)| {
+                let hash = hash_file(&root, &root_fd, &after.entries[index].0)?;
+                Ok((index, old, hash))
+            })
+            .collect::<Result<Vec<_>, SnapshotError>>()?;
+        for (index, old, hash) in rehashed {
+            let (path, meta) = &mut after.entries[index];
+            meta.hash = hash;
+            if hash != Some(old) {
+                changes.add_changed(path.clone());
+            }
+        }
+        self.carry_hashes(after);
+        let changed: std::collections::HashSet<&Path> = changes.changed().collect();
+        after
+            .entries
+            .par_iter_mut()
+            .filter(|(path, meta)| {
+                meta.kind == Kind::Regular
+                    && meta.hash.is_none()
+                    && changed.contains(path.as_path())
+            })
+            .try_for_each(|(path, meta)| {
+                meta.hash = hash_file(&root, &root_fd, path)?;
+                Ok::<(), SnapshotError>(())
+            })?;
+        Ok(changes)
+    }
+
+    /// Gives every entry of `after` whose metadata did not move the hash it had here.
+    fn carry_hashes(&self, after: &mut Snapshot) {
+        let mut old = self.entries.iter().peekable();
+        for (path, meta) in &mut after.entries {
+            while old.next_if(|(p, _)| p < path).is_some() {}
+            if let Some((_, before)) = old.next_if(|(p, _)| p == path)
+                && meta.hash.is_none()
+                && meta.same_metadata(before)
+            {
+                meta.hash = before.hash;
+            }
+        }
+    }
+
+    /// The diff; with `confirm`, redo candidates that only content can judge are returned (index
+    /// in `after`, old hash) instead of being reported.
+    fn compare(
+        &self,
+        after: &Snapshot,
+        ctime_moved: &[PathBuf],
+        confirm: bool,
+    ) -> (Changes, Vec<(usize, [u8; 32])>) {
+        let mut pending = Vec::new();
         let mut changes = Changes::new();
         let before = &self.entries;
         let now = &after.entries;
@@ -294,8 +391,16 @@ impl Snapshot {
                     } else {
                         meta.unchanged_since(old, after.mode)
                     };
-                    if inside_new || !unchanged {
-                        changes.add_changed(path.clone());
+                    let content_decides = confirm
+                        && after.mode == ScanMode::Redo
+                        && !inside_new
+                        && !unchanged
+                        && meta.kind == Kind::Regular
+                        && meta.same_in_layer(old);
+                    match old.hash {
+                        Some(hash) if content_decides => pending.push((j, hash)),
+                        _ if inside_new || !unchanged => changes.add_changed(path.clone()),
+                        _ => {}
                     }
                     let recreated = meta.kind == Kind::Directory
                         && (old.kind != Kind::Directory || !old.same_file(meta));
@@ -317,7 +422,7 @@ impl Snapshot {
                 }
             }
         }
-        changes
+        (changes, pending)
     }
 
     /// Whether `path` (root-relative, empty for the root) is a directory in this snapshot.
@@ -454,8 +559,7 @@ fn stat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Meta> {
     })
 }
 
-/// Hashes the content of every regular file of `entries` in parallel ([`ScanMode::Full`]),
-/// streaming each file through blake3. A file removed since the walk keeps no hash.
+/// Hashes the content of every regular file of `entries` in parallel ([`ScanMode::Full`]).
 fn hash_contents(
     root: &Path,
     root_fd: &OwnedFd,
@@ -465,36 +569,39 @@ fn hash_contents(
         .par_iter_mut()
         .filter(|(_, meta)| meta.kind == Kind::Regular)
         .try_for_each(|(path, meta)| {
-            let file = match rustix::fs::openat2(
-                root_fd,
-                path.as_path(),
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-            ) {
-                Ok(fd) => std::fs::File::from(fd),
-                Err(Errno::NOENT) => return Ok(()),
-                Err(e) => {
-                    return Err(SnapshotError::Io {
-                        root: root.to_path_buf(),
-                        path: path.clone(),
-                        op: "opening",
-                        source: e.into(),
-                    });
-                }
-            };
-            let mut hasher = blake3::Hasher::new();
-            hasher
-                .update_reader(file)
-                .map_err(|source| SnapshotError::Io {
-                    root: root.to_path_buf(),
-                    path: path.clone(),
-                    op: "hashing",
-                    source,
-                })?;
-            meta.hash = Some(*hasher.finalize().as_bytes());
+            meta.hash = hash_file(root, root_fd, path)?;
             Ok(())
         })
+}
+
+/// blake3 of the regular file `path` under the root, streamed; `None` if it is gone.
+fn hash_file(
+    root: &Path,
+    root_fd: &OwnedFd,
+    path: &Path,
+) -> Result<Option<[u8; 32]>, SnapshotError> {
+    let error = |op: &'static str, source: io::Error| SnapshotError::Io {
+        root: root.to_path_buf(),
+        path: path.to_path_buf(),
+        op,
+        source,
+    };
+    let file = match rustix::fs::openat2(
+        root_fd,
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(error("opening", e.into())),
+    };
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(file)
+        .map_err(|source| error("hashing", source))?;
+    Ok(Some(*hasher.finalize().as_bytes()))
 }
 
 /// Waits, if needed, until the clock is past the newest `ctime` recorded by more than one tick,

@@ -175,8 +175,8 @@ impl Snapshotter {
                     None => Snapshot::scan_with(root.path(), mode, &exclude)?,
                 };
                 let stub_parents = run_with(root, spec, &mounts)?;
-                let after = Snapshot::scan_with(root.path(), mode, &exclude)?;
-                let diff = before.diff_with(&after, &stub_parents);
+                let mut after = Snapshot::scan_with(root.path(), mode, &exclude)?;
+                let diff = before.observe(&mut after, &stub_parents)?;
                 // The volumes' exclusions are this step's: the baseline cannot outlive them.
                 if volume_paths.is_empty() || self.overlay_volumes {
                     self.baseline = Some(after);

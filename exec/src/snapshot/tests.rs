@@ -246,6 +246,49 @@ fn full_mode_ignores_a_rewrite_with_identical_bytes_and_metadata() {
     assert!(full.is_empty(), "{:?}", changed(&full));
 }
 
+/// Writes `contents` to `root/etc/hosts` and puts back `times`' mtime.
+fn write_keeping_mtime(root: &Path, contents: &str, mtime: (i64, i64)) {
+    let path = root.join("etc/hosts");
+    fs::write(&path, contents).unwrap();
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec::default(),
+        last_modification: rustix::fs::Timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1,
+        },
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, &path, &times, AtFlags::empty()).unwrap();
+}
+
+#[test]
+fn redo_confirms_by_content_a_candidate_it_hashed_before() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tree();
+    let root = tmp.path();
+    let original = fs::metadata(root.join("etc/hosts")).unwrap();
+    let mtime = (original.mtime(), original.mtime_nsec());
+    let redo = |root: &Path| Snapshot::scan_with(root, ScanMode::Redo, &[]).unwrap();
+
+    // A base file has no hash: its rewrite is reported (by ctime), and hashed.
+    let first = redo(root);
+    write_keeping_mtime(root, "127.0.0.1 localhosx\n", mtime);
+    let mut second = redo(root);
+    let diff = first.observe(&mut second, &[]).unwrap();
+    assert_eq!(changed(&diff), vec![Path::new("etc/hosts")]);
+
+    // The same bytes again, same size and mtime: the hash says nothing changed.
+    write_keeping_mtime(root, "127.0.0.1 localhosx\n", mtime);
+    let mut third = redo(root);
+    let diff = second.observe(&mut third, &[]).unwrap();
+    assert!(diff.is_empty(), "{:?}", changed(&diff));
+
+    // Other bytes, same size and mtime: the (carried) hash says it changed.
+    write_keeping_mtime(root, "127.0.0.1 localhosy\n", mtime);
+    let mut fourth = redo(root);
+    let diff = third.observe(&mut fourth, &[]).unwrap();
+    assert_eq!(changed(&diff), vec![Path::new("etc/hosts")]);
+}
+
 #[test]
 fn time_mode_sees_a_touched_file() {
     let tmp = tree();
