@@ -76,6 +76,64 @@ pub struct BuildOptions {
     #[arg(long, value_name = "N", help_heading = "Build")]
     pub jobs: Option<std::num::NonZeroUsize>,
 
+    /// How a RUN's changes are observed: `overlay` runs it on an overlayfs whose upper directory
+    /// is the diff (cost follows the change), `scan` walks the root before and after, `auto`
+    /// uses overlay where overlayfs can be mounted, unless `--snapshot-mode` asks for `full` or
+    /// `time`.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = SnapshotStrategyArg::Auto,
+        help_heading = "Snapshot"
+    )]
+    pub snapshot_strategy: SnapshotStrategyArg,
+
+    /// What the scan strategy compares (Kaniko's flag): `redo` metadata including ctime, exact,
+    /// hashing only what changed (default); `full` also hashes every file's content; `time`
+    /// mtime only (unsafe: misses changes that keep the mtime).
+    #[arg(
+        long,
+        alias = "snapshotMode",
+        value_enum,
+        default_value_t = SnapshotModeArg::Redo,
+        help_heading = "Snapshot"
+    )]
+    pub snapshot_mode: SnapshotModeArg,
+
+    /// Accepted for Kaniko compatibility, no effect: kiln's snapshots already cost what a RUN
+    /// changed (overlay) or one metadata walk (scan), which is what Kaniko's RunV2 aimed at.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Snapshot"
+    )]
+    pub use_new_run: bool,
+
+    /// One layer per stage, taken after its last instruction, instead of one per instruction.
+    #[arg(long, help_heading = "Snapshot")]
+    pub single_snapshot: bool,
+
+    /// Absolute path never put in a layer (it stays in the filesystem for later steps).
+    /// Repeatable.
+    #[arg(long = "ignore-path", value_name = "PATH", help_heading = "Snapshot")]
+    pub ignore_paths: Vec<PathBuf>,
+
+    /// Leave `/var/run` out of layers, as Kaniko does by default; kiln's default is Docker's:
+    /// keep it.
+    #[arg(
+        long,
+        alias = "whitelist-var-run",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Snapshot"
+    )]
+    pub ignore_var_run: bool,
+
     /// Where blobs and the work area live (default `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`).
     #[arg(long, env = "KILN_CACHE_DIR", help_heading = "Cache")]
     pub cache_dir: Option<PathBuf>,
@@ -222,6 +280,28 @@ pub struct PlanArgs {
     pub format: PlanFormat,
 }
 
+/// `--snapshot-strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotStrategyArg {
+    /// Overlay where overlayfs can be mounted, else scan.
+    Auto,
+    /// Run each RUN on an overlay; fail if overlayfs cannot be mounted.
+    Overlay,
+    /// Walk the root before and after each RUN.
+    Scan,
+}
+
+/// `--snapshot-mode` (Kaniko's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotModeArg {
+    /// Metadata and a content hash of every file.
+    Full,
+    /// Metadata including ctime, inode and birth time; no file is read.
+    Redo,
+    /// Modification times only (unsafe).
+    Time,
+}
+
 /// Output formats of `kiln plan`: one for people, one for programs, one for Graphviz.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
@@ -358,6 +438,38 @@ mod tests {
             err.contains("CERT.PEM") || err.contains("cert.pem,"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn snapshot_flags_default_to_auto_redo_and_accept_kanikos_forms() {
+        let options = parse(&["kiln", "build", "--no-push"]);
+        assert_eq!(options.snapshot_strategy, SnapshotStrategyArg::Auto);
+        assert_eq!(options.snapshot_mode, SnapshotModeArg::Redo);
+        assert!(!options.single_snapshot && !options.ignore_var_run);
+        let options = parse(&[
+            "/kaniko/executor",
+            "--snapshot-mode=full",
+            "--snapshot-strategy",
+            "scan",
+            "--single-snapshot",
+            "--ignore-path=/tmp",
+            "--ignore-path",
+            "/var/cache",
+            "--ignore-var-run=true",
+        ]);
+        assert_eq!(options.snapshot_mode, SnapshotModeArg::Full);
+        assert_eq!(options.snapshot_strategy, SnapshotStrategyArg::Scan);
+        assert!(options.single_snapshot && options.ignore_var_run);
+        assert_eq!(
+            options.ignore_paths,
+            vec![PathBuf::from("/tmp"), PathBuf::from("/var/cache")]
+        );
+        assert!(parse(&["kiln", "build", "--ignore-var-run"]).ignore_var_run);
+        assert!(parse(&["kiln", "build", "--whitelist-var-run=true"]).ignore_var_run);
+        let old = parse(&["kiln", "build", "--snapshotMode=time", "--use-new-run"]);
+        assert_eq!(old.snapshot_mode, SnapshotModeArg::Time);
+        assert!(old.use_new_run);
+        assert!(!parse(&["kiln", "build", "--ignore-var-run=false"]).ignore_var_run);
     }
 
     #[test]

@@ -198,6 +198,11 @@ fn plan(root: &RootFs, changes: &Changes) -> BTreeMap<PathBuf, Item> {
         add_parents(&mut items, &whiteout);
         items.insert(whiteout, Item::Whiteout);
     }
+    for dir in changes.opaque().map(fsroot::clean) {
+        let whiteout = dir.join(".wh..wh..opq");
+        add_parents(&mut items, &whiteout);
+        items.insert(whiteout, Item::Whiteout);
+    }
     for path in changed {
         if path.as_os_str().is_empty() {
             continue;

@@ -24,6 +24,7 @@ use rustix::fs::{FileType, Gid, Mode, OFlags};
 use thiserror::Error;
 
 use crate::fsroot::RootFs;
+use crate::overlay::OverlayMount;
 use crate::users::{UserError, resolve_user};
 
 use sandbox::{DevPlan, Plan, Step};
@@ -103,6 +104,20 @@ pub enum RunError {
 /// Runs `spec.argv` inside `root` in a sandbox and waits for it; the command's stdout and stderr
 /// are kiln's. Blocking: async callers use `spawn_blocking`.
 pub fn run(root: &RootFs, spec: &RunSpec) -> Result<(), RunError> {
+    run_with(root, spec, &[]).map(drop)
+}
+
+/// [`run`] with `overlays` mounted in the sandbox before anything else, in order: an overlay on
+/// the root itself makes the command write into its upper directory (the overlay snapshot
+/// strategy), one on a volume discards what the command writes there.
+///
+/// Returns the root-relative directories that held mount-point stubs: their ctime moved though
+/// the command may not have touched them.
+pub fn run_with(
+    root: &RootFs,
+    spec: &RunSpec,
+    overlays: &[OverlayMount],
+) -> Result<Vec<PathBuf>, RunError> {
     let program = spec.argv.first().ok_or_else(|| RunError::Spawn {
         program: String::new(),
         source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
@@ -121,7 +136,11 @@ pub fn run(root: &RootFs, spec: &RunSpec) -> Result<(), RunError> {
     let executable = find_executable(root, program, path_var, workdir)?;
 
     let mut stubs = Stubs::new(root);
-    let outcome = prepare(root, &mut stubs, workdir, &ids).and_then(|(plan, report)| {
+    let outcome = prepare(root, &mut stubs, workdir, &ids).and_then(|(mut plan, report)| {
+        plan.overlays = overlays
+            .iter()
+            .map(|mount| (mount.target.clone(), mount.options.clone()))
+            .collect();
         let mut command = Command::new(OsStr::from_bytes(executable.as_bytes()));
         command
             .arg0(program)
@@ -130,7 +149,12 @@ pub fn run(root: &RootFs, spec: &RunSpec) -> Result<(), RunError> {
             .envs(env.iter().map(|(k, v)| (k, v)));
         execute(command, plan, report, program)
     });
-    let cleanup = stubs.remove().map_err(|source| RunError::Setup {
+    let host_root = std::fs::canonicalize(root.path()).ok();
+    let upper = overlays
+        .iter()
+        .find(|mount| Some(&mount.lower) == host_root.as_ref())
+        .map(|mount| mount.upper.as_path());
+    let cleanup = stubs.remove(upper).map_err(|source| RunError::Setup {
         step: "removing mount-point stubs",
         source,
     });
@@ -234,6 +258,7 @@ fn prepare(
     let (reader, writer) = io::pipe().map_err(setup("creating the report pipe"))?;
     let plan = Plan {
         root: c_path(&host_root)?,
+        overlays: Vec::new(),
         proc,
         dev,
         sys,
@@ -328,6 +353,11 @@ fn setup_failure(message: &[u8]) -> Option<RunError> {
         step: Step::from_raw(step)?.describe(),
         source: io::Error::from_raw_os_error(errno),
     })
+}
+
+/// Mounts `mount` in a throwaway mount namespace and reports whether the kernel accepted it.
+pub(crate) fn probe_overlay(mount: &OverlayMount) -> io::Result<()> {
+    sandbox::probe_overlay(&mount.target, &mount.options)
 }
 
 #[allow(unsafe_code)]

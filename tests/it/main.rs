@@ -18,6 +18,7 @@ mod plan;
 mod platform;
 mod pull;
 mod registry_tls;
+mod snapshot;
 mod stages;
 mod token_auth;
 mod transfer;

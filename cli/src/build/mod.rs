@@ -20,6 +20,8 @@ use anyhow::Context as _;
 use kiln_cas::Store;
 use kiln_cas::export::StoredImage;
 use kiln_exec::context::BuildContext;
+use kiln_exec::snapshot::ScanMode;
+use kiln_exec::snapshotter::Strategy;
 use kiln_graph::{PlanOptions, Planner};
 use kiln_registry::{Client, Platform, Reference};
 use serde_json::{Map, Value, json};
@@ -80,6 +82,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     );
 
     let work = WorkDir::create(&settings.cache_dir)?;
+    let snapshots = snapshot_plan(&settings.snapshot, work.path())?;
 
     let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let built = {
@@ -106,6 +109,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                 dockerfile: &label,
                 jobs,
                 image_roots: Mutex::default(),
+                snapshots: &snapshots,
             }
             .run()
         })
@@ -146,6 +150,33 @@ async fn check_push_access(client: &Client, destinations: &[Reference]) -> anyho
         })?;
     }
     Ok(())
+}
+
+/// Decides the snapshot strategy: probes overlayfs once, where the root filesystems will live.
+fn snapshot_plan(
+    settings: &settings::SnapshotSettings,
+    work: &std::path::Path,
+) -> anyhow::Result<stage::Snapshots> {
+    let probe = kiln_exec::overlay::probe(work);
+    let strategy = match (settings.strategy, &probe) {
+        (Some(Strategy::Overlay), Err(err)) => {
+            anyhow::bail!("--snapshot-strategy overlay: {err}")
+        }
+        (Some(strategy), _) => strategy,
+        (None, Ok(())) if settings.mode == ScanMode::Redo => Strategy::Overlay,
+        (None, _) => Strategy::Scan(settings.mode),
+    };
+    if let Err(err) = &probe {
+        tracing::info!("Snapshots scan the filesystem: {err}");
+    }
+    tracing::debug!("snapshot strategy {strategy:?}");
+    Ok(stage::Snapshots {
+        strategy,
+        overlay_available: probe.is_ok(),
+        mode: settings.mode,
+        single_snapshot: settings.single_snapshot,
+        ignore_paths: settings.ignore_paths.clone(),
+    })
 }
 
 /// Logs every step's node key, for `--verbosity debug`.

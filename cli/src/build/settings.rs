@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use kiln_registry::{ClientOptions, Reference, RegistryMaps, RetryPolicy};
 
-use crate::args::BuildOptions;
+use kiln_exec::snapshot::ScanMode;
+use kiln_exec::snapshotter::Strategy;
+
+use crate::args::{BuildOptions, SnapshotModeArg, SnapshotStrategyArg};
 
 /// A build request that has passed validation.
 #[derive(Debug)]
@@ -46,12 +49,29 @@ pub struct Settings {
     pub ignore_immutable_tags: bool,
     /// Whether to probe every destination for push access before building.
     pub check_push_access: bool,
+    /// How RUN changes become layers.
+    pub snapshot: SnapshotSettings,
+}
+
+/// `--snapshot-strategy`, `--snapshot-mode`, `--single-snapshot`, `--ignore-path`,
+/// `--ignore-var-run`.
+#[derive(Debug, Clone)]
+pub struct SnapshotSettings {
+    /// The strategy asked for; `None` is `auto`, decided once overlayfs has been probed.
+    pub strategy: Option<Strategy>,
+    /// What the scan strategy compares (also the fallback of `auto`).
+    pub mode: ScanMode,
+    /// One layer per stage.
+    pub single_snapshot: bool,
+    /// Absolute paths never snapshotted.
+    pub ignore_paths: Vec<PathBuf>,
 }
 
 impl Settings {
     /// Validates `options` against the filesystem and environment.
     pub fn new(options: BuildOptions) -> anyhow::Result<Settings> {
         let context = context_dir(&options.context)?;
+        let snapshot = snapshot_settings(&options)?;
         let dockerfile = dockerfile_path(&options.dockerfile, &context)?;
         if options.destinations.is_empty() && !options.no_push {
             bail!("no --destination given: name where to push the image, or pass --no-push");
@@ -130,6 +150,7 @@ impl Settings {
             registry,
             ignore_immutable_tags: options.push_ignore_immutable_tag_errors,
             check_push_access: !options.no_push && !options.skip_push_permission_check,
+            snapshot,
         })
     }
 }
@@ -137,6 +158,48 @@ impl Settings {
 /// As many stages at once as kiln may use CPUs (its affinity mask and cgroup quota included).
 fn default_jobs() -> NonZeroUsize {
     std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
+
+fn snapshot_settings(options: &BuildOptions) -> anyhow::Result<SnapshotSettings> {
+    let mode = match options.snapshot_mode {
+        SnapshotModeArg::Full => ScanMode::Full,
+        SnapshotModeArg::Redo => ScanMode::Redo,
+        SnapshotModeArg::Time => ScanMode::Time,
+    };
+    let strategy = match options.snapshot_strategy {
+        SnapshotStrategyArg::Auto => None,
+        SnapshotStrategyArg::Overlay => Some(Strategy::Overlay),
+        SnapshotStrategyArg::Scan => Some(Strategy::Scan(mode)),
+    };
+    if strategy == Some(Strategy::Overlay) && options.snapshot_mode != SnapshotModeArg::Redo {
+        bail!(
+            "--snapshot-mode applies to the scan strategy only; drop it or pass --snapshot-strategy scan"
+        );
+    }
+    if options.use_new_run {
+        tracing::info!(
+            "--use-new-run has no effect: kiln's snapshots never hash the whole filesystem"
+        );
+    }
+    let mut ignore_paths = Vec::new();
+    for path in &options.ignore_paths {
+        if !path.is_absolute() {
+            bail!(
+                "--ignore-path {}: must be an absolute path in the image",
+                path.display()
+            );
+        }
+        ignore_paths.push(path.clone());
+    }
+    if options.ignore_var_run {
+        ignore_paths.push(PathBuf::from("/var/run"));
+    }
+    Ok(SnapshotSettings {
+        strategy,
+        mode,
+        single_snapshot: options.single_snapshot,
+        ignore_paths,
+    })
 }
 
 /// `--context`: a local directory, optionally as `dir://path`. Other Kaniko schemes (tar://,

@@ -17,8 +17,9 @@ use kiln_exec::compression::{Compression, decompress};
 use kiln_exec::context::BuildContext;
 use kiln_exec::copy::{CopyOptions, copy};
 use kiln_exec::layer::{LayerOptions, write_layer};
-use kiln_exec::run::{RunSpec, run};
-use kiln_exec::snapshot::Snapshot;
+use kiln_exec::run::RunSpec;
+use kiln_exec::snapshot::{ScanMode, Snapshot};
+use kiln_exec::snapshotter::{Snapshotter, Strategy};
 use kiln_exec::sources::expand;
 use kiln_exec::unpack::apply_layer;
 use kiln_exec::users::{resolve_chown, resolve_user};
@@ -70,6 +71,23 @@ pub struct Executor<'a> {
     pub jobs: NonZeroUsize,
     /// Root filesystems of external images read by `COPY --from`, by reference.
     pub image_roots: Mutex<BTreeMap<String, PathBuf>>,
+    /// How RUN changes are observed and grouped into layers.
+    pub snapshots: &'a Snapshots,
+}
+
+/// The snapshot settings of a build, the strategy decided.
+#[derive(Debug, Clone)]
+pub struct Snapshots {
+    /// How each RUN is observed.
+    pub strategy: Strategy,
+    /// Whether overlayfs can be mounted (volumes then discard RUN writes, as in Docker).
+    pub overlay_available: bool,
+    /// What a scan compares (`--single-snapshot` scans whatever the strategy).
+    pub mode: ScanMode,
+    /// One layer per stage.
+    pub single_snapshot: bool,
+    /// Absolute paths never snapshotted.
+    pub ignore_paths: Vec<PathBuf>,
 }
 
 impl Executor<'_> {
@@ -114,15 +132,38 @@ impl Executor<'_> {
         } else {
             String::new()
         };
-        // The scan after a RUN is the scan before the next one, unless another step changed files.
-        let mut scan = None;
+        let mut snapshotter = Snapshotter::new(
+            self.snapshots.strategy,
+            &self.snapshots.ignore_paths,
+            self.snapshots.overlay_available,
+            self.work.join(format!("stage-{}.snapshot", stage.index)),
+        );
+        // `--single-snapshot`: one scan now, one after the last step, one layer (Kaniko's).
+        let single_exclude = self.single_snapshot_exclusions(stage);
+        let single = if self.snapshots.single_snapshot {
+            Some(Snapshot::scan_with(
+                root.path(),
+                self.snapshots.mode,
+                &single_exclude,
+            )?)
+        } else {
+            None
+        };
+        let mut deferred_history = Vec::new();
         for step in &stage.steps {
             tracing::info!("{}{in_stage}", step.text);
             let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
-            let changes = self.apply(&root, step, built, &mut scan).with_context(at)?;
+            let mut changes = self
+                .apply(&root, step, built, &mut snapshotter, single.is_some())
+                .with_context(at)?;
             if !step.in_history {
                 continue;
             }
+            if single.is_some() {
+                deferred_history.push(step.created_by.as_str());
+                continue;
+            }
+            snapshotter.filter(&mut changes);
             let makes_layer = !matches!(step.kind, StepKind::Config) && !changes.is_empty();
             if makes_layer {
                 let layer = self
@@ -133,6 +174,27 @@ impl Executor<'_> {
             image
                 .history
                 .push(history_entry(&self.created, &step.created_by, !makes_layer));
+        }
+        if let Some(before) = single {
+            let snapshotting = || format!("snapshotting {}", stage_label(stage));
+            let after = Snapshot::scan_with(root.path(), self.snapshots.mode, &single_exclude)
+                .with_context(snapshotting)?;
+            let mut changes = before.diff(&after);
+            snapshotter.filter(&mut changes);
+            let layer = if changes.is_empty() {
+                None
+            } else {
+                Some(self.snapshot(&root, &changes).with_context(snapshotting)?)
+            };
+            // Every instruction keeps its history entry; the last one carries the layer.
+            let last = deferred_history.len().saturating_sub(1);
+            for (index, created_by) in deferred_history.into_iter().enumerate() {
+                let empty = index != last || layer.is_none();
+                image
+                    .history
+                    .push(history_entry(&self.created, created_by, empty));
+            }
+            image.layers.extend(layer);
         }
         image.state = stage.final_state().clone();
         Ok(image)
@@ -216,7 +278,8 @@ impl Executor<'_> {
         root: &RootFs,
         step: &Step,
         built: &dyn Progress<StageImage>,
-        scan: &mut Option<Snapshot>,
+        snapshotter: &mut Snapshotter,
+        unobserved: bool,
     ) -> anyhow::Result<Changes> {
         let changes = match &step.kind {
             StepKind::Config => Changes::new(),
@@ -225,31 +288,39 @@ impl Executor<'_> {
                 ensure_workdir(root, path, (ids.uid, ids.gid))?
             }
             StepKind::Run(run_step) => {
-                let before = match scan.take() {
-                    Some(before) => before,
-                    None => Snapshot::scan(root.path(), &[])?,
-                };
                 let user = run_step.user.clone().unwrap_or_default();
                 let ids = resolve_user(root, &user)?;
-                ensure_workdir(root, &run_step.workdir, (ids.uid, ids.gid))?;
+                let mut changes = ensure_workdir(root, &run_step.workdir, (ids.uid, ids.gid))?;
                 let spec = RunSpec {
                     argv: run_step.argv.clone(),
                     env: run_step.env.clone(),
                     workdir: run_step.workdir.clone(),
                     user,
                 };
-                run(root, &spec)?;
-                let after = Snapshot::scan(root.path(), &[])?;
-                let changes = before.diff(&after);
-                *scan = Some(after);
+                let volumes: Vec<String> = step.state.volumes.iter().cloned().collect();
+                if unobserved {
+                    snapshotter.run_unobserved(root, &spec, &volumes)?;
+                    return Ok(Changes::new());
+                }
+                changes.merge(snapshotter.run(root, &spec, &volumes)?);
                 return Ok(changes);
             }
             StepKind::Copy(copy_step) => self.copy(root, copy_step, built)?,
         };
         if !changes.is_empty() {
-            *scan = None;
+            snapshotter.invalidate();
         }
         Ok(changes)
+    }
+
+    /// What `--single-snapshot`'s two scans leave out: ignored paths, and the stage's volumes
+    /// when their writes could not be discarded, as each step would have left them out.
+    fn single_snapshot_exclusions(&self, stage: &Stage) -> Vec<PathBuf> {
+        let mut exclude = self.snapshots.ignore_paths.clone();
+        if !self.snapshots.overlay_available {
+            exclude.extend(stage.final_state().volumes.iter().map(PathBuf::from));
+        }
+        exclude
     }
 
     fn copy(

@@ -19,6 +19,9 @@ use rustix::thread::UnshareFlags;
 pub(super) struct Plan {
     /// Host path of the root directory (canonical).
     pub root: CString,
+    /// `(mount point, options)` of overlays mounted first, in order: the root's own (the
+    /// overlay snapshot strategy), then one per declared volume (whose writes are discarded).
+    pub overlays: Vec<(CString, CString)>,
     /// Host paths of mount points inside the root; `None` when that mount is skipped.
     pub proc: Option<CString>,
     pub dev: Option<DevPlan>,
@@ -56,6 +59,7 @@ pub(super) enum Step {
     Unshare,
     Fork,
     PrivateMounts,
+    MountOverlay,
     BindRoot,
     MountProc,
     MountDev,
@@ -72,11 +76,12 @@ pub(super) enum Step {
     Capabilities,
 }
 
-const STEPS: [Step; 18] = [
+const STEPS: [Step; 19] = [
     Step::DeathSignal,
     Step::Unshare,
     Step::Fork,
     Step::PrivateMounts,
+    Step::MountOverlay,
     Step::BindRoot,
     Step::MountProc,
     Step::MountDev,
@@ -106,6 +111,7 @@ impl Step {
             Step::Unshare => "creating mount, pid, uts and ipc namespaces",
             Step::Fork => "forking the namespace's init process",
             Step::PrivateMounts => "making mounts private",
+            Step::MountOverlay => "mounting an overlay on the root filesystem or a volume",
             Step::BindRoot => "bind-mounting the root filesystem",
             Step::MountProc => "mounting /proc",
             Step::MountDev => "mounting /dev",
@@ -199,6 +205,9 @@ fn sandbox(plan: &Plan) -> StepResult {
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
     .map_err(at(Step::PrivateMounts))?;
+    for (target, options) in &plan.overlays {
+        mount_overlay(target, options).map_err(at(Step::MountOverlay))?;
+    }
     rustix::mount::mount_bind_recursive(plan.root.as_c_str(), plan.root.as_c_str())
         .map_err(at(Step::BindRoot))?;
     if let Some(proc) = &plan.proc {
@@ -245,6 +254,50 @@ fn sandbox(plan: &Plan) -> StepResult {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(at(Step::DeathSignal))?;
     Ok(())
+}
+
+fn mount_overlay(target: &CString, options: &CString) -> rustix::io::Result<()> {
+    rustix::mount::mount(
+        c"overlay",
+        target.as_c_str(),
+        c"overlay",
+        MountFlags::empty(),
+        Some(options.as_c_str()),
+    )
+}
+
+/// Whether an overlay with `options` can be mounted on `target` here: tried in a forked child
+/// with its own mount namespace, so nothing stays mounted and kiln's own namespace is untouched.
+pub(crate) fn probe_overlay(target: &CString, options: &CString) -> io::Result<()> {
+    match fork()? {
+        None => {
+            let outcome = unshare(UnshareFlags::NEWNS)
+                .and_then(|()| {
+                    rustix::mount::mount_change(
+                        c"/",
+                        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+                    )
+                })
+                .and_then(|()| mount_overlay(target, options));
+            exit_now(match outcome {
+                Ok(()) => 0,
+                Err(errno) => errno.raw_os_error(),
+            })
+        }
+        Some(child) => loop {
+            match rustix::process::waitpid(Some(child), WaitOptions::empty()) {
+                Ok(Some((_, status))) => {
+                    return match status.exit_status() {
+                        Some(0) => Ok(()),
+                        Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+                        None => Err(io::Error::other("the overlay probe was killed")),
+                    };
+                }
+                Ok(None) | Err(rustix::io::Errno::INTR) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+        },
+    }
 }
 
 fn mount_dev(dev: &DevPlan) -> StepResult {
@@ -321,8 +374,9 @@ fn unshare(flags: UnshareFlags) -> rustix::io::Result<()> {
 /// `fork`: `None` in the child, the child's pid in the parent.
 #[allow(unsafe_code)]
 fn fork() -> rustix::io::Result<Option<Pid>> {
-    // SAFETY: we are already the single-threaded child of `Command::spawn`; after this fork both
-    // sides only make async-signal-safe system calls before `exec` or `_exit`.
+    // SAFETY: the callers (the single-threaded child of `Command::spawn`, and the overlay probe
+    // in kiln itself) only make async-signal-safe system calls in the child before `exec` or
+    // `_exit`, on data prepared before the fork, so no lock held by another thread is needed.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(rustix::io::Errno::from_raw_os_error(

@@ -182,6 +182,123 @@ fn recreated_directory_reports_all_of_its_contents() {
 }
 
 #[test]
+fn a_directory_emptied_and_recreated_is_opaque_without_child_whiteouts() {
+    let tmp = tree();
+    let before = scan(tmp.path());
+    fs::remove_dir_all(tmp.path().join("etc/conf.d")).unwrap();
+    fs::create_dir(tmp.path().join("etc/conf.d")).unwrap();
+    fs::write(tmp.path().join("etc/conf.d/c"), "c").unwrap();
+    let diff = before.diff(&scan(tmp.path()));
+    assert_eq!(
+        diff.opaque().collect::<Vec<_>>(),
+        vec![Path::new("etc/conf.d")]
+    );
+    assert!(deleted(&diff).is_empty(), "{:?}", deleted(&diff));
+    assert!(changed(&diff).contains(&Path::new("etc/conf.d/c")));
+}
+
+/// Rewrites `etc/hosts` with other bytes of the same size and puts its mtime back.
+fn rewrite_keeping_size_and_mtime(root: &Path) {
+    let path = root.join("etc/hosts");
+    let original = fs::symlink_metadata(&path).unwrap();
+    fs::write(&path, "127.0.0.1 localhosx\n").unwrap();
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: std::os::unix::fs::MetadataExt::atime(&original),
+            tv_nsec: std::os::unix::fs::MetadataExt::atime_nsec(&original),
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: std::os::unix::fs::MetadataExt::mtime(&original),
+            tv_nsec: std::os::unix::fs::MetadataExt::mtime_nsec(&original),
+        },
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, &path, &times, AtFlags::empty()).unwrap();
+}
+
+#[test]
+fn full_mode_sees_a_content_change_that_hides_from_mtime_and_time_mode_does_not() {
+    let tmp = tree();
+    let full = Snapshot::scan_with(tmp.path(), ScanMode::Full, &[]).unwrap();
+    let time = Snapshot::scan_with(tmp.path(), ScanMode::Time, &[]).unwrap();
+    rewrite_keeping_size_and_mtime(tmp.path());
+    let diff = full.diff(&Snapshot::scan_with(tmp.path(), ScanMode::Full, &[]).unwrap());
+    assert_eq!(changed(&diff), vec![Path::new("etc/hosts")]);
+    let diff = time.diff(&Snapshot::scan_with(tmp.path(), ScanMode::Time, &[]).unwrap());
+    assert!(diff.is_empty(), "time mode is documented as blind to this");
+}
+
+#[test]
+fn full_mode_ignores_a_rewrite_with_identical_bytes_and_metadata() {
+    let tmp = tree();
+    let before = Snapshot::scan_with(tmp.path(), ScanMode::Full, &[]).unwrap();
+    let path = tmp.path().join("etc/hosts");
+    let original = fs::symlink_metadata(&path).unwrap();
+    fs::write(&path, "127.0.0.1 localhost\n").unwrap();
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec::default(),
+        last_modification: rustix::fs::Timespec {
+            tv_sec: std::os::unix::fs::MetadataExt::mtime(&original),
+            tv_nsec: std::os::unix::fs::MetadataExt::mtime_nsec(&original),
+        },
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, &path, &times, AtFlags::empty()).unwrap();
+    let full = before.diff(&Snapshot::scan_with(tmp.path(), ScanMode::Full, &[]).unwrap());
+    assert!(full.is_empty(), "{:?}", changed(&full));
+}
+
+/// Writes `contents` to `root/etc/hosts` and puts back `times`' mtime.
+fn write_keeping_mtime(root: &Path, contents: &str, mtime: (i64, i64)) {
+    let path = root.join("etc/hosts");
+    fs::write(&path, contents).unwrap();
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec::default(),
+        last_modification: rustix::fs::Timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1,
+        },
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, &path, &times, AtFlags::empty()).unwrap();
+}
+
+#[test]
+fn redo_confirms_by_content_a_candidate_it_hashed_before() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tree();
+    let root = tmp.path();
+    let original = fs::metadata(root.join("etc/hosts")).unwrap();
+    let mtime = (original.mtime(), original.mtime_nsec());
+    let redo = |root: &Path| Snapshot::scan_with(root, ScanMode::Redo, &[]).unwrap();
+
+    // A base file has no hash: its rewrite is reported (by ctime), and hashed.
+    let first = redo(root);
+    write_keeping_mtime(root, "127.0.0.1 localhosx\n", mtime);
+    let mut second = redo(root);
+    let diff = first.observe(&mut second, &[]).unwrap();
+    assert_eq!(changed(&diff), vec![Path::new("etc/hosts")]);
+
+    // The same bytes again, same size and mtime: the hash says nothing changed.
+    write_keeping_mtime(root, "127.0.0.1 localhosx\n", mtime);
+    let mut third = redo(root);
+    let diff = second.observe(&mut third, &[]).unwrap();
+    assert!(diff.is_empty(), "{:?}", changed(&diff));
+
+    // Other bytes, same size and mtime: the (carried) hash says it changed.
+    write_keeping_mtime(root, "127.0.0.1 localhosy\n", mtime);
+    let mut fourth = redo(root);
+    let diff = third.observe(&mut fourth, &[]).unwrap();
+    assert_eq!(changed(&diff), vec![Path::new("etc/hosts")]);
+}
+
+#[test]
+fn time_mode_sees_a_touched_file() {
+    let tmp = tree();
+    let before = Snapshot::scan_with(tmp.path(), ScanMode::Time, &[]).unwrap();
+    fs::write(tmp.path().join("bin"), "binary2").unwrap();
+    let diff = before.diff(&Snapshot::scan_with(tmp.path(), ScanMode::Time, &[]).unwrap());
+    assert_eq!(changed(&diff), vec![Path::new("bin")]);
+}
+
+#[test]
 fn excluded_paths_and_their_subtrees_are_skipped_on_both_sides() {
     let tmp = tree();
     let exclude = [PathBuf::from("/var/cache"), PathBuf::from("etc/hosts")];

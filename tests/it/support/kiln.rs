@@ -19,13 +19,23 @@ impl Kiln {
     /// registries listen on loopback without TLS).
     pub fn build(context: &Path) -> Kiln {
         let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().to_path_buf();
+        Kiln::build_with_cache(context, cache, &dir)
+    }
+
+    /// [`Kiln::build`] with the cache directory at `cache_dir` (for tests about where it lives).
+    pub fn build_in(context: &Path, cache_dir: &Path) -> Kiln {
+        Kiln::build_with_cache(context, tempfile::tempdir().unwrap(), cache_dir)
+    }
+
+    fn build_with_cache(context: &Path, cache: tempfile::TempDir, cache_dir: &Path) -> Kiln {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
         command
             .arg("build")
             .arg("--context")
             .arg(context)
             .arg("--cache-dir")
-            .arg(cache.path())
+            .arg(cache_dir)
             .env_remove("DOCKER_CONFIG")
             .env("HOME", cache.path());
         Kiln { command, cache }
