@@ -154,6 +154,7 @@ fn exists(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()
 }
 
+mod bench;
 mod hostile;
 
 #[test]
@@ -462,4 +463,45 @@ fn missing_parents_are_created() {
         fs::metadata(sandbox.path("x/y")).unwrap().mode() & 0o7777,
         0o755
     );
+}
+
+/// An old-GNU sparse entry (typeflag `S`): tar-rs expands the map, the unpacker leaves holes.
+#[test]
+fn gnu_sparse_files_keep_their_content_and_holes() {
+    let sandbox = Sandbox::new();
+    let size: u64 = (8 << 20) + 10;
+    let mut header = Header::new_gnu();
+    header.set_entry_type(EntryType::GNUSparse);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1);
+    header.set_size(512 + 10);
+    let gnu = header.as_gnu_mut().unwrap();
+    let octal = |value: u64| {
+        let mut field = [0u8; 12];
+        field.copy_from_slice(format!("{value:011o}\0").as_bytes());
+        field
+    };
+    gnu.sparse[0].offset = octal(0);
+    gnu.sparse[0].numbytes = octal(512);
+    gnu.sparse[1].offset = octal(8 << 20);
+    gnu.sparse[1].numbytes = octal(10);
+    gnu.set_real_size(size);
+    header.as_old_mut().name[..6].copy_from_slice(b"sparse");
+    header.set_cksum();
+    let mut tar = TarBuf::default();
+    tar.raw(header.as_bytes());
+    let mut data = vec![b'A'; 512];
+    data.extend_from_slice(b"0123456789");
+    tar.raw(&data);
+    sandbox.apply(&tar.finish()).unwrap();
+
+    let content = fs::read(sandbox.path("sparse")).unwrap();
+    assert_eq!(content.len() as u64, size);
+    assert!(content[..512].iter().all(|&b| b == b'A'));
+    assert!(content[512..8 << 20].iter().all(|&b| b == 0));
+    assert_eq!(&content[8 << 20..], b"0123456789");
+    let blocks = fs::metadata(sandbox.path("sparse")).unwrap().blocks();
+    assert!(blocks * 512 < 1 << 20, "{blocks} blocks for an 8 MiB hole");
 }
