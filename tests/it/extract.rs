@@ -272,3 +272,32 @@ fn a_multi_layer_base_is_extracted_exactly_as_umoci_extracts_it() {
         std::os::unix::fs::MetadataExt::blocks(&sparse)
     );
 }
+
+#[test]
+fn a_base_layer_climbing_out_of_the_root_fails_the_build_naming_layer_and_entry() {
+    let registry = Registry::start();
+    let scratch = registry.scratch();
+    let layout = scratch.join("hostile-layout");
+    let escape = format!("kiln-escape-{}", std::process::id());
+    let name = format!("{}tmp/{escape}", "../".repeat(12));
+    let mut hostile = Layer::new();
+    hostile.verbatim_file(&name, b"pwned");
+    let digests = image::write_layout(&layout, vec![image::busybox(), hostile]);
+    let base = registry.image("hostile:latest");
+    copy_to_registry(&layout, "latest", &base, false, None);
+
+    let project = Project::new().dockerfile(&format!("FROM {base}\nRUN true\n"));
+    let destination = registry.image("never:1");
+    let stderr = Kiln::build(project.path())
+        .push_to(&destination)
+        .run()
+        .failure();
+    assert!(stderr.contains(&digests[1]), "the layer digest: {stderr}");
+    assert!(stderr.contains(&name), "the entry: {stderr}");
+    assert!(stderr.contains("climbs above the root"), "{stderr}");
+    assert!(
+        !Path::new("/tmp").join(&escape).exists(),
+        "the hostile entry was written on the host"
+    );
+    assert!(!crate::support::tools::exists(&destination));
+}

@@ -153,6 +153,16 @@ impl Layer {
         self
     }
 
+    /// A regular file whose name is written verbatim, `..` included (tar-rs's own path setters
+    /// refuse those), as a hostile layer would have it.
+    pub fn verbatim_file(&mut self, name: &str, contents: &[u8]) -> &mut Layer {
+        let mut header = Layer::header(EntryType::Regular, &Meta::default(), contents.len() as u64);
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        self.builder.append(&header, contents).unwrap();
+        self
+    }
+
     /// A whiteout of `path` (`dir/.wh.name`), or an opaque marker for `dir/.wh..wh..opq`.
     pub fn whiteout(&mut self, path: &str) -> &mut Layer {
         self.file(path, Meta::default(), b"")
@@ -203,8 +213,9 @@ fn put(layout: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
     json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() })
 }
 
-/// Writes `layers` as a host-platform image tagged `latest` in the OCI layout `layout`.
-pub fn write_layout(layout: &Path, layers: Vec<Layer>) {
+/// Writes `layers` as a host-platform image tagged `latest` in the OCI layout `layout`;
+/// returns the layers' digests.
+pub fn write_layout(layout: &Path, layers: Vec<Layer>) -> Vec<String> {
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
     for layer in layers {
@@ -256,4 +267,10 @@ pub fn write_layout(layout: &Path, layers: Vec<Layer>) {
         serde_json::to_vec(&index).unwrap(),
     )
     .unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| layer["digest"].as_str().unwrap().to_owned())
+        .collect()
 }
