@@ -200,6 +200,26 @@ pub fn clean(path: &Path) -> PathBuf {
     out
 }
 
+/// [`clean`], except that a path whose `..` components climb above the root is `None` instead
+/// of being clamped: `a/../b` is `b`, `/a/../../b` is refused. For untrusted names that no honest
+/// writer produces (Docker refuses them in layers as a "breakout"), where clamping would
+/// silently put a file somewhere its author did not name.
+pub fn clean_beneath(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(out)
+}
+
 /// Opens a host directory for `*at` calls; used for sources outside any root (the build context).
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     rustix::fs::openat(
@@ -240,6 +260,18 @@ mod tests {
         );
         assert_eq!(clean(Path::new("a/b/../c/")), PathBuf::from("a/c"));
         assert_eq!(clean(Path::new("/")), PathBuf::new());
+    }
+
+    #[test]
+    fn clean_beneath_refuses_only_names_that_climb_above_the_root() {
+        assert_eq!(
+            clean_beneath(Path::new("/a/./b/../c/")),
+            Some(PathBuf::from("a/c"))
+        );
+        assert_eq!(clean_beneath(Path::new("a/..")), Some(PathBuf::new()));
+        assert_eq!(clean_beneath(Path::new("../../etc/x")), None);
+        assert_eq!(clean_beneath(Path::new("/a/../../b")), None);
+        assert_eq!(clean_beneath(Path::new("/..")), None);
     }
 
     #[test]

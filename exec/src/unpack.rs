@@ -3,9 +3,11 @@
 //! A layer is untrusted input: its entry names, link targets and symlinks are all chosen by
 //! whoever built the image. Every entry is therefore placed through [`RootFs`]: its *parent* is
 //! resolved by the kernel with chroot semantics, and the final component is created with `*at`
-//! calls relative to that parent without ever being followed. `..` and absolute names are
-//! lexically clamped into the root first, so a layer can at worst write inside the root it was
-//! given, never next to it.
+//! calls relative to that parent without ever being followed, so a layer can at worst write
+//! inside the root it was given, never next to it. Names and link targets that only a hostile
+//! layer contains (`..` climbing above the root, whiteouts of `..`) are refused with an error
+//! naming the layer and the entry; [`policy`] has the rules and how Docker and containerd
+//! compare.
 //!
 //! Layer semantics follow the OCI image spec and Docker: `.wh.<name>` deletes `<name>` from lower
 //! layers, `.wh..wh..opq` hides everything lower layers put in its directory, an entry replaces
@@ -15,7 +17,7 @@
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,12 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid
 use rustix::io::Errno;
 use tar::EntryType;
 
-use crate::fsroot::{self, RootFs};
+use crate::fsroot::RootFs;
+
+mod policy;
+mod sparse;
+
+use sparse::SparseWriter;
 
 /// Prefix of a whiteout entry, which deletes the lower-layer file it names.
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -44,16 +51,21 @@ const COPY_BUFFER: usize = 128 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
     /// The tar stream itself is unreadable: truncated, corrupt, or failing to decompress.
-    #[error("layer {layer}: reading the tar stream: {source}")]
+    #[error("layer {layer}: reading the tar stream {}: {source}", match after {
+        Some(entry) => format!("after entry {}", policy::shown(entry)),
+        None => "at its first entry".to_owned(),
+    })]
     Read {
         /// The layer being applied (usually its digest).
         layer: String,
+        /// The last entry whose header was read, which locates the damage.
+        after: Option<PathBuf>,
         /// What the reader reported.
         #[source]
         source: io::Error,
     },
     /// A filesystem operation for one entry failed.
-    #[error("layer {layer}: entry {}: {op}: {source}", entry.display())]
+    #[error("layer {layer}: entry {}: {op}: {source}", policy::shown(entry))]
     Entry {
         /// The layer being applied.
         layer: String,
@@ -66,7 +78,7 @@ pub enum UnpackError {
         source: io::Error,
     },
     /// An entry is malformed or asks for something kiln refuses to do.
-    #[error("layer {layer}: entry {}: {reason}", entry.display())]
+    #[error("layer {layer}: entry {}: {reason}", policy::shown(entry))]
     Invalid {
         /// The layer being applied.
         layer: String,
@@ -87,6 +99,7 @@ pub fn apply_layer(root: &RootFs, tar: impl Read, layer: &str) -> Result<(), Unp
         root,
         layer,
         written: HashSet::new(),
+        last_entry: None,
         opaque_dirs: Vec::new(),
         dir_times: Vec::new(),
         buf: vec![0; COPY_BUFFER],
@@ -108,6 +121,8 @@ struct Unpacker<'a> {
     layer: &'a str,
     /// Cleaned paths this layer wrote, with all their ancestors: what an opaque whiteout keeps.
     written: HashSet<PathBuf>,
+    /// The entry being applied, or the last one: what a stream error is reported after.
+    last_entry: Option<PathBuf>,
     /// Directories this layer marked opaque.
     opaque_dirs: Vec<PathBuf>,
     /// Directory modification times, applied last because writing their contents changes them.
@@ -138,7 +153,9 @@ impl Unpacker<'_> {
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw_name = entry.path_bytes().into_owned();
         let name = PathBuf::from(OsStr::from_bytes(&raw_name));
-        let path = fsroot::clean(&name);
+        self.last_entry = Some(name.clone());
+        let path = policy::beneath_root(&raw_name)
+            .map_err(|reason| self.invalid(&name, format!("the name {reason}")))?;
         let mut kind = entry.header().entry_type();
         // Pre-POSIX tars mark directories only by a trailing slash on a regular entry.
         if kind.as_byte() == 0 && raw_name.ends_with(b"/") {
@@ -160,10 +177,9 @@ impl Unpacker<'_> {
                 return Ok(());
             }
             if let Some(target) = file_name.strip_prefix(WHITEOUT_PREFIX) {
-                if target.is_empty() || target == b"." || target == b".." {
-                    return Err(self.invalid(&name, "whiteout names no file".to_owned()));
-                }
-                let deleted = path.with_file_name(OsStr::from_bytes(target));
+                let target = policy::whiteout_target(target)
+                    .map_err(|reason| self.invalid(&name, reason))?;
+                let deleted = path.with_file_name(target);
                 return self
                     .whiteout(&deleted)
                     .map_err(|e| self.entry_error(&name, e));
@@ -198,6 +214,8 @@ impl Unpacker<'_> {
                     .link_name_bytes()
                     .ok_or_else(|| self.invalid(&name, "symlink without a target".to_owned()))?
                     .into_owned();
+                policy::check_symlink_target(&path, &target)
+                    .map_err(|reason| self.invalid(&name, reason))?;
                 self.symlink(&parent, file_name, &target, &meta)
                     .map_err(|e| self.entry_error(&name, e))?;
             }
@@ -273,6 +291,7 @@ impl Unpacker<'_> {
     fn read_error(&self, source: io::Error) -> UnpackError {
         UnpackError::Read {
             layer: self.layer.to_owned(),
+            after: self.last_entry.clone(),
             source,
         }
     }
@@ -467,7 +486,7 @@ impl Unpacker<'_> {
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| self.entry_error(entry_name, ("creating the file", e.into())))?;
-        let mut file = File::from(fd);
+        let mut file = SparseWriter::new(File::from(fd));
         let mut copied: u64 = 0;
         loop {
             let n = match entry.read(&mut self.buf) {
@@ -476,10 +495,13 @@ impl Unpacker<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(self.read_error(source)),
             };
-            file.write_all(&self.buf[..n])
+            file.write(&self.buf[..n])
                 .map_err(|e| self.entry_error(entry_name, ("writing the file", e)))?;
             copied += n as u64;
         }
+        let file = file
+            .finish()
+            .map_err(|e| self.entry_error(entry_name, ("writing the file", e)))?;
         // tar-rs ends an entry's data quietly when the stream ends early: a truncated layer
         // would otherwise leave a short file and look like success.
         if copied != expected {
@@ -515,8 +537,10 @@ impl Unpacker<'_> {
         target: &[u8],
         entry_name: &Path,
     ) -> Result<(), UnpackError> {
-        let target_path = fsroot::clean(Path::new(OsStr::from_bytes(target)));
-        let shown = String::from_utf8_lossy(target).into_owned();
+        let shown = policy::shown(Path::new(OsStr::from_bytes(target)));
+        let target_path = policy::beneath_root(target).map_err(|reason| {
+            self.invalid(entry_name, format!("hardlink target {shown:?} {reason}"))
+        })?;
         if target_path.as_os_str().is_empty() {
             return Err(self.invalid(entry_name, format!("hardlink target {shown:?} is the root")));
         }
@@ -566,8 +590,20 @@ impl Unpacker<'_> {
         meta: &EntryMeta,
     ) -> Result<(), OpError> {
         replace_existing(parent.as_fd(), name)?;
-        rustix::fs::mknodat(parent, name, file_type, Mode::from_raw_mode(0o600), dev)
-            .map_err(|e| ("creating the device or fifo", e.into()))?;
+        match rustix::fs::mknodat(parent, name, file_type, Mode::from_raw_mode(0o600), dev) {
+            Ok(()) => {}
+            // Without CAP_MKNOD (a user namespace, a restricted container) device nodes cannot
+            // exist; containerd and rootless Docker skip them the same way.
+            Err(Errno::PERM) if file_type != FileType::Fifo => {
+                tracing::warn!(
+                    layer = self.layer,
+                    entry = %name.to_string_lossy(),
+                    "skipping a device node: creating device nodes is not permitted here"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(("creating the device or fifo", e.into())),
+        }
         apply_meta(Node::At(parent, name), meta, MetaKind::Other)
     }
 

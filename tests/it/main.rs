@@ -12,6 +12,7 @@ mod support;
 mod auth;
 mod build;
 mod errors;
+mod extract;
 mod mirrors;
 mod outputs;
 mod plan;
