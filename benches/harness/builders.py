@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import measure
+from . import measure, scratch
 from .measure import Usage
 from .scenarios import Scenario, Workload
 
@@ -66,7 +66,11 @@ class Kiln:
         if job.scenario.push_only:
             return measure.run(self._argv(job, job.state / "store"), job.log)
         cache = job.state / f"cache-{job.variant}"
-        return measure.run(self._argv(job, cache), job.log)
+        try:
+            return measure.run(self._argv(job, cache), job.log)
+        finally:
+            # No later run reads it, and a few of them would fill the disk at full scale.
+            scratch.remove(cache)
 
 
 class Buildah:
@@ -146,8 +150,7 @@ class Kaniko:
 
     def _root(self, job: Job) -> Path:
         root = job.state / f"pod-{job.variant}"
-        if root.exists():
-            shutil.rmtree(root)
+        scratch.remove(root)
         for directory in ("kaniko", "workspace", "proc", "dev", "etc/ssl/certs", "tmp"):
             (root / directory).mkdir(parents=True, exist_ok=True)
         shutil.copy2(self.executor, root / "kaniko" / "executor")
@@ -170,4 +173,7 @@ class Kaniko:
             "--destination", job.destination, "--cache=true", "--cache-repo", cache_repo,
             "--insecure", "--insecure-pull", "--insecure-registry", job.addr, "--force",
         ]
-        return measure.run(argv, job.log)
+        try:
+            return measure.run(argv, job.log)
+        finally:
+            scratch.remove(root)

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import distribution, layout
+from . import distribution, layout, scratch
 from .builders import Buildah, Job, Kaniko, Kiln
 from .corpus import SCALES
 from .errors import BenchError
@@ -95,11 +95,11 @@ def kiln_binary(given: Path | None) -> Path:
     return Path(json.loads(metadata.stdout)["target_directory"]) / "release" / "kiln"
 
 
-def buildah_driver(choice: str, scratch: Path) -> str:
+def buildah_driver(choice: str, work: Path) -> str:
     """overlay when a trivial build with it succeeds here (the faster driver), else vfs."""
     if choice != "auto":
         return choice
-    probe = Path(tempfile.mkdtemp(prefix="buildah-probe-", dir=scratch))
+    probe = Path(tempfile.mkdtemp(prefix="buildah-probe-", dir=work))
     (probe / "ctx").mkdir()
     (probe / "ctx" / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /probe\n")
     argv = [
@@ -166,6 +166,7 @@ def run_scenario(scenario: Scenario, args, builders, registry: Registry, results
                 if builder.name == "kiln" and rep == 1 and variant in ("cold", "change"):
                     images[variant] = (repo, distribution.manifest(registry.direct, repo))
             workload.reset()
+            scratch.remove(state)
     if "cold" in images:
         print(f"{scenario.id}: measuring the physical limits", file=sys.stderr)
         try:
@@ -176,8 +177,7 @@ def run_scenario(scenario: Scenario, args, builders, registry: Registry, results
             )
         except BenchError as err:
             results.limit_errors[scenario.id] = str(err)
-    print(f"{scenario.id}: removing its scratch state", file=sys.stderr)
-    shutil.rmtree(state_root / scenario.id, ignore_errors=True)
+    scratch.remove(state_root / scenario.id)
 
 
 def main(argv: list[str]) -> int:
@@ -227,6 +227,9 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
             run_scenario(scenario, args, builders, registry, results, dirs)
     finally:
         registry.close()
+        # Images and stores take gigabytes at full scale; the logs stay for reading.
+        shutil.rmtree(run_dir / "registry" / "storage", ignore_errors=True)
+        scratch.remove(run_dir / "state")
 
     context = [
         f"Run {stamp}: scale `{args.scale}`, {args.runs} run(s) per cell, median (min-max) wall seconds "
@@ -245,7 +248,4 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
     out.with_suffix(".json").write_text(json.dumps(results.as_json(), indent=1))
     print(text)
     print(f"results written to {out}; logs in {run_dir / 'logs'}", file=sys.stderr)
-    if results.failed():
-        return 1
-    shutil.rmtree(run_dir / "state", ignore_errors=True)
-    return 0
+    return 1 if results.failed() else 0
