@@ -200,6 +200,9 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
     if any(v not in ("cold", "warm", "change") for v in variants):
         raise BenchError(f"--variants {args.variants}: choose from cold,warm,change")
 
+    executor = os.environ.get("KANIKO_EXECUTOR")
+    if executor and not (Path(executor).is_file() and os.access(executor, os.X_OK)):
+        raise BenchError(f"KANIKO_EXECUTOR={executor} is not an executable file")
     kiln = kiln_binary(args.kiln)
     args.work.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -207,7 +210,6 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
     driver = buildah_driver(args.buildah_storage, run_dir)
     builders = [Kiln(kiln, args.kiln_arg), Buildah(driver)]
     notes = [f"Buildah storage: {driver}; Buildah's warm and change runs reuse its local layer store."]
-    executor = os.environ.get("KANIKO_EXECUTOR")
     if executor:
         builders.append(Kaniko(Path(executor)))
     else:
