@@ -39,6 +39,8 @@ fn the_benchmark_smoke_run_reports_every_scenario_for_kiln_and_buildah() {
         .arg(work.path())
         .arg("--out")
         .arg(&results)
+        // The hook for kiln's future cache flags: per-run arguments with placeholders.
+        .arg("--kiln-arg=--label=bench.run={scenario}-r{rep}")
         .env_remove("KANIKO_EXECUTOR"));
 
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -67,6 +69,18 @@ fn the_benchmark_smoke_run_reports_every_scenario_for_kiln_and_buildah() {
                     "{scenario} {variant}: {column} has no time: {row}"
                 );
             }
+            let rss = cells[cells.len() - 3];
+            assert!(
+                rss.split(" / ")
+                    .all(|mib| mib.parse::<f64>().is_ok_and(|mib| mib > 0.0)),
+                "{scenario} {variant}: no peak RSS: {row}"
+            );
+            if *variant == "cold" {
+                // A cold push uploads at least the new layers: the counting proxy saw them.
+                let uploaded = cells[cells.len() - 2];
+                let kiln_mb: f64 = uploaded.split(" / ").next().unwrap().parse().unwrap();
+                assert!(kiln_mb > 0.0, "{scenario}: no upload counted: {row}");
+            }
         }
         assert!(
             report
@@ -78,5 +92,17 @@ fn the_benchmark_smoke_run_reports_every_scenario_for_kiln_and_buildah() {
     assert!(
         report.contains("KANIKO_EXECUTOR is not set"),
         "the skipped Kaniko column is not explained:\n{report}"
+    );
+    let logs: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("logs/S3/kiln-r1.log"))
+        .filter(|log| log.exists())
+        .collect();
+    assert_eq!(logs.len(), 1, "no single kiln log for S3 in {logs:?}");
+    assert!(
+        std::fs::read_to_string(&logs[0])
+            .unwrap()
+            .contains("--label=bench.run=s3-r1"),
+        "--kiln-arg was not substituted and passed to kiln"
     );
 }
