@@ -10,6 +10,7 @@
 mod support;
 
 mod auth;
+mod bench_smoke;
 mod build;
 mod errors;
 mod extract;

@@ -1,0 +1,108 @@
+//! The benchmark harness's smoke run: tiny corpora, one run, kiln and Buildah against a real
+//! registry. Benchmarks never decide pass/fail; this only keeps the harness from rotting.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::tools::{require, run};
+
+const SCENARIOS: &[(&str, &[&str])] = &[
+    ("S1", &["cold", "warm", "change"]),
+    ("S2", &["cold", "warm", "change"]),
+    ("S3", &["cold", "warm", "change"]),
+    ("S4", &["cold", "warm", "change"]),
+    ("S5", &["cold", "warm"]),
+];
+
+#[test]
+fn the_benchmark_smoke_run_reports_every_scenario_for_kiln_and_buildah() {
+    for (program, package) in [
+        ("python3", "python3"),
+        ("buildah", "buildah"),
+        ("b3sum", "b3sum"),
+        ("zstd", "zstd"),
+        ("curl", "curl"),
+        ("time", "time"),
+        ("docker-registry", "docker-registry"),
+        ("skopeo", "skopeo"),
+    ] {
+        require(program, package);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let results = work.path().join("results.md");
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/run");
+    let output = run(Command::new("python3")
+        .arg(harness)
+        .arg("--smoke")
+        .args(["--kiln", env!("CARGO_BIN_EXE_kiln")])
+        .arg("--work")
+        .arg(work.path())
+        .arg("--out")
+        .arg(&results)
+        // The hook for kiln's future cache flags: per-run arguments with placeholders.
+        .arg("--kiln-arg=--label=bench.run={scenario}-r{rep}")
+        .env_remove("KANIKO_EXECUTOR"));
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = std::fs::read_to_string(&results).unwrap();
+    assert_eq!(
+        stdout.trim(),
+        report.trim(),
+        "stdout and the results file differ"
+    );
+    assert!(
+        report.contains(
+            "| scenario | variant | kiln s | buildah s | kiln/buildah | limit s | kiln/limit |"
+        ),
+        "no comparison table:\n{report}"
+    );
+    for (scenario, variants) in SCENARIOS {
+        for variant in *variants {
+            let row = report
+                .lines()
+                .find(|line| line.starts_with(&format!("| {scenario} | {variant} |")))
+                .unwrap_or_else(|| panic!("no row for {scenario} {variant}:\n{report}"));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            for (column, cell) in [("kiln", cells[3]), ("buildah", cells[4])] {
+                assert!(
+                    cell.parse::<f64>().is_ok_and(|seconds| seconds > 0.0),
+                    "{scenario} {variant}: {column} has no time: {row}"
+                );
+            }
+            let rss = cells[cells.len() - 3];
+            assert!(
+                rss.split(" / ")
+                    .all(|mib| mib.parse::<f64>().is_ok_and(|mib| mib > 0.0)),
+                "{scenario} {variant}: no peak RSS: {row}"
+            );
+            if *variant == "cold" {
+                // A cold push uploads at least the new layers: the counting proxy saw them.
+                let uploaded = cells[cells.len() - 2];
+                let kiln_mb: f64 = uploaded.split(" / ").next().unwrap().parse().unwrap();
+                assert!(kiln_mb > 0.0, "{scenario}: no upload counted: {row}");
+            }
+        }
+        assert!(
+            report
+                .lines()
+                .any(|line| line.starts_with(&format!("| {scenario} | ")) && line.contains("MB/s")),
+            "no physical limits for {scenario}:\n{report}"
+        );
+    }
+    assert!(
+        report.contains("KANIKO_EXECUTOR is not set"),
+        "the skipped Kaniko column is not explained:\n{report}"
+    );
+    let logs: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("logs/S3/kiln-r1.log"))
+        .filter(|log| log.exists())
+        .collect();
+    assert_eq!(logs.len(), 1, "no single kiln log for S3 in {logs:?}");
+    assert!(
+        std::fs::read_to_string(&logs[0])
+            .unwrap()
+            .contains("--label=bench.run=s3-r1"),
+        "--kiln-arg was not substituted and passed to kiln"
+    );
+}
