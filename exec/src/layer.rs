@@ -71,6 +71,14 @@ impl Default for LayerOptions {
     }
 }
 
+impl LayerOptions {
+    /// Checks the level against the compressor, so that a bad flag fails before the build
+    /// starts rather than at its first layer.
+    pub fn validate(&self) -> Result<(), LayerError> {
+        encoder::checked_level(self).map(|_| ())
+    }
+}
+
 /// A finished layer: the sink it was written to, and what the image config needs about it.
 #[derive(Debug)]
 pub struct WrittenLayer<W> {

@@ -4,9 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use kiln_exec::compression::Compression;
+use kiln_exec::layer::LayerOptions;
 use kiln_registry::{ClientOptions, Reference};
 
-use crate::args::BuildOptions;
+use crate::args::{BuildOptions, LayerCompression};
+use crate::image::format::ImageFormat;
+
+/// BuildKit's build argument (and buildx's environment variable) fixing the build's time.
+const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// A build request that has passed validation.
 #[derive(Debug)]
@@ -39,6 +45,14 @@ pub struct Settings {
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// Registry client settings.
     pub registry: ClientOptions,
+    /// How new layers are written: `--compression`, `--compression-level`, and the mtime
+    /// ceiling of `--reproducible` / `SOURCE_DATE_EPOCH`.
+    pub layers: LayerOptions,
+    /// `--image-format`.
+    pub image_format: ImageFormat,
+    /// The fixed time (seconds since 1970) the image is dated with instead of now:
+    /// `SOURCE_DATE_EPOCH`, else 0 with `--reproducible`.
+    pub epoch: Option<u64>,
 }
 
 impl Settings {
@@ -94,6 +108,26 @@ impl Settings {
             docker_config_dir: None,
             user_agent: format!("kiln/{}", env!("CARGO_PKG_VERSION")),
         };
+        let compression = match options.compression {
+            LayerCompression::Gzip => Compression::Gzip,
+            LayerCompression::Zstd => Compression::Zstd,
+        };
+        if compression == Compression::Zstd && options.image_format == ImageFormat::Docker {
+            bail!(
+                "--compression zstd needs --image-format oci: Docker schema 2 images have no zstd layer type"
+            );
+        }
+        let epoch = match source_date_epoch(&build_args)? {
+            Some(epoch) => Some(epoch),
+            None => options.reproducible.then_some(0),
+        };
+        let layers = LayerOptions {
+            compression,
+            level: options.compression_level,
+            mtime_ceiling: epoch.map(|e| i64::try_from(e).unwrap_or(i64::MAX)),
+            ..LayerOptions::default()
+        };
+        layers.validate().context("--compression-level")?;
         Ok(Settings {
             context,
             dockerfile,
@@ -109,7 +143,27 @@ impl Settings {
             image_name_with_digest_file: options.image_name_with_digest_file,
             image_name_tag_with_digest_file: options.image_name_tag_with_digest_file,
             registry,
+            layers,
+            image_format: options.image_format,
+            epoch,
         })
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` from `--build-arg` (as BuildKit takes it), else from kiln's environment
+/// (as buildx passes it on); an empty value means unset, as in reproducible-builds.org's spec.
+fn source_date_epoch(build_args: &[(String, String)]) -> anyhow::Result<Option<u64>> {
+    let value = build_args
+        .iter()
+        .rev()
+        .find(|(key, _)| key == SOURCE_DATE_EPOCH)
+        .map(|(_, value)| value.clone())
+        .or_else(|| std::env::var(SOURCE_DATE_EPOCH).ok());
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse::<u64>().map(Some).with_context(|| {
+            format!("{SOURCE_DATE_EPOCH}={text:?} is not a number of seconds since 1970")
+        }),
     }
 }
 
@@ -188,6 +242,19 @@ mod tests {
         assert_eq!(value, std::env::var("PATH").unwrap());
         assert_eq!(build_arg("A=b=c").unwrap(), ("A".into(), "b=c".into()));
         assert!(build_arg("=x").is_err());
+    }
+
+    #[test]
+    fn source_date_epoch_build_arg_is_read_and_garbage_refused() {
+        let args = |value: &str| vec![(SOURCE_DATE_EPOCH.to_owned(), value.to_owned())];
+        assert_eq!(
+            source_date_epoch(&args("1700000000")).unwrap(),
+            Some(1_700_000_000)
+        );
+        let err = source_date_epoch(&args("yesterday"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("yesterday"), "{err}");
     }
 
     #[test]

@@ -8,8 +8,6 @@ use kiln_cas::export::StoredImage;
 use kiln_registry::{Access, Client, Reference};
 use oci_spec::image::Digest;
 
-use crate::image::manifest::OCI_MANIFEST;
-
 /// How many blobs are uploaded at once.
 const PARALLEL_PUSHES: usize = 3;
 
@@ -30,7 +28,7 @@ pub async fn push(
     let manifest = std::fs::read(store.blob_path(&image.manifest))
         .with_context(|| format!("reading manifest {} from the store", image.manifest))?;
     client
-        .push_manifest(destination, OCI_MANIFEST, manifest.into())
+        .push_manifest(destination, &image.manifest_media_type, manifest.into())
         .await
         .with_context(|| format!("pushing the manifest to {destination}"))?;
     Ok(())

@@ -25,29 +25,16 @@ pub(super) enum Encoder<W: Write> {
 
 impl<W: Write> Encoder<W> {
     pub(super) fn new(sink: W, options: &LayerOptions) -> Result<Self, LayerError> {
-        let invalid = |level| LayerError::InvalidLevel {
-            compression: options.compression,
-            level,
-        };
+        let level = checked_level(options)?;
         let write_error = |source| LayerError::Write { source };
         Ok(match options.compression {
             Compression::None => Encoder::None(BufWriter::with_capacity(COPY_BUFFER, sink)),
             Compression::Gzip => {
-                let level = match options.level {
-                    None | Some(ZLIB_DEFAULT_LEVEL) => DEFAULT_GZIP_LEVEL,
-                    Some(level) => level,
-                };
-                let level = u32::try_from(level)
-                    .ok()
-                    .filter(|l| *l <= 9)
-                    .ok_or_else(|| invalid(level))?;
+                // `checked_level` guarantees 0-9.
+                let level = level.unsigned_abs();
                 Encoder::Gzip(ParallelGzip::new(sink, level, options.threads).map_err(write_error)?)
             }
             Compression::Zstd => {
-                let level = options.level.unwrap_or(zstd::DEFAULT_COMPRESSION_LEVEL);
-                if !zstd::compression_level_range().contains(&level) {
-                    return Err(invalid(level));
-                }
                 let mut encoder =
                     zstd::stream::write::Encoder::new(sink, level).map_err(write_error)?;
                 let workers = u32::try_from(options.threads.get()).unwrap_or(u32::MAX);
@@ -81,6 +68,30 @@ impl<W: Write> Write for Encoder<W> {
             Encoder::None(w) => w.flush(),
             Encoder::Gzip(w) => w.flush(),
             Encoder::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+/// The level the compressor will use, or why the requested one is refused.
+pub(super) fn checked_level(options: &LayerOptions) -> Result<i32, LayerError> {
+    let invalid = |level| LayerError::InvalidLevel {
+        compression: options.compression,
+        level,
+    };
+    match options.compression {
+        Compression::None => Ok(0),
+        Compression::Gzip => match options.level {
+            None | Some(ZLIB_DEFAULT_LEVEL) => Ok(DEFAULT_GZIP_LEVEL),
+            Some(level @ 0..=9) => Ok(level),
+            Some(level) => Err(invalid(level)),
+        },
+        Compression::Zstd => {
+            let level = options.level.unwrap_or(zstd::DEFAULT_COMPRESSION_LEVEL);
+            if zstd::compression_level_range().contains(&level) {
+                Ok(level)
+            } else {
+                Err(invalid(level))
+            }
         }
     }
 }
