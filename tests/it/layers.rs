@@ -222,14 +222,14 @@ fn reproducible_dates_the_image_1970_and_repeats_its_digest_where_a_plain_build_
     assert_eq!(mtime, 0);
 }
 
-/// 2 GiB written by a RUN, layered (zstd level 1 keeps the test at disk speed: incompressible
-/// data is stored, not squeezed) and pushed: kiln's memory must not follow the layer's size.
-#[test]
-fn a_2gib_layer_is_written_and_pushed_with_peak_memory_under_256mib() {
-    const LIMIT: u64 = 256 * 1024 * 1024;
+/// Builds a 2 GiB file made of `block` random bytes repeated, layered with zstd level 1 and
+/// pushed; returns kiln's peak memory and the layer blob's size.
+fn build_2gib_layer(block: usize) -> (u64, u64) {
     let (registry, base) = Registry::with_busybox();
+    // 2 MiB of repeated blocks, then that chunk 1024 times: few processes, one pass to disk.
+    let per_chunk = 2 * 1024 * 1024 / block;
     let project = Project::new().dockerfile(&format!(
-        "FROM {base}\nRUN dd if=/dev/urandom of=/big bs=1M count=2048\n"
+        "FROM {base}\nRUN head -c {block} /dev/urandom > /block && \\\n    for i in $(seq {per_chunk}); do cat /block; done > /chunk && \\\n    for i in $(seq 1024); do cat /chunk; done > /big && rm /block /chunk\n"
     ));
     let destination = registry.image("big:1");
     let (outcome, peak) = Kiln::build(project.path())
@@ -237,16 +237,46 @@ fn a_2gib_layer_is_written_and_pushed_with_peak_memory_under_256mib() {
         .args(["--compression", "zstd", "--compression-level", "1"])
         .run_measuring_memory();
     outcome.success();
-    let manifest = manifest(&destination);
-    let big = manifest["layers"][1]["size"].as_u64().unwrap();
-    assert!(big > 2 * 1024 * 1024 * 1024, "layer of {big} bytes");
+    let blob = manifest(&destination)["layers"][1]["size"]
+        .as_u64()
+        .unwrap();
     eprintln!(
-        "peak RSS for a {big}-byte layer: {} MiB",
+        "peak RSS {} MiB for a 2 GiB layer ({blob} bytes compressed)",
         peak / (1024 * 1024)
     );
+    (peak, blob)
+}
+
+/// Peak memory kiln must stay under whatever the layer size.
+const MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// A 2 GiB file that zstd squeezes (a 64 KiB block repeated): the tar, both hashes and the
+/// compressor see 2 GiB, while the disk sees it once, which keeps the test fast.
+#[test]
+fn a_2gib_layer_is_written_and_pushed_with_peak_memory_under_256mib() {
+    let (peak, blob) = build_2gib_layer(64 * 1024);
     assert!(
-        peak < LIMIT,
-        "kiln peaked at {} MiB writing and pushing a 2 GiB layer",
+        blob < 64 * 1024 * 1024,
+        "a repeated block compresses: {blob}"
+    );
+    assert!(
+        peak < MEMORY_LIMIT,
+        "kiln peaked at {} MiB writing a 2 GiB layer",
+        peak / (1024 * 1024)
+    );
+}
+
+/// The same with an incompressible file (a 1 MiB block repeated, beyond zstd -1's window), so
+/// a 2 GiB blob is stored and uploaded too. It writes 6 GiB to disk (the RUN, the store, the
+/// registry): ~100 s on the shared CI disk, so `benches/layers.sh` runs it.
+#[test]
+#[ignore = "writes 6 GiB to disk (~100 s); run by benches/layers.sh"]
+fn a_2gib_incompressible_layer_is_pushed_with_peak_memory_under_256mib() {
+    let (peak, blob) = build_2gib_layer(1024 * 1024);
+    assert!(blob > 2 * 1024 * 1024 * 1024, "layer blob of {blob} bytes");
+    assert!(
+        peak < MEMORY_LIMIT,
+        "kiln peaked at {} MiB writing and pushing a 2 GiB blob",
         peak / (1024 * 1024)
     );
 }
