@@ -73,13 +73,13 @@ pub struct BuildOptions {
     #[arg(long = "label", value_name = "KEY=VALUE", help_heading = "Build")]
     pub labels: Vec<String>,
 
-    /// Compression of the layers kiln writes: gzip (read everywhere) or zstd (about 3x faster
-    /// to write and smaller; OCI images only).
+    /// Compression of the layers kiln writes: gzip (read everywhere) or zstd (2-4x faster to
+    /// write and smaller; OCI images only).
     #[arg(long, value_enum, default_value_t = LayerCompression::Gzip, help_heading = "Image")]
     pub compression: LayerCompression,
 
-    /// Compression level: gzip 0-9 (default 6; -1 also means the default), zstd -7 to 22
-    /// (default 3).
+    /// Compression level: gzip 0-9 (default 6; -1 also means the default), zstd 1-22 (default
+    /// 3; negative levels are faster still).
     #[arg(
         long,
         value_name = "LEVEL",

@@ -13,6 +13,8 @@ use crate::image::format::ImageFormat;
 
 /// BuildKit's build argument (and buildx's environment variable) fixing the build's time.
 const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// 9999-12-31T23:59:59Z: the last second an RFC 3339 `created` field can hold.
+const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
 
 /// A build request that has passed validation.
 #[derive(Debug)]
@@ -161,9 +163,12 @@ fn source_date_epoch(build_args: &[(String, String)]) -> anyhow::Result<Option<u
         .or_else(|| std::env::var(SOURCE_DATE_EPOCH).ok());
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(text) => text.parse::<u64>().map(Some).with_context(|| {
-            format!("{SOURCE_DATE_EPOCH}={text:?} is not a number of seconds since 1970")
-        }),
+        Some(text) => match text.parse::<u64>() {
+            Ok(epoch) if epoch <= LAST_RFC3339_SECOND => Ok(Some(epoch)),
+            _ => bail!(
+                "{SOURCE_DATE_EPOCH}={text:?} is not a number of seconds between 1970 and the year 9999"
+            ),
+        },
     }
 }
 
@@ -255,6 +260,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("yesterday"), "{err}");
+        assert!(source_date_epoch(&args("99999999999999")).is_err());
+        assert_eq!(source_date_epoch(&args("")).unwrap(), None);
     }
 
     #[test]
