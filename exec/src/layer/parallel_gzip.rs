@@ -235,6 +235,29 @@ mod tests {
     }
 
     #[test]
+    fn gnu_gzip_decodes_the_stream_and_checks_its_crc_and_length() {
+        let gzip_program = std::path::Path::new("/usr/bin/gzip");
+        assert!(
+            gzip_program.is_file(),
+            "GNU gzip is not installed: run `apt-get install gzip`"
+        );
+        let data = sample(3 * CHUNK + 4321);
+        let blob = gzip(&data, 2, 65_536);
+        let mut child = std::process::Command::new(gzip_program)
+            .arg("-dc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&blob).unwrap());
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        assert!(output.stdout == data, "gzip -dc gave other bytes");
+    }
+
+    #[test]
     fn header_has_no_time_and_names_no_file() {
         let blob = gzip(b"x", 1, 1);
         assert_eq!(&blob[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
