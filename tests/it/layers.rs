@@ -260,7 +260,7 @@ const MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
 
 /// An incompressible 2 GiB file (a 1 MiB random block repeated, beyond zstd -1's window), so a
 /// 2 GiB blob is hashed, compressed, stored and uploaded. It writes 6 GiB to disk (the RUN, the
-/// store, the registry): 54 s on the shared CI machine, ~100 s when it is saturated.
+/// store, the registry): 36 s on the idle CI machine, 54 s at load 10, ~100 s when saturated.
 #[test]
 fn a_2gib_layer_is_written_and_pushed_with_peak_memory_under_256mib() {
     let (peak, blob) = build_2gib_layer(1024 * 1024);
