@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiln_registry::{ClientCertificate, RegistryCertificate};
 
+use crate::image::format::ImageFormat;
+
 /// kiln: build container images from a Dockerfile without a Docker daemon.
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about, propagate_version = true)]
@@ -134,6 +136,31 @@ pub struct BuildOptions {
     )]
     pub ignore_var_run: bool,
 
+    /// Compression of the layers kiln writes: gzip (read everywhere) or zstd (2-4x faster to
+    /// write and smaller; OCI images only).
+    #[arg(long, value_enum, default_value_t = LayerCompression::Gzip, help_heading = "Image")]
+    pub compression: LayerCompression,
+
+    /// Compression level: gzip 0-9 (default 6; -1 also means the default), zstd 1-22 (default
+    /// 3; negative levels are faster still).
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        allow_negative_numbers = true,
+        help_heading = "Image"
+    )]
+    pub compression_level: Option<i32>,
+
+    /// Media types of the image: oci, or docker (Docker manifest schema 2, for registries and
+    /// runtimes that refuse OCI).
+    #[arg(long, value_enum, default_value_t = ImageFormat::Oci, help_heading = "Image")]
+    pub image_format: ImageFormat,
+
+    /// Make the image depend only on its inputs: timestamps in new layers and the config's
+    /// creation times become 1970-01-01 (or SOURCE_DATE_EPOCH when set).
+    #[arg(long, help_heading = "Image")]
+    pub reproducible: bool,
+
     /// Where blobs and the work area live (default `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`).
     #[arg(long, env = "KILN_CACHE_DIR", help_heading = "Cache")]
     pub cache_dir: Option<PathBuf>,
@@ -236,6 +263,7 @@ pub struct BuildOptions {
     /// own registry.
     #[arg(long, help_heading = "Registry")]
     pub skip_default_registry_fallback: bool,
+
     /// Retries of a failed push request (5xx, 429, 408, dropped connections), with
     /// exponential backoff from 1 s. Kaniko's default is 0; kiln's is 3.
     #[arg(long, value_name = "N", default_value_t = 3, help_heading = "Registry")]
@@ -253,6 +281,15 @@ pub struct BuildOptions {
     /// Do not check that every destination accepts pushes before building.
     #[arg(long, help_heading = "Registry")]
     pub skip_push_permission_check: bool,
+}
+
+/// `--compression` values (Kaniko's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayerCompression {
+    /// gzip, which every registry and runtime reads.
+    Gzip,
+    /// Zstandard (`application/vnd.oci.image.layer.v1.tar+zstd`).
+    Zstd,
 }
 
 /// Flags of `kiln plan`: the subset of `kiln build`'s that shape the graph, so a plan shows

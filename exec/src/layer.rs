@@ -4,16 +4,19 @@
 //! and rebuilds reproduce digests: entries are sorted by path, headers carry only what the file
 //! says (whole-second mtime, numeric owners, no user or group names, no access times), PAX
 //! records appear only when a value does not fit the ustar header, and the gzip header carries
-//! no time or file name.
+//! no time or file name. With a ceiling (`SOURCE_DATE_EPOCH`, `--reproducible`) mtimes are
+//! clamped to it, so the same change made at another time gives the same blob too.
 //!
 //! Everything is streamed in one pass: file contents go from a descriptor opened inside the root
 //! through the tar framing, a SHA-256 of the uncompressed tar (the layer's `diff_id`), and the
-//! compressor, into the caller's sink, which hashes the compressed blob itself.
+//! compressor (on worker threads, a few MiB in flight), into the caller's sink, which hashes the
+//! compressed blob itself.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
+use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +28,10 @@ use tar::{EntryType, Header};
 use crate::changes::Changes;
 use crate::compression::Compression;
 use crate::fsroot::{self, RootFs};
+use encoder::Encoder;
+
+mod encoder;
+mod parallel_gzip;
 
 /// Tar block size: headers and content are padded to it.
 const BLOCK: u64 = 512;
@@ -34,19 +41,23 @@ const MAX_OCTAL_12: u64 = 0o777_7777_7777;
 const MAX_OCTAL_8: u64 = 0o7_777_777;
 /// The only extended attribute carried into layers, as Docker and Kaniko do: file capabilities.
 const CAPABILITY_XATTR: &str = "security.capability";
-/// Default gzip level, as `gzip` and Docker use.
-const DEFAULT_GZIP_LEVEL: i32 = 6;
 /// Copy buffer for file contents.
 const COPY_BUFFER: usize = 128 * 1024;
 
-/// How to compress a layer.
+/// How to write a layer: compression, and the timestamps a reproducible build wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayerOptions {
     /// The compression; gzip by default, the only one every registry and runtime accepts.
     pub compression: Compression,
-    /// Compression level (gzip 0-9, default 6; zstd per libzstd, default 3); ignored when
-    /// uncompressed.
+    /// Compression level (gzip 0-9, default 6, -1 meaning the default as in zlib and Kaniko;
+    /// zstd per libzstd, default 3); ignored when uncompressed.
     pub level: Option<i32>,
+    /// Threads compressing: they change speed only, never the bytes.
+    pub threads: NonZeroUsize,
+    /// Latest modification time an entry may carry (`SOURCE_DATE_EPOCH`, or 0 for
+    /// `--reproducible`): later times are clamped to it, as BuildKit does, so files written at
+    /// build time do not make the digest depend on when the build ran.
+    pub mtime_ceiling: Option<i64>,
 }
 
 impl Default for LayerOptions {
@@ -54,7 +65,17 @@ impl Default for LayerOptions {
         Self {
             compression: Compression::Gzip,
             level: None,
+            threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            mtime_ceiling: None,
         }
+    }
+}
+
+impl LayerOptions {
+    /// Checks the level against the compressor, so that a bad flag fails before the build
+    /// starts rather than at its first layer.
+    pub fn validate(&self) -> Result<(), LayerError> {
+        encoder::checked_level(self).map(|_| ())
     }
 }
 
@@ -141,7 +162,14 @@ pub fn write_layer<W: Write>(
     for (path, item) in &items {
         match item {
             Item::Whiteout => out.whiteout(path)?,
-            Item::Path => write_path(root, path, &mut out, &mut seen_inodes, &mut buf)?,
+            Item::Path => write_path(
+                root,
+                path,
+                options.mtime_ceiling,
+                &mut out,
+                &mut seen_inodes,
+                &mut buf,
+            )?,
         }
     }
     out.write(&[0; 2 * BLOCK as usize])?;
@@ -226,6 +254,7 @@ fn add_parents(items: &mut BTreeMap<PathBuf, Item>, path: &Path) {
 fn write_path<W: Write>(
     root: &RootFs,
     path: &Path,
+    mtime_ceiling: Option<i64>,
     out: &mut TarOut<W>,
     seen_inodes: &mut HashMap<(u64, u64), PathBuf>,
     buf: &mut [u8],
@@ -245,7 +274,7 @@ fn write_path<W: Write>(
         tracing::debug!(path = %path.display(), "skipping socket");
         return Ok(());
     }
-    let mut entry = EntryHeader::new(path, &st)?;
+    let mut entry = EntryHeader::new(path, &st, mtime_ceiling)?;
 
     if file_type != FileType::Directory && st.st_nlink > 1 {
         match seen_inodes.get(&(st.st_dev, st.st_ino)) {
@@ -276,7 +305,7 @@ fn write_path<W: Write>(
                     detail: "replaced by another file".to_owned(),
                 });
             }
-            let mut entry = EntryHeader::new(path, &opened)?;
+            let mut entry = EntryHeader::new(path, &opened, mtime_ceiling)?;
             entry.kind = EntryType::Regular;
             entry.size = u64::try_from(opened.st_size).unwrap_or(0);
             entry.capability =
@@ -340,7 +369,7 @@ struct EntryHeader {
 }
 
 impl EntryHeader {
-    fn new(path: &Path, st: &Stat) -> Result<Self, LayerError> {
+    fn new(path: &Path, st: &Stat, mtime_ceiling: Option<i64>) -> Result<Self, LayerError> {
         if path.as_os_str().is_empty() {
             return Err(LayerError::Unrepresentable {
                 path: path.to_path_buf(),
@@ -352,7 +381,7 @@ impl EntryHeader {
             mode: st.st_mode & 0o7777,
             uid: u64::from(st.st_uid),
             gid: u64::from(st.st_gid),
-            mtime: st.st_mtime,
+            mtime: mtime_ceiling.map_or(st.st_mtime, |ceiling| st.st_mtime.min(ceiling)),
             size: 0,
             link: None,
             device: None,
@@ -610,73 +639,6 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// The compressor in front of the sink.
-enum Encoder<W: Write> {
-    None(BufWriter<W>),
-    Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-}
-
-impl<W: Write> Encoder<W> {
-    fn new(sink: W, options: &LayerOptions) -> Result<Self, LayerError> {
-        let invalid = |level| LayerError::InvalidLevel {
-            compression: options.compression,
-            level,
-        };
-        Ok(match options.compression {
-            Compression::None => Encoder::None(BufWriter::with_capacity(COPY_BUFFER, sink)),
-            Compression::Gzip => {
-                let level = options.level.unwrap_or(DEFAULT_GZIP_LEVEL);
-                let level = u32::try_from(level)
-                    .ok()
-                    .filter(|l| *l <= 9)
-                    .ok_or_else(|| invalid(level))?;
-                // No mtime, no file name: the header is the same on every run.
-                let encoder = flate2::GzBuilder::new()
-                    .operating_system(255)
-                    .write(sink, flate2::Compression::new(level));
-                Encoder::Gzip(encoder)
-            }
-            Compression::Zstd => {
-                let level = options.level.unwrap_or(zstd::DEFAULT_COMPRESSION_LEVEL);
-                if !zstd::compression_level_range().contains(&level) {
-                    return Err(invalid(level));
-                }
-                let encoder = zstd::stream::write::Encoder::new(sink, level)
-                    .map_err(|source| LayerError::Write { source })?;
-                Encoder::Zstd(encoder)
-            }
-        })
-    }
-
-    fn finish(self) -> io::Result<W> {
-        match self {
-            Encoder::None(w) => w.into_inner().map_err(io::IntoInnerError::into_error),
-            Encoder::Gzip(w) => w.finish(),
-            Encoder::Zstd(w) => w.finish(),
-        }
-        .and_then(|mut sink| sink.flush().map(|()| sink))
-    }
-}
-
-impl<W: Write> Write for Encoder<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::None(w) => w.write(buf),
-            Encoder::Gzip(w) => w.write(buf),
-            Encoder::Zstd(w) => w.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::None(w) => w.flush(),
-            Encoder::Gzip(w) => w.flush(),
-            Encoder::Zstd(w) => w.flush(),
-        }
     }
 }
 

@@ -45,6 +45,10 @@ fn the_benchmark_smoke_run_reports_every_scenario_for_kiln_and_buildah() {
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = std::fs::read_to_string(&results).unwrap();
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.with_extension("json")).unwrap())
+            .unwrap();
+    let samples = raw["cells"].as_array().unwrap();
     assert_eq!(
         stdout.trim(),
         report.trim(),
@@ -76,10 +80,18 @@ fn the_benchmark_smoke_run_reports_every_scenario_for_kiln_and_buildah() {
                 "{scenario} {variant}: no peak RSS: {row}"
             );
             if *variant == "cold" {
-                // A cold push uploads at least the new layers: the counting proxy saw them.
-                let uploaded = cells[cells.len() - 2];
-                let kiln_mb: f64 = uploaded.split(" / ").next().unwrap().parse().unwrap();
-                assert!(kiln_mb > 0.0, "{scenario}: no upload counted: {row}");
+                // A cold push uploads at least the new layers: the counting proxy saw them. The
+                // report rounds to 0.1 MB, so read the raw byte counts beside it.
+                let uploaded = samples
+                    .iter()
+                    .find(|cell| {
+                        cell["scenario"] == *scenario
+                            && cell["variant"] == "cold"
+                            && cell["builder"] == "kiln"
+                    })
+                    .and_then(|cell| cell["samples"][0]["uploaded"].as_u64())
+                    .unwrap_or(0);
+                assert!(uploaded > 0, "{scenario}: no upload counted: {row}");
             }
         }
         assert!(

@@ -28,6 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::args::BuildOptions;
 use crate::image::config::{NewConfig, render};
+use crate::image::format::ImageFormat;
 use crate::image::{Layer, manifest};
 use crate::output;
 use work::WorkDir;
@@ -84,13 +85,18 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let work = WorkDir::create(&settings.cache_dir)?;
     let snapshots = snapshot_plan(&settings.snapshot, work.path())?;
 
-    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let created_at = match settings.epoch {
+        Some(epoch) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch),
+        None => std::time::SystemTime::now(),
+    };
+    let created = humantime::format_rfc3339_seconds(created_at).to_string();
     let built = {
         let store = store.clone();
         let work_dir = work.path().to_path_buf();
         let created = created.clone();
         let scratch_platform = scratch_platform(&platform);
         let jobs = settings.jobs;
+        let layers = settings.layers;
         // Hashing the context for node keys reads files, like the build itself: both block.
         tokio::task::spawn_blocking(move || {
             plan.assign_keys(&keys::Inputs {
@@ -110,6 +116,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                 jobs,
                 image_roots: Mutex::default(),
                 snapshots: &snapshots,
+                layers,
             }
             .run()
         })
@@ -123,6 +130,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     }
     let image = store_image(
         &store,
+        settings.image_format,
         &built.layers,
         &NewConfig {
             state: &state,
@@ -193,17 +201,23 @@ fn log_keys(plan: &kiln_graph::Plan, dockerfile: &str) {
 /// Writes the config and manifest into the store.
 fn store_image(
     store: &Store,
+    format: ImageFormat,
     layers: &[Layer],
     config: &NewConfig<'_>,
 ) -> anyhow::Result<StoredImage> {
     let config_bytes = render(config)?;
     let config_blob = store.put(&config_bytes)?;
-    let manifest_bytes = manifest::render(config_blob.digest.as_ref(), config_blob.size, layers)?;
+    let manifest_bytes = manifest::render(
+        format,
+        config_blob.digest.as_ref(),
+        config_blob.size,
+        layers,
+    )?;
     let manifest_blob = store.put(&manifest_bytes)?;
     Ok(StoredImage {
         manifest: manifest_blob.digest,
         manifest_size: manifest_blob.size,
-        manifest_media_type: manifest::OCI_MANIFEST.to_owned(),
+        manifest_media_type: format.manifest_media_type().to_owned(),
         config: config_blob.digest,
         layers: layers.iter().map(|layer| layer.digest.clone()).collect(),
     })

@@ -5,12 +5,19 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use kiln_registry::{ClientOptions, Reference, RegistryMaps, RetryPolicy};
-
+use kiln_exec::compression::Compression;
+use kiln_exec::layer::LayerOptions;
 use kiln_exec::snapshot::ScanMode;
 use kiln_exec::snapshotter::Strategy;
+use kiln_registry::{ClientOptions, Reference, RegistryMaps, RetryPolicy};
 
-use crate::args::{BuildOptions, SnapshotModeArg, SnapshotStrategyArg};
+use crate::args::{BuildOptions, LayerCompression, SnapshotModeArg, SnapshotStrategyArg};
+use crate::image::format::ImageFormat;
+
+/// BuildKit's build argument (and buildx's environment variable) fixing the build's time.
+const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// 9999-12-31T23:59:59Z: the last second an RFC 3339 `created` field can hold.
+const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
 
 /// A build request that has passed validation.
 #[derive(Debug)]
@@ -51,6 +58,14 @@ pub struct Settings {
     pub check_push_access: bool,
     /// How RUN changes become layers.
     pub snapshot: SnapshotSettings,
+    /// How new layers are written: `--compression`, `--compression-level`, and the mtime
+    /// ceiling of `--reproducible` / `SOURCE_DATE_EPOCH`.
+    pub layers: LayerOptions,
+    /// `--image-format`.
+    pub image_format: ImageFormat,
+    /// The fixed time (seconds since 1970) the image is dated with instead of now:
+    /// `SOURCE_DATE_EPOCH`, else 0 with `--reproducible`.
+    pub epoch: Option<u64>,
 }
 
 /// `--snapshot-strategy`, `--snapshot-mode`, `--single-snapshot`, `--ignore-path`,
@@ -132,6 +147,26 @@ impl Settings {
             pull_retry: RetryPolicy::with_retries(options.image_download_retry),
             progress: Some(crate::progress::renderer()),
         };
+        let compression = match options.compression {
+            LayerCompression::Gzip => Compression::Gzip,
+            LayerCompression::Zstd => Compression::Zstd,
+        };
+        if compression == Compression::Zstd && options.image_format == ImageFormat::Docker {
+            bail!(
+                "--compression zstd needs --image-format oci: Docker schema 2 images have no zstd layer type"
+            );
+        }
+        let epoch = match source_date_epoch(&build_args)? {
+            Some(epoch) => Some(epoch),
+            None => options.reproducible.then_some(0),
+        };
+        let layers = LayerOptions {
+            compression,
+            level: options.compression_level,
+            mtime_ceiling: epoch.map(|e| i64::try_from(e).unwrap_or(i64::MAX)),
+            ..LayerOptions::default()
+        };
+        layers.validate().context("--compression-level")?;
         Ok(Settings {
             context,
             dockerfile,
@@ -151,6 +186,9 @@ impl Settings {
             ignore_immutable_tags: options.push_ignore_immutable_tag_errors,
             check_push_access: !options.no_push && !options.skip_push_permission_check,
             snapshot,
+            layers,
+            image_format: options.image_format,
+            epoch,
         })
     }
 }
@@ -200,6 +238,26 @@ fn snapshot_settings(options: &BuildOptions) -> anyhow::Result<SnapshotSettings>
         single_snapshot: options.single_snapshot,
         ignore_paths,
     })
+}
+
+/// `SOURCE_DATE_EPOCH` from `--build-arg` (as BuildKit takes it), else from kiln's environment
+/// (as buildx passes it on); an empty value means unset, as in reproducible-builds.org's spec.
+fn source_date_epoch(build_args: &[(String, String)]) -> anyhow::Result<Option<u64>> {
+    let value = build_args
+        .iter()
+        .rev()
+        .find(|(key, _)| key == SOURCE_DATE_EPOCH)
+        .map(|(_, value)| value.clone())
+        .or_else(|| std::env::var(SOURCE_DATE_EPOCH).ok());
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => match text.parse::<u64>() {
+            Ok(epoch) if epoch <= LAST_RFC3339_SECOND => Ok(Some(epoch)),
+            _ => bail!(
+                "{SOURCE_DATE_EPOCH}={text:?} is not a number of seconds between 1970 and the year 9999"
+            ),
+        },
+    }
 }
 
 /// `--context`: a local directory, optionally as `dir://path`. Other Kaniko schemes (tar://,
@@ -345,6 +403,21 @@ mod tests {
             format!("{err:#}").contains("KANIKO_REGISTRY_MIRROR"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn source_date_epoch_build_arg_is_read_and_garbage_refused() {
+        let args = |value: &str| vec![(SOURCE_DATE_EPOCH.to_owned(), value.to_owned())];
+        assert_eq!(
+            source_date_epoch(&args("1700000000")).unwrap(),
+            Some(1_700_000_000)
+        );
+        let err = source_date_epoch(&args("yesterday"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("yesterday"), "{err}");
+        assert!(source_date_epoch(&args("99999999999999")).is_err());
+        assert_eq!(source_date_epoch(&args("")).unwrap(), None);
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct Executor<'a> {
     pub image_roots: Mutex<BTreeMap<String, PathBuf>>,
     /// How RUN changes are observed and grouped into layers.
     pub snapshots: &'a Snapshots,
+    /// How new layers are compressed and timestamped.
+    pub layers: LayerOptions,
 }
 
 /// The snapshot settings of a build, the strategy decided.
@@ -465,16 +467,17 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// Writes `changes` as a gzip layer into the store.
+    /// Writes `changes` as a layer into the store, compressed and timestamped as the flags say.
     fn snapshot(&self, root: &RootFs, changes: &Changes) -> anyhow::Result<Layer> {
-        let options = LayerOptions::default();
-        let written = write_layer(root, changes, &options, self.store.writer()?)?;
+        let options = &self.layers;
+        let written = write_layer(root, changes, options, self.store.writer()?)?;
         let blob = written.sink.commit()?;
         tracing::debug!(
-            "layer {} ({} bytes, {} uncompressed)",
+            "layer {} ({} bytes, {} uncompressed, {:?})",
             blob.digest,
             blob.size,
-            written.uncompressed_size
+            written.uncompressed_size,
+            options.compression
         );
         Ok(Layer {
             digest: blob.digest,

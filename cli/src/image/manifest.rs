@@ -1,13 +1,9 @@
-//! The OCI image manifest of the built image.
+//! The image manifest of the built image, OCI or Docker schema 2 (`--image-format`).
 
 use serde_json::json;
 
 use super::Layer;
-
-/// Media type of the manifests kiln writes.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// Media type of the configs kiln writes.
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+use super::format::ImageFormat;
 
 /// The OCI media type with the same meaning as a (possibly Docker) layer media type: the bytes
 /// are identical, only the label differs, so base layers can be reused as they are.
@@ -27,22 +23,32 @@ pub fn oci_layer_media_type(media_type: &str) -> &str {
     }
 }
 
-/// Serialises the manifest for a config blob and layers.
-pub fn render(config_digest: &str, config_size: u64, layers: &[Layer]) -> anyhow::Result<Vec<u8>> {
-    let layers: Vec<_> = layers
+/// Serialises the manifest for a config blob and layers, labelled in `format`'s media types.
+pub fn render(
+    format: ImageFormat,
+    config_digest: &str,
+    config_size: u64,
+    layers: &[Layer],
+) -> anyhow::Result<Vec<u8>> {
+    let layers = layers
         .iter()
         .map(|layer| {
-            json!({
-                "mediaType": layer.media_type,
-                "digest": layer.digest.to_string(),
+            let digest = layer.digest.to_string();
+            Ok(json!({
+                "mediaType": format.layer_media_type(&layer.media_type, &digest)?,
+                "digest": digest,
                 "size": layer.size,
-            })
+            }))
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": { "mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size },
+        "mediaType": format.manifest_media_type(),
+        "config": {
+            "mediaType": format.config_media_type(),
+            "digest": config_digest,
+            "size": config_size,
+        },
         "layers": layers,
     });
     Ok(serde_json::to_vec(&manifest)?)

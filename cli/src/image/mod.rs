@@ -1,6 +1,7 @@
 //! The image kiln produces: its config (runtime settings, layer diff ids, history) and manifest.
 
 pub mod config;
+pub mod format;
 pub mod manifest;
 
 /// A layer of the image being built, whether inherited from the base or made by a step.

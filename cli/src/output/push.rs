@@ -11,8 +11,6 @@ use kiln_cas::export::StoredImage;
 use kiln_registry::{Access, BlobUpload, Client, Pushed, Reference};
 use oci_spec::image::Digest;
 
-use crate::image::manifest::OCI_MANIFEST;
-
 /// How many blobs are uploaded at once.
 const PARALLEL_PUSHES: usize = 3;
 
@@ -78,7 +76,7 @@ pub async fn push(
     let manifest = std::fs::read(store.blob_path(&image.manifest))
         .with_context(|| format!("reading manifest {} from the store", image.manifest))?;
     match client
-        .push_manifest(destination, OCI_MANIFEST, manifest.into())
+        .push_manifest(destination, &image.manifest_media_type, manifest.into())
         .await
     {
         Ok(_) => Ok(()),

@@ -185,6 +185,7 @@ fn same_tree_and_changes_give_byte_identical_blobs() {
         let options = LayerOptions {
             compression,
             level: None,
+            ..LayerOptions::default()
         };
         let (_, first) = write(tmp.path(), &changes, options);
         let (_, second) = write(tmp.path(), &changes, options);
@@ -206,6 +207,7 @@ fn diff_id_is_the_sha256_of_the_decompressed_tar_for_each_compression() {
         let options = LayerOptions {
             compression,
             level: Some(1),
+            ..LayerOptions::default()
         };
         let (tar, written) = write(tmp.path(), &changes, options);
         assert!(written.sink.starts_with(magic), "{compression:?}");
@@ -236,12 +238,13 @@ fn invalid_compression_levels_are_refused() {
     let root = RootFs::open(tmp.path()).unwrap();
     for (compression, level) in [
         (Compression::Gzip, 10),
-        (Compression::Gzip, -1),
+        (Compression::Gzip, -2),
         (Compression::Zstd, 99),
     ] {
         let options = LayerOptions {
             compression,
             level: Some(level),
+            ..LayerOptions::default()
         };
         let err = write_layer(&root, &Changes::new(), &options, Vec::new()).unwrap_err();
         assert!(matches!(err, LayerError::InvalidLevel { .. }), "{err}");
@@ -459,6 +462,7 @@ fn snapshot_diff_written_and_applied_onto_the_old_tree_gives_the_new_tree() {
         let options = LayerOptions {
             compression,
             level: None,
+            ..LayerOptions::default()
         };
         let (tar, _) = write(&work, &changes, options);
         let copy_root = RootFs::open(&copy).unwrap();
@@ -480,4 +484,149 @@ fn snapshot_diff_written_and_applied_onto_the_old_tree_gives_the_new_tree() {
             got.keys().collect::<Vec<_>>()
         );
     }
+}
+
+#[test]
+fn mtimes_later_than_the_ceiling_are_clamped_and_earlier_ones_kept() {
+    let tmp = sample_tree();
+    let root = tmp.path();
+    let old = rustix::fs::Timespec {
+        tv_sec: 1_000_000,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        root.join("etc/motd"),
+        &rustix::fs::Timestamps {
+            last_access: old,
+            last_modification: old,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    let ceiling = 2_000_000;
+    let options = LayerOptions {
+        mtime_ceiling: Some(ceiling),
+        ..LayerOptions::default()
+    };
+    let (tar, _) = write(
+        root,
+        &changes(&["etc/motd", "usr/bin/tool", "usr/bin/link"], &["etc/old"]),
+        options,
+    );
+    let entries = read_back(&tar);
+    let by_name: BTreeMap<&str, &ReadEntry> =
+        entries.iter().map(|e| (e.name.as_str(), e)).collect();
+    assert_eq!(
+        by_name["etc/motd"].mtime, 1_000_000,
+        "older than the ceiling"
+    );
+    for name in ["etc/", "usr/", "usr/bin/", "usr/bin/tool", "usr/bin/link"] {
+        assert_eq!(by_name[name].mtime, ceiling as u64, "{name}");
+    }
+    assert_eq!(by_name["etc/.wh.old"].mtime, 0);
+}
+
+#[test]
+fn blobs_do_not_depend_on_the_number_of_compression_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Several gzip chunks and zstd jobs: a few MiB of text that compresses, not zeros.
+    let text: String = (0..400_000_u64)
+        .map(|i| format!("{i} {}\n", i * 7919 % 104_729))
+        .collect();
+    fs::write(tmp.path().join("data"), &text).unwrap();
+    let changes = changes(&["data"], &[]);
+    for compression in [Compression::Gzip, Compression::Zstd] {
+        let blob = |threads: usize| {
+            let options = LayerOptions {
+                compression,
+                threads: NonZeroUsize::new(threads).unwrap(),
+                ..LayerOptions::default()
+            };
+            write(tmp.path(), &changes, options)
+        };
+        let (tar, one) = blob(1);
+        let (_, three) = blob(3);
+        assert_eq!(one.sink, three.sink, "{compression:?}");
+        let entries = read_back(&tar);
+        assert_eq!(entries[0].content, text.as_bytes());
+    }
+}
+
+#[test]
+fn sizes_beyond_the_ustar_field_use_a_pax_size_record() {
+    let options = LayerOptions {
+        compression: Compression::None,
+        ..LayerOptions::default()
+    };
+    let mut out = TarOut {
+        inner: HashingWriter {
+            inner: Encoder::new(Vec::new(), &options).unwrap(),
+            hasher: Sha256::new(),
+            written: 0,
+        },
+    };
+    let size = 10 * 1024 * 1024 * 1024_u64;
+    let entry = EntryHeader {
+        kind: EntryType::Regular,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size,
+        link: None,
+        device: None,
+        capability: None,
+    };
+    out.entry(&entry, Path::new("big")).unwrap();
+    let bytes = out.inner.inner.finish().unwrap();
+    let mut archive = tar::Archive::new(bytes.as_slice());
+    let entry = archive.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(entry.path().unwrap(), Path::new("big"));
+    assert_eq!(entry.size(), size);
+    assert_eq!(entry.header().as_ustar().unwrap().size, *b"00000000000\0");
+}
+
+#[test]
+fn gnu_tar_reads_the_layer_as_written() {
+    let tar_program = Path::new("/usr/bin/tar");
+    assert!(
+        tar_program.is_file(),
+        "GNU tar is not installed: run `apt-get install tar`"
+    );
+    let tmp = sample_tree();
+    let long = format!("{}/{}", "d".repeat(120), "f".repeat(120));
+    fs::create_dir_all(tmp.path().join("d".repeat(120))).unwrap();
+    fs::write(tmp.path().join(&long), "long").unwrap();
+    let changes = changes(
+        &["usr/bin/tool", "usr/bin/alias", "usr/bin/link", &long],
+        &["etc/motd"],
+    );
+    let (tar, _) = write(tmp.path(), &changes, LayerOptions::default());
+    let mut child = std::process::Command::new(tar_program)
+        .args(["--numeric-owner", "-tvf", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&tar).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let listing = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 9, "{listing}");
+    assert!(lines[0].starts_with("drwx") && lines[0].ends_with(&format!(" {}/", "d".repeat(120))));
+    assert!(lines[1].ends_with(&format!(" {long}")), "{listing}");
+    assert!(lines[2].ends_with(" etc/"), "{listing}");
+    assert!(
+        lines[3].starts_with("-")
+            && lines[3].contains(" 0/0 ")
+            && lines[3].ends_with(" etc/.wh.motd")
+    );
+    assert!(lines[6].starts_with("-rwsr-xr-x 1000/50 ") && lines[6].ends_with(" usr/bin/alias"));
+    assert!(lines[7].ends_with(" usr/bin/link -> tool"), "{listing}");
+    assert!(
+        lines[8].ends_with(" usr/bin/tool link to usr/bin/alias"),
+        "{listing}"
+    );
 }

@@ -123,7 +123,7 @@ fn run_scenario(
     pin_times(&root, &changes);
     let options = LayerOptions {
         compression: Compression::None,
-        level: None,
+        ..LayerOptions::default()
     };
     let written = write_layer(&root, &changes, &options, Vec::new()).unwrap();
     let outcome = Outcome {

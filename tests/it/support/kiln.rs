@@ -86,6 +86,42 @@ impl Kiln {
         self
     }
 
+    /// Removes an environment variable kiln would otherwise inherit.
+    pub fn env_remove(mut self, key: &str) -> Kiln {
+        self.command.env_remove(key);
+        self
+    }
+
+    /// Runs kiln to completion under GNU time and returns its peak resident set size in bytes
+    /// (of kiln and the processes it waited for) with the outcome.
+    pub fn run_measuring_memory(self) -> (Outcome, u64) {
+        let time = super::tools::require("time", "time");
+        let mut measured = Command::new(time);
+        measured
+            .arg("-v")
+            .arg(self.command.get_program())
+            .args(self.command.get_args());
+        for (key, value) in self.command.get_envs() {
+            match value {
+                Some(value) => measured.env(key, value),
+                None => measured.env_remove(key),
+            };
+        }
+        let output = measured.output().unwrap();
+        drop(self.cache);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let kib: u64 = stderr
+            .lines()
+            .find_map(|line| {
+                line.trim()
+                    .strip_prefix("Maximum resident set size (kbytes): ")
+            })
+            .unwrap_or_else(|| panic!("no peak memory in GNU time's report:\n{stderr}"))
+            .parse()
+            .unwrap();
+        (Outcome { output }, kib * 1024)
+    }
+
     /// Runs kiln to completion.
     pub fn run(mut self) -> Outcome {
         let output = self.command.output().unwrap();

@@ -46,6 +46,15 @@ pub fn config_of(image: &str) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// The raw manifest of `image` (a `docker://` reference without the prefix), byte for byte as
+/// the registry serves it.
+pub fn raw_manifest(image: &str) -> Vec<u8> {
+    run(skopeo()
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{image}")))
+    .stdout
+}
+
 /// `skopeo inspect` of `image` (any transport: `docker://...`, `oci:...`, `docker-archive:...`).
 pub fn inspect(transport_ref: &str) -> serde_json::Value {
     let mut command = skopeo();
