@@ -4,7 +4,7 @@
 use base64::Engine as _;
 
 use crate::support::base::{busybox_layout, copy_to_registry};
-use crate::support::tools::{run, skopeo};
+use crate::support::tools::{inspect_as, run, skopeo};
 use crate::support::{Kiln, Project, Registry};
 
 #[test]
@@ -47,14 +47,7 @@ fn credentials_from_docker_config_are_used_to_pull_and_push() {
         .run();
     let stdout = stderr_ok.success();
     assert!(stdout.starts_with("sha256:"), "{stdout}");
-    run(skopeo()
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            "builder:s3cret-pass",
-        ])
-        .arg(format!("docker://{destination}")));
+    inspect_as(&destination, "builder:s3cret-pass");
 }
 
 #[test]
@@ -129,14 +122,7 @@ fn path_scoped_config_entries_win_for_their_namespace_and_cover_nothing_else() {
         .env("DOCKER_CONFIG", &docker_config)
         .run()
         .success();
-    run(skopeo()
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            "team-bot:team-pass",
-        ])
-        .arg(format!("docker://{destination}")));
+    inspect_as(&destination, "team-bot:team-pass");
 
     // Outside `team/`, only the (wrong) host-wide entry applies.
     let other = Project::new().dockerfile(&format!(

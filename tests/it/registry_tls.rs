@@ -6,7 +6,7 @@ use base64::Engine as _;
 
 use crate::support::base::{busybox_layout, copy_to_registry, copy_to_registry_with};
 use crate::support::pki::Pki;
-use crate::support::tools::{run, skopeo};
+use crate::support::tools::{inspect_as, run, skopeo};
 use crate::support::{Kiln, Project, Registry};
 
 /// A Docker config directory with Basic credentials for `registry`.
@@ -76,14 +76,7 @@ fn a_private_ca_given_with_registry_certificate_is_trusted_for_that_registry_onl
         .env("DOCKER_CONFIG", &config)
         .run()
         .success();
-    run(skopeo()
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            "builder:tls-pass",
-        ])
-        .arg(format!("docker://{destination}")));
+    inspect_as(&destination, "builder:tls-pass");
 }
 
 #[test]

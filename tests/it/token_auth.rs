@@ -7,7 +7,7 @@ use base64::Engine as _;
 use crate::support::base::{busybox_layout, copy_to_registry};
 use crate::support::proxy::Proxy;
 use crate::support::token_server::TokenServer;
-use crate::support::tools::{run, skopeo};
+use crate::support::tools::inspect_as;
 use crate::support::{Kiln, Project, Registry};
 
 const USER: &str = "builder";
@@ -71,14 +71,7 @@ fn token_auth_grants_pulls_and_pushes_to_basic_credentials_and_refuses_anonymous
         .env("DOCKER_CONFIG", &config)
         .run()
         .success();
-    run(skopeo()
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            &format!("{USER}:{PASSWORD}"),
-        ])
-        .arg(format!("docker://{destination}")));
+    inspect_as(&destination, &format!("{USER}:{PASSWORD}"));
 }
 
 #[test]
@@ -106,14 +99,7 @@ fn an_identity_token_is_exchanged_at_the_token_server_with_a_refresh_token_grant
         grants.iter().all(|g| g == "refresh_token"),
         "kiln must only use the refresh-token grant: {grants:?}"
     );
-    run(skopeo()
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            &format!("{USER}:{PASSWORD}"),
-        ])
-        .arg(format!("docker://{destination}")));
+    inspect_as(&destination, &format!("{USER}:{PASSWORD}"));
 
     // A refresh token the server does not know is refused, naming the image.
     let wrong = docker_config(&project, &registry, r#"{"identitytoken":"not-the-token"}"#);
@@ -151,14 +137,7 @@ fn a_registry_token_from_the_docker_config_is_sent_as_the_bearer_token_itself() 
         before,
         "kiln asked the token server although the config holds the token"
     );
-    run(skopeo()
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            &format!("{USER}:{PASSWORD}"),
-        ])
-        .arg(format!("docker://{destination}")));
+    inspect_as(&destination, &format!("{USER}:{PASSWORD}"));
 }
 
 #[test]
@@ -283,13 +262,6 @@ fn blobs_are_mounted_between_repositories_with_one_token_for_both() {
     assert_eq!(proxy.count("PATCH", "/v2/private/two/blobs/uploads/"), 0);
     assert_eq!(proxy.count("PUT", "/v2/private/two/blobs/uploads/"), 0);
     for name in ["private/one:1", "private/two:1"] {
-        run(skopeo()
-            .args([
-                "inspect",
-                "--tls-verify=false",
-                "--creds",
-                &format!("{USER}:{PASSWORD}"),
-            ])
-            .arg(format!("docker://{}", registry.image(name))));
+        inspect_as(&registry.image(name), &format!("{USER}:{PASSWORD}"));
     }
 }

@@ -66,6 +66,15 @@ pub fn inspect(transport_ref: &str) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// `skopeo inspect` of `image` (a `docker://` reference without the prefix) on a registry that
+/// requires `user:password`: proves the image is there, independently of kiln's credentials code.
+pub fn inspect_as(image: &str, creds: &str) -> serde_json::Value {
+    let output = run(skopeo()
+        .args(["inspect", "--tls-verify=false", "--creds", creds])
+        .arg(format!("docker://{image}")));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// Whether `image` exists in its registry.
 pub fn exists(image: &str) -> bool {
     skopeo()
