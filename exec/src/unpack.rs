@@ -28,9 +28,11 @@ use tar::EntryType;
 
 use crate::fsroot::RootFs;
 
+mod pipeline;
 mod policy;
 mod sparse;
 
+pub use pipeline::{LayerStream, apply_layers};
 use sparse::SparseWriter;
 
 /// Prefix of a whiteout entry, which deletes the lower-layer file it names.

@@ -21,7 +21,7 @@ use kiln_exec::run::RunSpec;
 use kiln_exec::snapshot::{ScanMode, Snapshot};
 use kiln_exec::snapshotter::{Snapshotter, Strategy};
 use kiln_exec::sources::expand;
-use kiln_exec::unpack::apply_layer;
+use kiln_exec::unpack::{LayerStream, apply_layers};
 use kiln_exec::users::{resolve_chown, resolve_user};
 use kiln_exec::workdir::ensure_workdir;
 use kiln_exec::{Changes, RootFs};
@@ -453,17 +453,22 @@ impl Executor<'_> {
         Ok(changes)
     }
 
-    /// Applies layers from the store, in order, onto an empty root filesystem.
+    /// Applies layers from the store, in order, onto an empty root filesystem, decompressing
+    /// ahead of the writes (`exec::unpack::apply_layers`).
     fn unpack(&self, rootfs: &Path, layers: &[Layer]) -> anyhow::Result<()> {
         let root = RootFs::open(rootfs)?;
+        let mut streams = Vec::with_capacity(layers.len());
         for layer in layers {
             let path = self.store.blob_path(&layer.digest);
             let file = File::open(&path)
                 .with_context(|| format!("layer {} is missing from the store", layer.digest))?;
             let compression = Compression::from_media_type(&layer.media_type)?;
-            let tar = decompress(compression, BufReader::with_capacity(1 << 20, file))?;
-            apply_layer(&root, tar, layer.digest.as_ref())?;
+            streams.push(LayerStream {
+                label: layer.digest.to_string(),
+                tar: decompress(compression, BufReader::with_capacity(1 << 20, file))?,
+            });
         }
+        apply_layers(&root, streams)?;
         Ok(())
     }
 
