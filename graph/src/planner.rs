@@ -18,8 +18,11 @@ pub struct PlanOptions {
     pub build_args: Vec<(String, String)>,
     /// Stage to build (case-insensitive name); `None` builds the last stage.
     pub target: Option<String>,
-    /// Target platform, also exposed as the automatic `TARGET*`/`BUILD*` ARGs.
+    /// Target platform (`--custom-platform`, else the host's): base images are selected for
+    /// it and it is exposed as the automatic `TARGET*` ARGs.
     pub platform: Platform,
+    /// The platform kiln runs on, exposed as the automatic `BUILD*` ARGs.
+    pub build_platform: Platform,
 }
 
 /// Stage structure of a Dockerfile, resolved far enough to tell which images it needs.
@@ -62,7 +65,12 @@ impl<'a> Planner<'a> {
             Some(t) => t.to_ascii_lowercase(),
             None => last_name.unwrap_or_default(),
         };
-        let mut globals = platform_args(&options.platform, &build_args, &target_name);
+        let mut globals = platform_args(
+            &options.platform,
+            &options.build_platform,
+            &build_args,
+            &target_name,
+        );
         for inst in prelude {
             let InstructionKind::Arg(decls) = &inst.kind else {
                 return Err(at(
@@ -83,7 +91,13 @@ impl<'a> Planner<'a> {
                 set(&mut globals, &decl.name, value);
             }
         }
-        let stages = declare_stages(df, rest, &globals, &options.platform)?;
+        let stages = declare_stages(
+            df,
+            rest,
+            &globals,
+            &options.platform,
+            &options.build_platform,
+        )?;
         let target = match &options.target {
             None => stages.len() - 1,
             Some(name) => stages
@@ -225,22 +239,23 @@ fn set(vars: &mut Vec<(String, String)>, key: &str, value: String) {
     }
 }
 
-/// BuildKit's automatic platform ARGs. kiln builds natively, so BUILD* equals TARGET*.
+/// BuildKit's automatic platform ARGs: in the global scope (FROM lines, and a stage's `ARG
+/// TARGETARCH` without a default), never visible in a stage without an ARG.
 fn platform_args(
     p: &Platform,
+    build: &Platform,
     build_args: &BTreeMap<String, String>,
     target: &str,
 ) -> Vec<(String, String)> {
-    let variant = p.variant.clone().unwrap_or_default();
     let defaults = [
-        ("BUILDPLATFORM", p.to_string()),
-        ("BUILDOS", p.os.clone()),
-        ("BUILDARCH", p.architecture.clone()),
-        ("BUILDVARIANT", variant.clone()),
+        ("BUILDPLATFORM", build.to_string()),
+        ("BUILDOS", build.os.clone()),
+        ("BUILDARCH", build.architecture.clone()),
+        ("BUILDVARIANT", build.variant.clone().unwrap_or_default()),
         ("TARGETPLATFORM", p.to_string()),
         ("TARGETOS", p.os.clone()),
         ("TARGETARCH", p.architecture.clone()),
-        ("TARGETVARIANT", variant),
+        ("TARGETVARIANT", p.variant.clone().unwrap_or_default()),
         ("TARGETSTAGE", target.to_owned()),
     ];
     defaults
@@ -254,6 +269,7 @@ fn declare_stages<'a>(
     instructions: &'a [Instruction],
     globals: &[(String, String)],
     platform: &Platform,
+    build: &Platform,
 ) -> Result<Vec<StageDecl<'a>>, Error> {
     let starts: Vec<usize> = instructions
         .iter()
@@ -269,7 +285,7 @@ fn declare_stages<'a>(
             continue;
         };
         if let Some(raw) = &from.platform {
-            check_platform(df, from_inst, raw, globals, platform)?;
+            check_platform(df, from_inst, raw, globals, platform, build)?;
         }
         let image = expand(df, from_inst, &from.image, &globals)?;
         if image.is_empty() {
@@ -326,14 +342,16 @@ fn declare_stages<'a>(
     Ok(stages)
 }
 
-/// `FROM --platform` is honoured only when it names the target platform: kiln does not
-/// cross-build or emulate yet, and silently building for the wrong platform is worse.
+/// `FROM --platform` is honoured when it names the target platform (`$TARGETPLATFORM`, or the
+/// build platform when they are the same): kiln selects every base image for one platform and
+/// does not emulate, and silently building for the wrong platform is worse.
 fn check_platform(
     df: &Dockerfile,
     inst: &Instruction,
     raw: &str,
     globals: &[(String, String)],
     target: &Platform,
+    build: &Platform,
 ) -> Result<(), Error> {
     let value = expand(df, inst, raw, &globals)?;
     let requested: Platform = value
@@ -341,6 +359,15 @@ fn check_platform(
         .map_err(|e: String| at(df, inst, format!("FROM --platform: {e}")))?;
     if requested.matches(target) {
         return Ok(());
+    }
+    if requested.matches(build) {
+        return Err(at(
+            df,
+            inst,
+            format!(
+                "FROM --platform={value} is the build platform, but the target is {target}: stages for different platforms in one build are not supported yet; build this stage separately with --custom-platform={value}"
+            ),
+        ));
     }
     Err(at(
         df,

@@ -35,7 +35,11 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", settings.cache_dir.display()))?;
     let client =
         Client::new(settings.registry.clone()).context("setting up the registry client")?;
-    let platform = Platform::host();
+    let platform = Platform {
+        os: settings.platform.os.clone(),
+        architecture: settings.platform.architecture.clone(),
+        variant: settings.platform.variant.clone(),
+    };
 
     let label = settings.dockerfile.display().to_string();
     let text = std::fs::read_to_string(&settings.dockerfile)
@@ -46,11 +50,8 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         PlanOptions {
             build_args: settings.build_args.clone(),
             target: settings.target.clone(),
-            platform: kiln_graph::Platform {
-                os: platform.os.clone(),
-                architecture: platform.architecture.clone(),
-                variant: platform.variant.clone(),
-            },
+            platform: settings.platform.clone(),
+            build_platform: settings::host_platform(),
         },
     )?;
     let context = BuildContext::open(&settings.context, Some(&settings.dockerfile))
@@ -62,6 +63,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .map(|(name, image)| (name.clone(), image.config.state.clone()))
         .collect();
     let mut plan = planner.plan(&states)?;
+    refuse_unsupported(&plan, &label, &settings.platform)?;
 
     let work = WorkDir::create(&settings.cache_dir)?;
 
@@ -114,6 +116,46 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     // Root filesystems are slow to delete: hand them to the background sweeper now.
     drop(work);
     output::write_all(&settings, &client, &store, &image).await
+}
+
+/// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: RUN
+/// mounts, `--security=insecure`, and RUN for a platform other than the host's.
+fn refuse_unsupported(
+    plan: &kiln_graph::Plan,
+    dockerfile: &str,
+    target: &kiln_graph::Platform,
+) -> anyhow::Result<()> {
+    let host = settings::host_platform();
+    for stage in &plan.stages {
+        for step in &stage.steps {
+            let kiln_graph::StepKind::Run(run) = &step.kind else {
+                continue;
+            };
+            let at = format!("{dockerfile}:{}:{}", step.line, step.column);
+            if let Some(mount) = run.mounts.first() {
+                anyhow::bail!(
+                    "{at}: RUN --mount={mount} is not supported yet: kiln does not execute mounts (bind, cache, tmpfs, secret, ssh); COPY what the command needs instead\n    {} | {}",
+                    step.line,
+                    step.text
+                );
+            }
+            if run.security == kiln_graph::SecurityMode::Insecure {
+                anyhow::bail!(
+                    "{at}: RUN --security=insecure is refused: kiln runs every command in its sandbox and grants no extra privileges\n    {} | {}",
+                    step.line,
+                    step.text
+                );
+            }
+            if !host.matches(target) {
+                anyhow::bail!(
+                    "{at}: RUN cannot execute for --custom-platform={target} on a {host} host: kiln does not emulate other platforms\n    {} | {}",
+                    step.line,
+                    step.text
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Logs every step's node key, for `--verbosity debug`.
