@@ -12,6 +12,7 @@ mod support;
 mod auth;
 mod build;
 mod errors;
+mod frontend;
 mod outputs;
 mod plan;
 mod platform;

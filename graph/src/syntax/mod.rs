@@ -5,6 +5,7 @@
 
 mod directives;
 mod flags;
+mod format;
 mod heredoc;
 mod instruction;
 mod lexer;
