@@ -220,10 +220,11 @@ pub fn copy(
     Ok(writer.changes)
 }
 
-/// `COPY --parents`: the part of a source pattern before its last `/./` is not recreated below
-/// the destination (BuildKit's marker); without a marker the whole relative path is.
+/// `COPY --parents`: the part of a source pattern before its first `/./` is not recreated below
+/// the destination (BuildKit's pivot, `strings.Cut(src, "/./")`); without one the whole relative
+/// path is.
 fn parents_pivot(pattern: &str) -> PathBuf {
-    match pattern.rfind("/./") {
+    match pattern.find("/./") {
         Some(at) => clean(Path::new(&pattern[..at])),
         None => PathBuf::new(),
     }
