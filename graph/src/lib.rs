@@ -36,7 +36,7 @@ pub use expand::{ExpandError, Vars, expand_word, expand_words};
 pub use key::{KeyInputs, NodeKey};
 pub use mount::{Mount, NetworkMode, SecurityMode, Sharing};
 pub use plan::{BaseRef, Plan, Stage};
-pub use planner::{PlanOptions, Planner};
+pub use planner::{ImagePull, PlanOptions, Planner};
 pub use platform::Platform;
 pub use state::{DEFAULT_PATH, Healthcheck, ImageState};
 pub use step::{CopyFrom, CopyStep, InlineFile, RunStep, SCRIPT_DIR, Step, StepId, StepKind};

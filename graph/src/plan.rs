@@ -30,6 +30,9 @@ pub struct Stage {
     pub dockerfile_index: usize,
     /// Lowercased `AS` name.
     pub name: Option<String>,
+    /// The platform the stage is built for: the target, or the build platform for a
+    /// `FROM --platform=$BUILDPLATFORM` stage.
+    pub platform: Platform,
     /// What the stage starts from.
     pub base: BaseRef,
     /// Config the first step starts from: the base's, with PATH ensured and ONBUILD triggers

@@ -616,6 +616,56 @@ fn stage_errors_name_the_line() {
 }
 
 #[test]
+fn from_build_platform_stages_are_pulled_for_the_build_platform() {
+    let arm = Platform {
+        os: "linux".into(),
+        architecture: "arm64".into(),
+        variant: None,
+    };
+    let df = parse(
+        "FROM --platform=$BUILDPLATFORM golang AS build\nARG TARGETARCH\nRUN go build\nFROM golang\nCOPY --from=build /out /out",
+        "Dockerfile",
+    )
+    .unwrap();
+    let planner = Planner::new(
+        &df,
+        PlanOptions {
+            platform: arm.clone(),
+            build_platform: amd64(),
+            ..options(&[], None)
+        },
+    )
+    .unwrap();
+    let pulls = planner.image_pulls();
+    let summary: Vec<(&str, &str, String)> = pulls
+        .iter()
+        .map(|p| (p.key.as_str(), p.reference.as_str(), p.platform.to_string()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("golang (linux/amd64)", "golang", "linux/amd64".to_owned()),
+            ("golang", "golang", "linux/arm64".to_owned())
+        ]
+    );
+    let bases = planner
+        .external_images()
+        .into_iter()
+        .map(|i| (i, ImageState::default()))
+        .collect();
+    let p = planner.plan(&bases).unwrap();
+    assert_eq!(p.stages[0].platform, amd64());
+    assert_eq!(p.stages[1].platform, arm);
+    let StepKind::Run(run) = &p.stages[0].steps[1].kind else {
+        panic!("not a RUN")
+    };
+    assert!(
+        run.env
+            .contains(&("TARGETARCH".to_owned(), "arm64".to_owned()))
+    );
+}
+
+#[test]
 fn from_platform_matching_the_target_is_accepted() {
     for src in [
         "FROM --platform=$BUILDPLATFORM a",

@@ -25,6 +25,36 @@ pub struct PlanOptions {
     pub build_platform: Platform,
 }
 
+/// One external image to pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePull {
+    /// The name the plan uses for it ([`Planner::external_images`]).
+    pub key: String,
+    /// The image reference as written in the Dockerfile.
+    pub reference: String,
+    /// The platform to select from an image index.
+    pub platform: Platform,
+}
+
+/// The key of a base image: its reference, qualified with the platform when that is not the
+/// target (the same image can be a base for both).
+fn base_key(reference: &str, platform: &Platform, target: &Platform) -> String {
+    if platform == target {
+        reference.to_owned()
+    } else {
+        format!("{reference} ({platform})")
+    }
+}
+
+/// The reference inside a [`base_key`].
+fn base_reference(key: &str, platform: &Platform, target: &Platform) -> String {
+    if platform == target {
+        return key.to_owned();
+    }
+    let suffix = format!(" ({platform})");
+    key.strip_suffix(&suffix).unwrap_or(key).to_owned()
+}
+
 /// Stage structure of a Dockerfile, resolved far enough to tell which images it needs.
 #[derive(Debug)]
 pub struct Planner<'a> {
@@ -120,18 +150,34 @@ impl<'a> Planner<'a> {
     }
 
     /// Images (other than `scratch` and earlier stages) the build needs, each once: FROM bases
-    /// and `COPY --from=<image>`; only for stages the target needs.
+    /// and `COPY --from=<image>`; only for stages the target needs. Each is named by its key:
+    /// the reference as written, or `reference (os/arch)` for a base pulled for the build
+    /// platform rather than the target (see [`Planner::image_pulls`]).
     pub fn external_images(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
+        self.image_pulls().into_iter().map(|p| p.key).collect()
+    }
+
+    /// What to pull for each of [`Planner::external_images`]: reference and platform.
+    pub fn image_pulls(&self) -> Vec<ImagePull> {
+        let mut out: Vec<ImagePull> = Vec::new();
         for &i in &self.needed {
             let stage = &self.stages[i];
             let base = match &stage.base {
-                DeclBase::Image(r) => Some(r),
+                DeclBase::Image(key) => Some(ImagePull {
+                    key: key.clone(),
+                    reference: base_reference(key, &stage.platform, &self.platform),
+                    platform: stage.platform.clone(),
+                }),
                 _ => None,
             };
-            for image in base.into_iter().chain(&stage.copy_images) {
-                if !out.contains(image) {
-                    out.push(image.clone());
+            let copies = stage.copy_images.iter().map(|r| ImagePull {
+                key: r.clone(),
+                reference: r.clone(),
+                platform: self.platform.clone(),
+            });
+            for pull in base.into_iter().chain(copies) {
+                if !out.iter().any(|p| p.key == pull.key) {
+                    out.push(pull);
                 }
             }
         }
@@ -207,6 +253,7 @@ impl<'a> Planner<'a> {
                 index: pos,
                 dockerfile_index: index,
                 name: decl.name.clone(),
+                platform: decl.platform.clone(),
                 base,
                 base_state: state,
                 steps,
@@ -284,9 +331,10 @@ fn declare_stages<'a>(
         let InstructionKind::From(from) = &from_inst.kind else {
             continue;
         };
-        if let Some(raw) = &from.platform {
-            check_platform(df, from_inst, raw, globals, platform, build)?;
-        }
+        let stage_platform = match &from.platform {
+            Some(raw) => check_platform(df, from_inst, raw, globals, platform, build)?,
+            None => platform.clone(),
+        };
         let image = expand(df, from_inst, &from.image, &globals)?;
         if image.is_empty() {
             return Err(at(
@@ -303,7 +351,7 @@ fn declare_stages<'a>(
         {
             Some(i) => DeclBase::Stage(i),
             None if lower == "scratch" => DeclBase::Scratch,
-            None => DeclBase::Image(image),
+            None => DeclBase::Image(base_key(&image, &stage_platform, platform)),
         };
         if let Some(name) = &from.name
             && let Some(prev) = stages
@@ -320,6 +368,7 @@ fn declare_stages<'a>(
             index,
             name: from.name.clone(),
             base,
+            platform: stage_platform,
             from: from_inst,
             body: &instructions[start + 1..end],
             copy_stages: Vec::new(),
@@ -342,9 +391,10 @@ fn declare_stages<'a>(
     Ok(stages)
 }
 
-/// `FROM --platform` is honoured when it names the target platform (`$TARGETPLATFORM`, or the
-/// build platform when they are the same): kiln selects every base image for one platform and
-/// does not emulate, and silently building for the wrong platform is worse.
+/// `FROM --platform` is honoured when it names the target platform or the build platform (the
+/// cross-compiling pattern `FROM --platform=$BUILDPLATFORM`); any other platform would need
+/// emulation, and silently building for the wrong platform is worse. Returns the stage's
+/// platform.
 fn check_platform(
     df: &Dockerfile,
     inst: &Instruction,
@@ -352,28 +402,22 @@ fn check_platform(
     globals: &[(String, String)],
     target: &Platform,
     build: &Platform,
-) -> Result<(), Error> {
+) -> Result<Platform, Error> {
     let value = expand(df, inst, raw, &globals)?;
     let requested: Platform = value
         .parse()
         .map_err(|e: String| at(df, inst, format!("FROM --platform: {e}")))?;
     if requested.matches(target) {
-        return Ok(());
+        return Ok(target.clone());
     }
     if requested.matches(build) {
-        return Err(at(
-            df,
-            inst,
-            format!(
-                "FROM --platform={value} is the build platform, but the target is {target}: stages for different platforms in one build are not supported yet; build this stage separately with --custom-platform={value}"
-            ),
-        ));
+        return Ok(build.clone());
     }
     Err(at(
         df,
         inst,
         format!(
-            "FROM --platform={value} differs from the target platform {target}; building for another platform is not supported yet"
+            "FROM --platform={value} differs from the target platform {target}; building for another platform is not supported yet (kiln does not emulate): use --custom-platform={value}, or $BUILDPLATFORM to run the stage natively"
         ),
     ))
 }

@@ -167,7 +167,7 @@ fn proxy_args_reach_run_but_not_history_or_config() {
 }
 
 #[test]
-fn custom_platform_selects_the_base_and_the_config_platform() {
+fn custom_platform_selects_bases_and_config_and_buildplatform_stages_run_natively() {
     let registry = Registry::start();
     let base = registry.image("multi:latest");
     push_multi_platform(&base, registry.scratch());
@@ -180,10 +180,17 @@ fn custom_platform_selects_the_base_and_the_config_platform() {
         Some(v) => format!("linux/{other}/{v}"),
         None => format!("linux/{other}"),
     };
-    let project = Project::new()
-        .dockerfile(&format!(
-            "FROM --platform=$TARGETPLATFORM {base}\nARG TARGETARCH\nCOPY <<EOF /target\n$TARGETARCH\nEOF\n"
-        ));
+    let project = Project::new().dockerfile(&format!(
+        "FROM --platform=$BUILDPLATFORM {base} AS build\n\
+         ARG TARGETARCH\n\
+         RUN cp /etc/arch /build-arch && echo $TARGETARCH > /target-arch\n\
+         FROM --platform=$TARGETPLATFORM {base}\n\
+         ARG TARGETARCH\n\
+         COPY <<EOF /target\n\
+         $TARGETARCH\n\
+         EOF\n\
+         COPY --from=build /build-arch /target-arch /\n"
+    ));
     let destination = registry.image("foreign:1");
     Kiln::build(project.path())
         .args(["--custom-platform", &platform])
@@ -197,6 +204,12 @@ fn custom_platform_selects_the_base_and_the_config_platform() {
     );
     assert_eq!(read(rootfs.join("etc/arch")), format!("{other}\n"));
     assert_eq!(read(rootfs.join("target")), format!("{other}\n"));
+    assert_eq!(
+        read(rootfs.join("build-arch")),
+        format!("{}\n", host_arch()),
+        "a $BUILDPLATFORM stage runs natively on the host's image"
+    );
+    assert_eq!(read(rootfs.join("target-arch")), format!("{other}\n"));
     let config = config_of(&destination);
     assert_eq!(config["architecture"], other);
 

@@ -19,8 +19,7 @@ use kiln_cas::Store;
 use kiln_cas::export::StoredImage;
 use kiln_exec::context::BuildContext;
 use kiln_graph::{PlanOptions, Planner};
-use kiln_registry::{Client, Platform};
-use serde_json::{Map, Value, json};
+use kiln_registry::Client;
 
 use crate::args::BuildOptions;
 use crate::image::config::{NewConfig, render};
@@ -35,11 +34,6 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", settings.cache_dir.display()))?;
     let client =
         Client::new(settings.registry.clone()).context("setting up the registry client")?;
-    let platform = Platform {
-        os: settings.platform.os.clone(),
-        architecture: settings.platform.architecture.clone(),
-        variant: settings.platform.variant.clone(),
-    };
 
     let label = settings.dockerfile.display().to_string();
     let text = std::fs::read_to_string(&settings.dockerfile)
@@ -57,13 +51,13 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let context = BuildContext::open(&settings.context, Some(&settings.dockerfile))
         .with_context(|| format!("opening the build context {}", settings.context.display()))?;
 
-    let images = bases::pull_all(&client, &store, &planner.external_images(), &platform).await?;
+    let images = bases::pull_all(&client, &store, &planner.image_pulls()).await?;
     let states: BTreeMap<String, kiln_graph::ImageState> = images
         .iter()
         .map(|(name, image)| (name.clone(), image.config.state.clone()))
         .collect();
     let mut plan = planner.plan(&states)?;
-    refuse_unsupported(&plan, &label, &settings.platform)?;
+    refuse_unsupported(&plan, &label)?;
 
     let work = WorkDir::create(&settings.cache_dir)?;
 
@@ -72,7 +66,6 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         let store = store.clone();
         let work_dir = work.path().to_path_buf();
         let created = created.clone();
-        let scratch_platform = scratch_platform(&platform);
         // Hashing the context for node keys reads files, like the build itself: both block.
         tokio::task::spawn_blocking(move || {
             plan.assign_keys(&keys::Inputs {
@@ -86,7 +79,6 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                 context: &context,
                 images: &images,
                 work: &work_dir,
-                scratch_platform,
                 created,
                 dockerfile: &label,
             }
@@ -120,13 +112,10 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
 
 /// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: RUN
 /// mounts, `--security=insecure`, and RUN for a platform other than the host's.
-fn refuse_unsupported(
-    plan: &kiln_graph::Plan,
-    dockerfile: &str,
-    target: &kiln_graph::Platform,
-) -> anyhow::Result<()> {
+fn refuse_unsupported(plan: &kiln_graph::Plan, dockerfile: &str) -> anyhow::Result<()> {
     let host = settings::host_platform();
     for stage in &plan.stages {
+        let target = &stage.platform;
         for step in &stage.steps {
             let kiln_graph::StepKind::Run(run) = &step.kind else {
                 continue;
@@ -148,7 +137,7 @@ fn refuse_unsupported(
             }
             if !host.matches(target) {
                 anyhow::bail!(
-                    "{at}: RUN cannot execute for --custom-platform={target} on a {host} host: kiln does not emulate other platforms\n    {} | {}",
+                    "{at}: RUN cannot execute for the stage's platform {target} on a {host} host: kiln does not emulate other platforms (FROM --platform=$BUILDPLATFORM runs a stage natively)\n    {} | {}",
                     step.line,
                     step.text
                 );
@@ -186,15 +175,4 @@ fn store_image(
         config: config_blob.digest,
         layers: layers.iter().map(|layer| layer.digest.clone()).collect(),
     })
-}
-
-/// Config platform fields for an image built `FROM scratch`.
-fn scratch_platform(platform: &Platform) -> Map<String, Value> {
-    let mut map = Map::new();
-    map.insert("architecture".into(), json!(platform.architecture));
-    map.insert("os".into(), json!(platform.os));
-    if let Some(variant) = &platform.variant {
-        map.insert("variant".into(), json!(variant));
-    }
-    map
 }

@@ -60,8 +60,6 @@ pub struct Executor<'a> {
     pub images: &'a BTreeMap<String, PulledImage>,
     /// Scratch directory for root filesystems (removed by the caller).
     pub work: &'a Path,
-    /// Platform fields for stages built `FROM scratch`.
-    pub scratch_platform: Map<String, Value>,
     /// Creation time stamped on history entries.
     pub created: String,
     /// The Dockerfile's name, for messages.
@@ -152,7 +150,7 @@ impl Executor<'_> {
                     rootfs: rootfs.clone(),
                     layers: Vec::new(),
                     history: Vec::new(),
-                    platform: self.scratch_platform.clone(),
+                    platform: platform_fields(&stage.platform),
                     state: stage.base_state.clone(),
                 }
             }
@@ -513,6 +511,20 @@ fn exec_chmod<'a>(step: &CopyStep, change: &'a (dyn Fn(u32) -> u32 + Sync)) -> O
         kiln_graph::Chmod::Octal(mode) => Some(Chmod::Set(*mode)),
         kiln_graph::Chmod::Symbolic(_) => Some(Chmod::Change(change)),
     }
+}
+
+/// Config platform fields for a stage built `FROM scratch`: the stage's platform.
+fn platform_fields(platform: &kiln_graph::Platform) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert(
+        "architecture".into(),
+        Value::from(platform.architecture.clone()),
+    );
+    map.insert("os".into(), Value::from(platform.os.clone()));
+    if let Some(variant) = &platform.variant {
+        map.insert("variant".into(), Value::from(variant.clone()));
+    }
+    map
 }
 
 fn stage_label(stage: &Stage) -> String {
