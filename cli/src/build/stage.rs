@@ -338,12 +338,14 @@ impl Executor<'_> {
         }
         let change = chmod_change(step);
         let chmod = exec_chmod(step, &change);
-        let exclude = match step.excludes.is_empty() {
-            true => None,
-            false => Some(
-                Dockerignore::parse(&step.excludes.join("\n"))
+        let exclude = if step.excludes.is_empty() {
+            None
+        } else {
+            let patterns = step.excludes.join("\n");
+            Some(
+                Dockerignore::parse(&patterns)
                     .with_context(|| format!("--exclude={}", step.excludes.join(" --exclude=")))?,
-            ),
+            )
         };
         let source_root;
         let (source, mut options) = match &step.from {
@@ -384,9 +386,11 @@ impl Executor<'_> {
         };
         options.exclude = exclude.as_ref();
         options.parents = step.parents;
-        let dest = match step.contents.is_empty() {
-            true => step.dest.clone(),
-            false => format!("{}/", step.dest.trim_end_matches('/')),
+        // Heredoc files are copied into the same destination: it is a directory.
+        let dest = if step.contents.is_empty() {
+            step.dest.clone()
+        } else {
+            format!("{}/", step.dest.trim_end_matches('/'))
         };
         Ok(copy(source, &step.sources, root, &dest, &options)?)
     }

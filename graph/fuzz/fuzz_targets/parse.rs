@@ -1,5 +1,6 @@
-//! Feeds arbitrary text to the Dockerfile parser and, when it parses, to the planner: neither
-//! may panic, loop or overflow, whatever the input. A crash found here becomes a regression
+//! Feeds arbitrary text to the Dockerfile parser and, when it parses, to the formatter (whose
+//! output must parse to the same instructions) and the planner: none may panic, loop or
+//! overflow, whatever the input. A crash found here becomes a regression
 //! test in `graph/src/syntax/tests.rs`.
 #![no_main]
 
@@ -15,6 +16,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(dockerfile) = parse(text, "Dockerfile") else {
         return;
     };
+    // What the formatter writes must parse back to the same instructions.
+    let formatted = dockerfile.to_string();
+    match parse(&formatted, "Dockerfile") {
+        Ok(again) => {
+            let before: Vec<_> = dockerfile.instructions.iter().map(|i| &i.kind).collect();
+            let after: Vec<_> = again.instructions.iter().map(|i| &i.kind).collect();
+            assert_eq!(before, after, "formatted:\n{formatted}");
+        }
+        Err(e) => panic!("formatted Dockerfile does not parse: {e}\n{formatted}"),
+    }
     let amd64 = Platform {
         os: "linux".into(),
         architecture: "amd64".into(),

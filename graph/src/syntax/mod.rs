@@ -35,7 +35,8 @@ pub struct Dockerfile {
 }
 
 /// Parses Dockerfile text. `file` labels error messages. Fails on the first unknown or
-/// malformed instruction, and on anything kiln does not implement yet (heredocs, RUN mounts),
+/// malformed instruction (an unterminated heredoc included), and on anything kiln does not
+/// implement yet (`RUN --device`, `ADD --unpack`),
 /// so that no instruction is ever silently skipped.
 pub fn parse(source: &str, file: &str) -> Result<Dockerfile, Error> {
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
