@@ -290,6 +290,17 @@ fn heredoc_runs_and_copies_follow_buildkit() {
 }
 
 #[test]
+fn a_failing_expansion_in_a_heredoc_names_the_heredoc_and_its_line() {
+    let e = plan_err(
+        "FROM scratch\n\n ADD <<conf /etc/app.conf\nkey=${KEY:?must be set}\nconf\n",
+        options(&[], None),
+    );
+    assert_eq!((e.line(), e.column()), (3, 2));
+    assert!(e.message.contains("KEY: must be set"), "{e}");
+    assert!(e.message.contains("in heredoc \"conf\""), "{e}");
+}
+
+#[test]
 fn add_checksum_on_a_local_source_is_refused_at_its_line() {
     let sum = format!("sha256:{}", "0".repeat(64));
     let e = plan_err(

@@ -4,6 +4,8 @@
 //! written exactly as they were kept (quotes and `$VAR` intact), flags in a canonical order,
 //! heredoc bodies after their instruction, exec form as JSON. Positions and source text are not
 //! preserved: the formatter is for tools that rewrite Dockerfiles and for checking the parser.
+//! One shape has no faithful text: an instruction ending in the escape character, which only a
+//! continuation at the end of a file produces; it is written as that continuation again.
 
 use std::fmt::{self, Display, Formatter, Write as _};
 
@@ -28,7 +30,21 @@ impl Display for Dockerfile {
             writeln!(f, "# check={check}")?;
         }
         for instruction in &self.instructions {
-            writeln!(f, "{instruction}")?;
+            let text = instruction.to_string();
+            let (line, bodies) = match text.split_once('\n') {
+                Some((line, bodies)) => (line, Some(bodies)),
+                None => (text.as_str(), None),
+            };
+            f.write_str(line)?;
+            // A value ending in the escape character can only come from a continuation at the
+            // end of the file, which dropped one: write it back so the reader drops it again.
+            if line.ends_with(self.escape) {
+                f.write_char(self.escape)?;
+            }
+            if let Some(bodies) = bodies {
+                write!(f, "\n{bodies}")?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }

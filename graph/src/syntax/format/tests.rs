@@ -299,3 +299,24 @@ fn a_parsed_dockerfile_formats_to_canonical_text() {
         "FROM --platform=$BUILDPLATFORM alpine AS build\nRUN --network=none <<-EOF\n\techo hi\nEOF\nCOPY --chmod=u+x --link <<'a' /d/\n$x\na\n"
     );
 }
+
+/// Inputs the fuzz target (`scripts/fuzz`) found, kept as regression tests.
+#[test]
+fn fuzz_findings_round_trip() {
+    let cases = [
+        // crash-3043cacc: a continuation at the end of the file leaves a trailing escape.
+        format!("FROM aG-mnt=tscrar[\"/sr+ype{}\n", "\\".repeat(18)),
+    ];
+    for input in cases {
+        let df = parse(&input, "Dockerfile").expect("parses");
+        let text = df.to_string();
+        let again = parse(&text, "Dockerfile").expect("formatted text parses");
+        let kinds = |d: &Dockerfile| {
+            d.instructions
+                .iter()
+                .map(|i| i.kind.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(&again), kinds(&df), "formatted:\n{text}");
+    }
+}
