@@ -62,8 +62,8 @@ impl Display for InstructionKind {
         match self {
             Self::From(from) => write_from(f, from),
             Self::Run(run) => write_run(f, run),
-            Self::Cmd(cmd) => write!(f, "CMD {}", command(cmd)),
-            Self::Entrypoint(cmd) => write!(f, "ENTRYPOINT {}", command(cmd)),
+            Self::Cmd(cmd) => write!(f, "CMD{}", lead(&command(cmd))),
+            Self::Entrypoint(cmd) => write!(f, "ENTRYPOINT{}", lead(&command(cmd))),
             Self::Shell(argv) => write!(f, "SHELL {}", json(argv)),
             Self::Copy(copy) => write_copy(f, copy),
             Self::Add(add) => write_add(f, add),
@@ -71,22 +71,25 @@ impl Display for InstructionKind {
             Self::Label(pairs) => write_pairs(f, "LABEL", pairs),
             Self::Arg(decls) => {
                 f.write_str("ARG")?;
-                for decl in decls {
-                    write!(f, " {}", decl.name)?;
+                for (i, decl) in decls.iter().enumerate() {
+                    match i {
+                        0 => f.write_str(&lead(&decl.name))?,
+                        _ => write!(f, " {}", decl.name)?,
+                    }
                     if let Some(default) = &decl.default {
                         write!(f, "={default}")?;
                     }
                 }
                 Ok(())
             }
-            Self::Expose(words) => write!(f, "EXPOSE {}", words.join(" ")),
-            Self::Volume(paths) => write!(f, "VOLUME {}", words_or_json(paths)),
-            Self::User(user) => write!(f, "USER {user}"),
-            Self::Workdir(dir) => write!(f, "WORKDIR {dir}"),
-            Self::StopSignal(signal) => write!(f, "STOPSIGNAL {signal}"),
-            Self::Maintainer(name) => write!(f, "MAINTAINER {name}"),
+            Self::Expose(words) => write!(f, "EXPOSE{}", lead(&words.join(" "))),
+            Self::Volume(paths) => write!(f, "VOLUME{}", lead(&words_or_json(paths))),
+            Self::User(user) => write!(f, "USER{}", lead(user)),
+            Self::Workdir(dir) => write!(f, "WORKDIR{}", lead(dir)),
+            Self::StopSignal(signal) => write!(f, "STOPSIGNAL{}", lead(signal)),
+            Self::Maintainer(name) => write!(f, "MAINTAINER{}", lead(name)),
             Self::Healthcheck(check) => write_healthcheck(f, check),
-            Self::Onbuild { expression, .. } => write!(f, "ONBUILD {expression}"),
+            Self::Onbuild { expression, .. } => write!(f, "ONBUILD{}", lead(expression)),
         }
     }
 }
@@ -94,7 +97,7 @@ impl Display for InstructionKind {
 fn write_from(f: &mut Formatter<'_>, from: &FromInstruction) -> fmt::Result {
     f.write_str("FROM")?;
     flag(f, "platform", from.platform.as_deref())?;
-    write!(f, " {}", from.image)?;
+    f.write_str(&lead(&from.image))?;
     if let Some(name) = &from.name {
         write!(f, " AS {name}")?;
     }
@@ -108,7 +111,7 @@ fn write_run(f: &mut Formatter<'_>, run: &RunInstruction) -> fmt::Result {
     }
     flag(f, "network", run.network.map(|n| n.as_str()))?;
     flag(f, "security", run.security.map(|s| s.as_str()))?;
-    write!(f, " {}", command(&run.command))?;
+    f.write_str(&lead(&command(&run.command)))?;
     bodies(f, &run.heredocs)
 }
 
@@ -152,13 +155,10 @@ fn sources(f: &mut Formatter<'_>, paths: &[String], docs: &[Heredoc], dest: &str
         all.push(dest.to_owned());
         return write!(f, " {}", json(&all));
     }
-    for path in paths {
-        write!(f, " {path}")?;
-    }
-    for doc in docs {
-        write!(f, " {}", marker(doc))?;
-    }
-    write!(f, " {dest}")?;
+    let mut words: Vec<String> = paths.to_vec();
+    words.extend(docs.iter().map(marker));
+    words.push(dest.to_owned());
+    f.write_str(&lead(&words.join(" ")))?;
     bodies(f, docs)
 }
 
@@ -190,13 +190,13 @@ fn write_pairs(f: &mut Formatter<'_>, keyword: &str, pairs: &[KeyValue]) -> fmt:
         && pair.value.contains(char::is_whitespace)
         && !pair.value.starts_with(['"', '\''])
     {
-        return write!(f, "{keyword} {} {}", pair.key, pair.value);
+        return write!(f, "{keyword}{} {}", lead(&pair.key), pair.value);
     }
-    f.write_str(keyword)?;
-    for pair in pairs {
-        write!(f, " {}={}", pair.key, pair.value)?;
-    }
-    Ok(())
+    let words: Vec<String> = pairs
+        .iter()
+        .map(|p| format!("{}={}", p.key, p.value))
+        .collect();
+    write!(f, "{keyword}{}", lead(&words.join(" ")))
 }
 
 fn write_healthcheck(f: &mut Formatter<'_>, check: &Healthcheck) -> fmt::Result {
@@ -219,6 +219,16 @@ fn write_healthcheck(f: &mut Formatter<'_>, check: &Healthcheck) -> fmt::Result 
         Some((kind, rest)) if kind == "CMD" => write!(f, " CMD {}", json(rest)),
         Some((kind, [shell])) if kind == "CMD-SHELL" => write!(f, " CMD {shell}"),
         _ => f.write_str(" NONE"),
+    }
+}
+
+/// The space before an instruction's arguments, and `--` when they start like a flag (which
+/// the parser would otherwise take them for).
+fn lead(args: &str) -> String {
+    if args.starts_with("--") {
+        format!(" -- {args}")
+    } else {
+        format!(" {args}")
     }
 }
 
