@@ -10,11 +10,12 @@
 use std::fmt::{self, Display, Formatter, Write as _};
 
 use super::Dockerfile;
-use super::heredoc::Heredoc;
+use super::heredoc::{Heredoc, marker as heredoc_marker};
 use super::instruction::{
     AddInstruction, CommandLine, CopyInstruction, FromInstruction, Instruction, InstructionKind,
     KeyValue, RunInstruction,
 };
+use super::words::quoted_words;
 use crate::duration;
 use crate::state::Healthcheck;
 
@@ -149,7 +150,12 @@ fn sources(f: &mut Formatter<'_>, paths: &[String], docs: &[Heredoc], dest: &str
     let needs_json = paths
         .iter()
         .chain(std::iter::once(&dest.to_owned()))
-        .any(|p| p.is_empty() || p.contains(char::is_whitespace) || p.starts_with('['));
+        .any(|p| {
+            p.is_empty()
+                || p.contains(char::is_whitespace)
+                || p.starts_with('[')
+                || heredoc_marker(p).is_some()
+        });
     if needs_json && docs.is_empty() {
         let mut all = paths.to_vec();
         all.push(dest.to_owned());
@@ -171,7 +177,7 @@ fn marker(doc: &Heredoc) -> String {
     if doc.expand {
         out.push_str(&doc.name);
     } else {
-        let _ = write!(out, "'{}'", doc.name);
+        out.push_str(&quote(&doc.name));
     }
     out
 }
@@ -185,17 +191,22 @@ fn bodies(f: &mut Formatter<'_>, docs: &[Heredoc]) -> fmt::Result {
 }
 
 fn write_pairs(f: &mut Formatter<'_>, keyword: &str, pairs: &[KeyValue]) -> fmt::Result {
-    // The legacy `ENV key value with spaces` form is the only one that keeps unquoted blanks.
-    if let [pair] = pairs
-        && pair.value.contains(char::is_whitespace)
-        && !pair.value.starts_with(['"', '\''])
-    {
-        return write!(f, "{keyword}{} {}", lead(&pair.key), pair.value);
-    }
     let words: Vec<String> = pairs
         .iter()
         .map(|p| format!("{}={}", p.key, p.value))
         .collect();
+    // `k=v` pairs survive only if each reads back as one word; otherwise the single pair came
+    // from the legacy `ENV key value with spaces` form, which keeps unquoted blanks.
+    let one_word_each = words
+        .iter()
+        .all(|w| quoted_words(w, '\\').as_slice() == std::slice::from_ref(w));
+    if !one_word_each
+        && let [pair] = pairs
+        && !pair.key.is_empty()
+        && !pair.key.contains(char::is_whitespace)
+    {
+        return write!(f, "{keyword}{} {}", lead(&pair.key), pair.value);
+    }
     write!(f, "{keyword}{}", lead(&words.join(" ")))
 }
 
@@ -250,16 +261,21 @@ fn json(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// ` --name=value`, quoted when the value has blanks (the flag splitter honours quotes).
+/// ` --name=value`, quoted when the value has blanks or quotes (the flag splitter removes
+/// quotes and keeps what they enclose).
 fn flag(f: &mut Formatter<'_>, name: &str, value: Option<&str>) -> fmt::Result {
     match value {
         None => Ok(()),
-        Some(v) if v.contains(char::is_whitespace) && !v.contains('"') => {
-            write!(f, " --{name}=\"{v}\"")
+        Some(v) if v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') => {
+            write!(f, " --{name}={}", quote(v))
         }
-        Some(v) if v.contains(char::is_whitespace) => write!(f, " --{name}='{v}'"),
         Some(v) => write!(f, " --{name}={v}"),
     }
+}
+
+/// Single-quotes `text`; a `'` inside is written as `"'"` between two single-quoted parts.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\"'\"'"))
 }
 
 fn switch(f: &mut Formatter<'_>, name: &str, on: bool) -> fmt::Result {

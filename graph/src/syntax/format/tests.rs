@@ -310,6 +310,9 @@ fn fuzz_findings_round_trip() {
         "FROM a\nCOPY --chmod=u+x -- --mount=type=cache,x <<one ./a/./b /d/\0\nhi\none\n"
             .to_owned(),
         "FROM a\nRUN -- --help\nENV -- --A=1\nUSER -- --x\n".to_owned(),
+        // crash-8b0c: an ENV key with a quoted blank, then a value with an unquoted one.
+        "FROM a\nENV [\"/sr )()))rY  -chmd+o=ugistry (r JJ\n".to_owned(),
+        "FROM a\nCOPY --chown='a\"b' --from=\"u'x\" [\"<<EOF\", \"/d\"]\nCOPY <<\"a'b\" /d\nx\na'b\n".to_owned(),
     ];
     for input in cases {
         let df = parse(&input, "Dockerfile").expect("parses");
