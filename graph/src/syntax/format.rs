@@ -144,7 +144,7 @@ fn write_add(f: &mut Formatter<'_>, add: &AddInstruction) -> fmt::Result {
     sources(f, &add.sources, &add.heredocs, &add.dest)
 }
 
-/// Sources, heredoc markers and the destination; JSON form when a path needs it (it cannot
+/// Heredoc markers, sources and the destination; JSON form when a path needs it (it cannot
 /// carry heredocs, so those always use the word form).
 fn sources(f: &mut Formatter<'_>, paths: &[String], docs: &[Heredoc], dest: &str) -> fmt::Result {
     let needs_json = paths
@@ -161,8 +161,10 @@ fn sources(f: &mut Formatter<'_>, paths: &[String], docs: &[Heredoc], dest: &str
         all.push(dest.to_owned());
         return write!(f, " {}", json(&all));
     }
-    let mut words: Vec<String> = paths.to_vec();
-    words.extend(docs.iter().map(marker));
+    // Markers first: a path with an unbalanced quote would hide a marker after it from the
+    // heredoc scan, and the parser keeps paths and heredocs apart anyway.
+    let mut words: Vec<String> = docs.iter().map(marker).collect();
+    words.extend(paths.iter().cloned());
     words.push(dest.to_owned());
     f.write_str(&lead(&words.join(" ")))?;
     bodies(f, docs)
@@ -261,12 +263,12 @@ fn json(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// ` --name=value`, quoted when the value has blanks or quotes (the flag splitter removes
-/// quotes and keeps what they enclose).
+/// ` --name=value`, quoted when the value has blanks, quotes or backslashes (the flag splitter
+/// removes quotes and keeps what they enclose; the heredoc scan reads backslashes as escapes).
 fn flag(f: &mut Formatter<'_>, name: &str, value: Option<&str>) -> fmt::Result {
     match value {
         None => Ok(()),
-        Some(v) if v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') => {
+        Some(v) if v.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\')) => {
             write!(f, " --{name}={}", quote(v))
         }
         Some(v) => write!(f, " --{name}={v}"),
