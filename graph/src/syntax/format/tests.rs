@@ -314,7 +314,7 @@ fn fuzz_findings_round_trip() {
         "FROM a\nENV [\"/sr )()))rY  -chmd+o=ugistry (r JJ\n".to_owned(),
         // crash-5f1e: a source with an unbalanced quote before a heredoc marker.
         "FROM a\nADD X=$--parents <<one ./a&.'b /d&\nhi\none\n".to_owned(),
-        "FROM a\nCOPY --chown=a\\ <<one /d\nhi\none\n".to_owned(),
+        "FROM a\nCOPY --chown='a\\' <<one /d\nhi\none\n".to_owned(),
         "FROM a\nCOPY --chown='a\"b' --from=\"u'x\" [\"<<EOF\", \"/d\"]\nCOPY <<\"a'b\" /d\nx\na'b\n".to_owned(),
     ];
     for input in cases {
