@@ -107,7 +107,8 @@ pub(crate) fn logical_lines(
 fn can_contain_heredoc(text: &str) -> bool {
     let (keyword, rest) = split_keyword(text);
     let (keyword, rest) = if keyword.eq_ignore_ascii_case("ONBUILD") {
-        split_keyword(rest)
+        // The trigger follows ONBUILD's own flags (only `--` can be there), as the parser reads it.
+        split_keyword(split_flags(rest).1)
     } else {
         (keyword, rest)
     };

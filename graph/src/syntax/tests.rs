@@ -340,6 +340,12 @@ fn errors_have_line_column_and_message() {
             "heredocs in ONBUILD triggers are not supported",
         ),
         (
+            "FROM a\nONBUILD -- ADD <<EOF /d\nhi\nEOF",
+            2,
+            1,
+            "heredocs in ONBUILD triggers are not supported",
+        ),
+        (
             "FROM a\nCOPY --bogus=1 a b",
             2,
             1,

@@ -312,6 +312,8 @@ fn fuzz_findings_round_trip() {
         "FROM a\nRUN -- --help\nENV -- --A=1\nUSER -- --x\n".to_owned(),
         // crash-8b0c: an ENV key with a quoted blank, then a value with an unquoted one.
         "FROM a\nENV [\"/sr )()))rY  -chmd+o=ugistry (r JJ\n".to_owned(),
+        // An ONBUILD trigger after `--` is scanned for heredocs like any other.
+        "FROM a\nONBUILD ADD [\"<<a\", \"/d\"]\n".to_owned(),
         // crash-5f1e: a source with an unbalanced quote before a heredoc marker.
         "FROM a\nADD X=$--parents <<one ./a&.'b /d&\nhi\none\n".to_owned(),
         "FROM a\nCOPY --chown='a\\' <<one /d\nhi\none\n".to_owned(),
