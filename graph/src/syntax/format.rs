@@ -36,12 +36,19 @@ impl Display for Dockerfile {
                 Some((line, bodies)) => (line, Some(bodies)),
                 None => (text.as_str(), None),
             };
-            f.write_str(line)?;
-            // A value ending in the escape character can only come from a continuation at the
-            // end of the file, which dropped one: write it back so the reader drops it again.
-            if line.ends_with(self.escape) {
-                f.write_char(self.escape)?;
+            let mut line = line.to_owned();
+            // The reader trims blanks off the end of an instruction, so a value ending in an
+            // escaped blank (only word lists have them) gets a lone escape after it, which word
+            // splitting drops.
+            if line.ends_with(char::is_whitespace) {
+                line.push(self.escape);
             }
+            // A line ending in the escape character is a continuation, which drops one: only a
+            // continuation at the end of a file produces such values, so write it back.
+            if line.trim_end_matches([' ', '\t']).ends_with(self.escape) {
+                line.push(self.escape);
+            }
+            f.write_str(&line)?;
             if let Some(bodies) = bodies {
                 write!(f, "\n{bodies}")?;
             }

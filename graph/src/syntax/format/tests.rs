@@ -306,6 +306,8 @@ fn fuzz_findings_round_trip() {
     let cases = [
         // crash-3043cacc: a continuation at the end of the file leaves a trailing escape.
         format!("FROM aG-mnt=tscrar[\"/sr+ype{}\n", "\\".repeat(18)),
+        // crash-9d2f: the last instruction ends in an escaped tab.
+        "FROM a AS b\nARG X=1\t\t\t\t\t\t\t\t\\\\\\\\\\\\\\\\\\\t\t\t\t\t\t\t\t\t\\\\\t".to_owned(),
         // crash-df4b4e79: `--` ends the flags, and a source that looks like a flag follows.
         "FROM a\nCOPY --chmod=u+x -- --mount=type=cache,x <<one ./a/./b /d/\0\nhi\none\n"
             .to_owned(),
