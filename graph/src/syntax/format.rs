@@ -7,7 +7,7 @@
 //! One shape has no faithful text: an instruction ending in the escape character, which only a
 //! continuation at the end of a file produces; it is written as that continuation again.
 
-use std::fmt::{self, Display, Formatter, Write as _};
+use std::fmt::{self, Display, Formatter};
 
 use super::Dockerfile;
 use super::heredoc::{Heredoc, marker as heredoc_marker};
