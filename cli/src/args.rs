@@ -70,6 +70,15 @@ pub struct BuildOptions {
     #[arg(long, help_heading = "Build")]
     pub target: Option<String>,
 
+    /// Target platform `os/arch[/variant]` (default: the host's): selects base images and sets
+    /// the TARGET* args and the config's os/architecture. RUN needs it to be the host's.
+    #[arg(
+        long = "custom-platform",
+        value_name = "OS/ARCH[/VARIANT]",
+        help_heading = "Build"
+    )]
+    pub custom_platform: Option<String>,
+
     /// Add a label `KEY=VALUE` to the image config. Repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", help_heading = "Build")]
     pub labels: Vec<String>,
@@ -311,6 +320,10 @@ pub struct PlanArgs {
     /// Plan the stage with this name (or index) instead of the last one.
     #[arg(long)]
     pub target: Option<String>,
+
+    /// Target platform `os/arch[/variant]` (default: the host's), as for `kiln build`.
+    #[arg(long = "custom-platform", value_name = "OS/ARCH[/VARIANT]")]
+    pub custom_platform: Option<String>,
 
     /// How to print the plan.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]

@@ -126,6 +126,7 @@ fn touch_spec(files: usize) -> RunSpec {
         env: vec![("PATH".into(), "/bin".into())],
         workdir: "/".into(),
         user: String::new(),
+        ..RunSpec::default()
     }
 }
 

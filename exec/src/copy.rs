@@ -109,6 +109,34 @@ impl CopyError {
     }
 }
 
+/// `--chmod`, as the front end parsed it.
+#[derive(Clone, Copy)]
+pub enum Chmod<'a> {
+    /// Octal: these permission bits.
+    Set(u32),
+    /// Symbolic (`u+x`): a change of the source file's mode.
+    Change(&'a (dyn Fn(u32) -> u32 + Sync)),
+}
+
+impl Chmod<'_> {
+    /// The mode a copied file gets from its source mode.
+    pub fn mode(&self, source_mode: u32) -> u32 {
+        match self {
+            Chmod::Set(mode) => *mode,
+            Chmod::Change(change) => change(source_mode & 0o7777),
+        }
+    }
+}
+
+impl std::fmt::Debug for Chmod<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Chmod::Set(mode) => write!(f, "Set({mode:o})"),
+            Chmod::Change(_) => f.write_str("Change(..)"),
+        }
+    }
+}
+
 /// How files are owned and filtered.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CopyOptions<'a> {
@@ -117,9 +145,15 @@ pub struct CopyOptions<'a> {
     pub chown: Option<(u32, u32)>,
     /// `--chmod`: applied to every copied non-directory; directories keep their mode so that
     /// `--chmod=644` cannot make them untraversable (Kaniko #3166).
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod<'a>>,
     /// `.dockerignore`, only for the build context.
     pub ignore: Option<&'a Dockerignore>,
+    /// `--exclude` patterns, matched against paths relative to each selected source (a file
+    /// source by its own name).
+    pub exclude: Option<&'a Dockerignore>,
+    /// `--parents`: each source lands below the destination at its path relative to the
+    /// source root, or to the part of its pattern after a `/./` marker.
+    pub parents: bool,
     /// `COPY --from`: keep source owners and file capabilities (BuildKit does).
     pub preserve_owner: bool,
 }
@@ -134,9 +168,20 @@ pub fn copy(
     dest: &str,
     options: &CopyOptions<'_>,
 ) -> Result<Changes, CopyError> {
-    let selected = sources::expand(src, sources, options.ignore)?;
+    let mut selected = Vec::new();
+    for pattern in sources {
+        let found = sources::expand(src, std::slice::from_ref(pattern), options.ignore)?;
+        let pivot = parents_pivot(pattern);
+        selected.extend(
+            found
+                .into_iter()
+                .filter(|s| !excluded_by_name(options.exclude, s))
+                .map(|s| (s, pivot.clone())),
+        );
+    }
     let dest_rel = clean(Path::new(dest));
-    let into_dir = dest.ends_with('/')
+    let into_dir = options.parents
+        || dest.ends_with('/')
         || dest.ends_with("/.")
         || sources.len() > 1
         || selected.len() > 1
@@ -149,8 +194,20 @@ pub fn copy(
         links: HashMap::new(),
         batch: Batch::default(),
     };
-    for source in &selected {
-        let base = if FileType::from_raw_mode(source.stat.st_mode) == FileType::Directory {
+    for (source, pivot) in &selected {
+        let is_dir = FileType::from_raw_mode(source.stat.st_mode) == FileType::Directory;
+        let base = if options.parents {
+            let kept = source
+                .selected
+                .strip_prefix(pivot)
+                .unwrap_or(&source.selected);
+            if is_dir {
+                dest_rel.join(kept)
+            } else {
+                let parent = kept.parent().unwrap_or(Path::new(""));
+                dest_rel.join(parent).join(&source.name)
+            }
+        } else if is_dir {
             dest_rel.clone()
         } else if into_dir {
             dest_rel.join(&source.name)
@@ -161,6 +218,22 @@ pub fn copy(
     }
     writer.batch.flush(dest_root)?;
     Ok(writer.changes)
+}
+
+/// `COPY --parents`: the part of a source pattern before its first `/./` is not recreated below
+/// the destination (BuildKit's pivot, `strings.Cut(src, "/./")`); without one the whole relative
+/// path is.
+fn parents_pivot(pattern: &str) -> PathBuf {
+    match pattern.find("/./") {
+        Some(at) => clean(Path::new(&pattern[..at])),
+        None => PathBuf::new(),
+    }
+}
+
+/// A selected source that `--exclude` names itself (a wildcard match, say).
+fn excluded_by_name(exclude: Option<&Dockerignore>, source: &Source) -> bool {
+    exclude
+        .is_some_and(|e| !source.name.is_empty() && e.is_excluded(&source.name.to_string_lossy()))
 }
 
 /// Whether an image path is a directory, following symlinks inside the root.
@@ -229,8 +302,9 @@ impl Writer<'_, '_> {
     fn copy_source(&mut self, src: &RootFs, source: &Source, base: &Path) -> Result<(), CopyError> {
         let mut top = self.open_parent(base)?;
         let ignore = self.options.ignore;
+        let exclude = self.options.exclude;
         let mut stack: Vec<DestDir> = Vec::new();
-        sources::walk(src, source, ignore, &mut |visit| match visit {
+        sources::walk_excluding(src, source, ignore, exclude, &mut |visit| match visit {
             Visit::Enter(entry) => {
                 let dir = if entry.rel.as_os_str().is_empty() {
                     self.enter_top(top.as_ref(), base)?
@@ -393,7 +467,11 @@ impl Writer<'_, '_> {
                     attributes: Attributes::new(
                         stat,
                         self.owner(stat),
-                        Some(self.options.chmod.unwrap_or(stat.st_mode)),
+                        Some(
+                            self.options
+                                .chmod
+                                .map_or(stat.st_mode, |chmod| chmod.mode(stat.st_mode)),
+                        ),
                     ),
                     capabilities: self.options.preserve_owner,
                 };

@@ -63,6 +63,21 @@ pub struct RunSpec {
     pub workdir: String,
     /// The `USER` value (`name`, `uid`, `name:group`, ...), resolved in the root.
     pub user: String,
+    /// The network the command sees.
+    pub network: Network,
+    /// A host directory mounted read-only at `/dev/pipes` (BuildKit puts the script of a
+    /// `RUN <<EOF` that starts with `#!` there); it never reaches the image.
+    pub pipes: Option<PathBuf>,
+}
+
+/// `RUN --network`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// The host's network (`default` and `host`).
+    #[default]
+    Host,
+    /// A fresh network namespace with only the loopback interface, up.
+    None,
 }
 
 /// Why a `RUN` did not succeed.
@@ -136,7 +151,7 @@ pub fn run_with(
     let executable = find_executable(root, program, path_var, workdir)?;
 
     let mut stubs = Stubs::new(root);
-    let outcome = prepare(root, &mut stubs, workdir, &ids).and_then(|(mut plan, report)| {
+    let outcome = prepare(root, &mut stubs, workdir, &ids, spec).and_then(|(mut plan, report)| {
         plan.overlays = overlays
             .iter()
             .map(|mount| (mount.target.clone(), mount.options.clone()))
@@ -230,6 +245,7 @@ fn prepare(
     stubs: &mut Stubs<'_>,
     workdir: &str,
     ids: &crate::users::Ids,
+    spec: &RunSpec,
 ) -> Result<(Plan, io::PipeReader), RunError> {
     let setup = |step: &'static str| move |source: io::Error| RunError::Setup { step, source };
     let host_root = std::fs::canonicalize(root.path()).map_err(setup("resolving the root"))?;
@@ -242,7 +258,16 @@ fn prepare(
     };
     let proc = mount_point("/proc", Kind::Dir)?;
     let dev = match mount_point("/dev", Kind::Dir)? {
-        Some(dir) => Some(dev_plan(dir)?),
+        Some(dir) => Some(dev_plan(dir, spec.pipes.as_deref())?),
+        None if spec.pipes.is_some() => {
+            return Err(RunError::Setup {
+                step: "mounting the heredoc script at /dev/pipes",
+                source: io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the image's /dev cannot be a mount point",
+                ),
+            });
+        }
         None => None,
     };
     let sys = mount_point("/sys", Kind::Dir)?;
@@ -264,6 +289,7 @@ fn prepare(
         sys,
         files,
         hostname: HOSTNAME,
+        network_none: spec.network == Network::None,
         workdir: CString::new(workdir).map_err(|_| nul_error(workdir))?,
         uid: ids.uid,
         gid: ids.gid,
@@ -274,7 +300,7 @@ fn prepare(
     Ok((plan, reader))
 }
 
-fn dev_plan(dir: CString) -> Result<DevPlan, RunError> {
+fn dev_plan(dir: CString, pipes: Option<&Path>) -> Result<DevPlan, RunError> {
     let dir_path = PathBuf::from(OsStr::from_bytes(dir.as_bytes()));
     let in_dev = |name: &str| c_path(&dir_path.join(name));
     let mut nodes = Vec::new();
@@ -288,9 +314,14 @@ fn dev_plan(dir: CString) -> Result<DevPlan, RunError> {
     for (target, name) in DEV_LINKS {
         links.push((c_path(Path::new(target))?, in_dev(name)?));
     }
+    let pipes = match pipes {
+        Some(host) => Some((c_path(host)?, in_dev("pipes")?)),
+        None => None,
+    };
     Ok(DevPlan {
         nodes,
         links,
+        pipes,
         pts: in_dev("pts")?,
         shm: in_dev("shm")?,
         dir,

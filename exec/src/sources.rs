@@ -29,6 +29,9 @@ pub struct Source {
     pub path: PathBuf,
     /// The name it was selected under (a symlink's own name), used as the destination name.
     pub name: OsString,
+    /// The root-relative path it was selected under (before following a symlink), which
+    /// `COPY --parents` recreates below the destination.
+    pub selected: PathBuf,
     /// Metadata of what `path` points to.
     pub stat: Stat,
 }
@@ -151,7 +154,12 @@ fn resolve(root: &RootFs, rel: &Path) -> Result<Option<Source>, CopyError> {
     let stat =
         rustix::fs::fstat(&fd).map_err(|err| CopyError::in_source("stat", rel, err.into()))?;
     let name = rel.file_name().map(OsStr::to_os_string).unwrap_or_default();
-    Ok(Some(Source { path, name, stat }))
+    Ok(Some(Source {
+        path,
+        name,
+        selected: rel.to_path_buf(),
+        stat,
+    }))
 }
 
 fn is_excluded(ignore: Option<&Dockerignore>, rel: &Path) -> bool {
@@ -206,6 +214,18 @@ pub fn walk(
     ignore: Option<&Dockerignore>,
     visit: &mut dyn FnMut(Visit<'_>) -> Result<(), CopyError>,
 ) -> Result<(), CopyError> {
+    walk_excluding(root, source, ignore, None, visit)
+}
+
+/// [`walk`], also leaving out what `exclude` (`COPY --exclude` patterns) matches, by the path
+/// relative to the source being walked.
+pub fn walk_excluding(
+    root: &RootFs,
+    source: &Source,
+    ignore: Option<&Dockerignore>,
+    exclude: Option<&Dockerignore>,
+    visit: &mut dyn FnMut(Visit<'_>) -> Result<(), CopyError>,
+) -> Result<(), CopyError> {
     let (top_parent, top_name) = if source.path.as_os_str().is_empty() {
         let fd = root
             .open_path(
@@ -237,7 +257,8 @@ pub fn walk(
         source.path.clone(),
     )?];
     report_pending(&mut frames, top_parent.as_fd(), visit)?;
-    let has_exceptions = ignore.is_some_and(Dockerignore::has_exceptions);
+    let has_exceptions = ignore.is_some_and(Dockerignore::has_exceptions)
+        || exclude.is_some_and(Dockerignore::has_exceptions);
     while let Some(frame) = frames.last_mut() {
         let next = frame.names.next();
         let Some(name) = next else {
@@ -262,7 +283,7 @@ pub fn walk(
             Err(rustix::io::Errno::NOENT) => continue,
             Err(err) => return Err(CopyError::in_source("stat", &root_path, err.into())),
         };
-        let excluded = is_excluded(ignore, &root_path);
+        let excluded = is_excluded(ignore, &root_path) || is_excluded(exclude, &rel);
         match FileType::from_raw_mode(stat.st_mode) {
             FileType::Socket => {}
             FileType::Directory => {

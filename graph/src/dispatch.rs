@@ -5,18 +5,35 @@
 
 use std::collections::BTreeMap;
 
+use crate::chmod::Chmod;
 use crate::error::Error;
-use crate::expand::{Vars, expand_word, expand_words};
+use crate::expand::{Vars, expand_heredoc, expand_word, expand_words};
 use crate::history;
 use crate::paths;
 use crate::ports;
 use crate::signal;
 use crate::stage::{CopySource, resolve_copy_from};
 use crate::state::ImageState;
-use crate::step::{CopyFrom, CopyStep, RunStep, Step, StepKind};
+use crate::step::{CopyFrom, CopyStep, InlineFile, RunStep, SCRIPT_DIR, Step, StepKind};
 use crate::syntax::{
-    AddInstruction, ArgDecl, CommandLine, CopyInstruction, Instruction, InstructionKind, KeyValue,
+    AddInstruction, ArgDecl, CommandLine, CopyInstruction, Heredoc, Instruction, InstructionKind,
+    KeyValue, RunInstruction, parse_checksum,
 };
+
+/// Docker's predefined proxy ARGs: usable by RUN without an ARG instruction, and kept out of
+/// the history unless the Dockerfile declares them.
+const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
 
 /// What the dispatcher needs to know about the build as a whole.
 #[derive(Debug)]
@@ -156,7 +173,7 @@ impl<'p> StageBuilder<'p> {
     fn outcome(&mut self, kind: &InstructionKind) -> Result<Outcome, String> {
         match kind {
             InstructionKind::From(_) => Err("FROM cannot be dispatched inside a stage".into()),
-            InstructionKind::Run(run) => Ok(self.run(&run.command)),
+            InstructionKind::Run(run) => Ok(self.run(run)),
             InstructionKind::Cmd(cmd) => {
                 let argv = self.command(cmd);
                 self.scope.state.cmd = Some(argv.clone());
@@ -268,10 +285,19 @@ impl<'p> StageBuilder<'p> {
         }
     }
 
-    fn run(&self, cmd: &CommandLine) -> Outcome {
-        let argv = self.command(cmd);
+    fn run(&self, run: &RunInstruction) -> Outcome {
+        let (command, script) = heredoc_command(&run.command, &run.heredocs);
+        let argv = self.command(&command);
         let env = self.scope.env();
         let created_by = history::run(&self.scope.arg_record(&env), &argv);
+        let proxy_env = PROXY_ARGS
+            .iter()
+            .filter(|name| env.var(name).is_none())
+            .filter_map(|name| {
+                let value = self.ctx.build_args.get(*name)?;
+                Some(((*name).to_owned(), value.clone()))
+            })
+            .collect();
         let run = RunStep {
             argv,
             env,
@@ -282,6 +308,11 @@ impl<'p> StageBuilder<'p> {
                 .working_dir
                 .clone()
                 .unwrap_or_else(|| "/".to_owned()),
+            proxy_env,
+            script,
+            mounts: run.mounts.clone(),
+            network: run.network.unwrap_or_default(),
+            security: run.security.unwrap_or_default(),
         };
         Outcome {
             kind: StepKind::Run(run),
@@ -366,14 +397,20 @@ impl<'p> StageBuilder<'p> {
             None => CopyFrom::Context,
             Some(value) => self.copy_from(value)?,
         };
-        self.copy_like(
+        self.copy_like(CopyArgs {
             from,
-            false,
-            copy.chown.as_deref(),
-            copy.chmod.as_deref(),
-            &copy.sources,
-            &copy.dest,
-        )
+            add: false,
+            chown: copy.chown.as_deref(),
+            chmod: copy.chmod.as_deref(),
+            link: copy.link,
+            parents: copy.parents,
+            excludes: &copy.excludes,
+            checksum: None,
+            keep_git_dir: false,
+            sources: &copy.sources,
+            heredocs: &copy.heredocs,
+            dest: &copy.dest,
+        })
     }
 
     fn copy_from(&self, value: &str) -> Result<CopyFrom, String> {
@@ -396,65 +433,105 @@ impl<'p> StageBuilder<'p> {
     }
 
     fn add(&self, add: &AddInstruction) -> Result<Outcome, String> {
-        self.copy_like(
-            CopyFrom::Context,
-            true,
-            add.chown.as_deref(),
-            add.chmod.as_deref(),
-            &add.sources,
-            &add.dest,
-        )
+        self.copy_like(CopyArgs {
+            from: CopyFrom::Context,
+            add: true,
+            chown: add.chown.as_deref(),
+            chmod: add.chmod.as_deref(),
+            link: add.link,
+            parents: false,
+            excludes: &add.excludes,
+            checksum: add.checksum.as_deref(),
+            keep_git_dir: add.keep_git_dir.unwrap_or(false),
+            sources: &add.sources,
+            heredocs: &add.heredocs,
+            dest: &add.dest,
+        })
     }
 
-    fn copy_like(
-        &self,
-        from: CopyFrom,
-        add: bool,
-        chown: Option<&str>,
-        chmod: Option<&str>,
-        raw_sources: &[String],
-        raw_dest: &str,
-    ) -> Result<Outcome, String> {
-        let keyword = if add { "ADD" } else { "COPY" };
-        let sources = raw_sources
+    fn copy_like(&self, args: CopyArgs<'_>) -> Result<Outcome, String> {
+        let keyword = if args.add { "ADD" } else { "COPY" };
+        let sources = args
+            .sources
             .iter()
             .map(|s| self.expand(s))
             .collect::<Result<Vec<_>, _>>()?;
-        for (raw, src) in raw_sources.iter().zip(&sources) {
+        for (raw, src) in args.sources.iter().zip(&sources) {
             if src.is_empty() {
                 return Err(format!("{keyword} source {raw:?} expands to an empty path"));
             }
-            if add && is_remote(src) {
+            if args.add && is_remote(src) {
                 return Err(format!(
                     "ADD {src}: remote sources (URLs, git) are not supported yet; download with RUN or COPY a local file"
                 ));
             }
         }
-        let dest_word = self.expand(raw_dest)?;
-        let chown = chown
+        let checksum = args.checksum.map(|c| self.expand(c)).transpose()?;
+        if let Some(checksum) = &checksum {
+            parse_checksum(checksum)?;
+            return Err(format!(
+                "ADD --checksum={checksum}: checksum can't be specified for non-HTTP(S) sources; it verifies downloads, and local files are already content-addressed"
+            ));
+        }
+        let env = self.scope.env();
+        let contents = args
+            .heredocs
+            .iter()
+            .map(|doc| {
+                let data = doc.data();
+                let data = if doc.expand {
+                    expand_heredoc(&data, &env)
+                        .map_err(|e| format!("{e} (in heredoc {:?})", doc.name))?
+                } else {
+                    data
+                };
+                Ok(InlineFile {
+                    name: doc.name.clone(),
+                    data,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let excludes = args
+            .excludes
+            .iter()
+            .map(|e| self.expand(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dest_word = self.expand(args.dest)?;
+        let chown = args
+            .chown
             .map(|c| self.expand(c))
             .transpose()?
             .filter(|c| !c.is_empty());
-        let chmod_text = chmod
+        let chmod_text = args
+            .chmod
             .map(|c| self.expand(c))
             .transpose()?
             .filter(|c| !c.is_empty());
-        let chmod = chmod_text.as_deref().map(parse_chmod).transpose()?;
+        let chmod = chmod_text.as_deref().map(Chmod::parse).transpose()?;
         let workdir = self.scope.state.working_dir.as_deref().unwrap_or("/");
+        let mut listed = sources.clone();
+        listed.extend(contents.iter().map(|c| format!("<<{}", c.name)));
         let created_by = history::copy(
-            add,
+            args.add,
+            args.parents,
             chown.as_deref(),
             chmod_text.as_deref(),
-            &sources,
+            &listed,
             &dest_word,
         );
         let step = CopyStep {
-            from,
+            from: args.from,
             sources,
+            contents,
             dest: paths::resolve_dest(workdir, &dest_word),
             chown,
             chmod,
-            add,
+            add: args.add,
+            link: args.link,
+            parents: args.parents,
+            excludes,
+            checksum,
+            keep_git_dir: args.keep_git_dir,
         };
         Ok(Outcome {
             kind: StepKind::Copy(step),
@@ -464,18 +541,55 @@ impl<'p> StageBuilder<'p> {
     }
 }
 
+/// What COPY and ADD have in common, unexpanded.
+struct CopyArgs<'a> {
+    from: CopyFrom,
+    add: bool,
+    chown: Option<&'a str>,
+    chmod: Option<&'a str>,
+    link: bool,
+    parents: bool,
+    excludes: &'a [String],
+    checksum: Option<&'a str>,
+    keep_git_dir: bool,
+    sources: &'a [String],
+    heredocs: &'a [Heredoc],
+    dest: &'a str,
+}
+
+/// BuildKit's `dispatchRun` for heredocs: a command that is exactly one heredoc marker runs
+/// its body (the script file in [`SCRIPT_DIR`] when it starts with `#!`); any other command
+/// gets its bodies appended after it so that the shell reads them as real heredocs.
+fn heredoc_command(
+    command: &CommandLine,
+    heredocs: &[Heredoc],
+) -> (CommandLine, Option<InlineFile>) {
+    let (CommandLine::Shell(text), Some(first)) = (command, heredocs.first()) else {
+        return (command.clone(), None);
+    };
+    if crate::syntax::is_heredoc_marker(text) {
+        let data = first.data();
+        if data.starts_with("#!") {
+            let path = format!("{SCRIPT_DIR}/{}", first.name);
+            let script = InlineFile {
+                name: first.name.clone(),
+                data,
+            };
+            return (CommandLine::Shell(path), Some(script));
+        }
+        return (CommandLine::Shell(data), None);
+    }
+    let mut full = text.clone();
+    for doc in heredocs {
+        full.push('\n');
+        full.push_str(&doc.content);
+        full.push_str(&doc.name);
+    }
+    (CommandLine::Shell(full), None)
+}
+
 fn is_remote(src: &str) -> bool {
     ["http://", "https://", "git://", "git@", "ssh://"]
         .iter()
         .any(|p| src.starts_with(p))
-}
-
-/// `--chmod` takes an octal mode up to 07777 (symbolic modes are refused for now).
-fn parse_chmod(text: &str) -> Result<u32, String> {
-    match u32::from_str_radix(text, 8) {
-        Ok(mode) if mode <= 0o7777 => Ok(mode),
-        _ => Err(format!(
-            "invalid chmod parameter: '{text}'. it should be an octal string between 0 and 07777 (symbolic modes are not supported yet)"
-        )),
-    }
 }

@@ -74,6 +74,17 @@ pub fn expand_words(text: &str, escape: char, vars: &dyn Vars) -> Result<Vec<Str
     Ok(out.finish())
 }
 
+/// Expands variables in a heredoc body as BuildKit does for COPY/ADD heredocs
+/// (`SkipProcessQuotes`): quotes are ordinary characters, `$VAR` and the braced forms are
+/// substituted, and `\` still escapes the next character.
+pub fn expand_heredoc(body: &str, vars: &dyn Vars) -> Result<String, ExpandError> {
+    let mut lexer = Lexer::new(body, '\\', vars);
+    lexer.skip_quotes = true;
+    let mut out = Out::new(false);
+    lexer.process(None, &mut out)?;
+    Ok(out.cur)
+}
+
 /// Accumulates expansion output, optionally splitting it into words.
 struct Out {
     split: bool,
@@ -138,6 +149,8 @@ struct Lexer<'a> {
     /// Whether escape characters are kept in the output (while reading a pattern or a
     /// replacement, where BuildKit keeps them so the pattern can use `\*` and friends).
     raw_escapes: bool,
+    /// Whether quotes are plain characters (heredoc bodies).
+    skip_quotes: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -148,6 +161,7 @@ impl<'a> Lexer<'a> {
             escape,
             vars,
             raw_escapes: false,
+            skip_quotes: false,
         }
     }
 
@@ -170,6 +184,7 @@ impl<'a> Lexer<'a> {
             }
             self.pos += 1;
             match c {
+                '\'' | '"' if self.skip_quotes => out.literal(c),
                 '\'' => {
                     let s = self.single_quoted()?;
                     out.quoted(&s);
@@ -688,6 +703,15 @@ mod tests {
         assert_eq!(
             expand_word("C:\\dir`$A", '`', &vars()).as_deref(),
             Ok("C:\\dir$A")
+        );
+    }
+
+    #[test]
+    fn heredoc_bodies_keep_quotes_and_expand_variables() {
+        let vars = vec![("A".to_owned(), "1".to_owned())];
+        assert_eq!(
+            expand_heredoc("echo '$A' \"${A:-x}\" \\$A\n", &vars),
+            Ok("echo '1' \"1\" $A\n".to_owned())
         );
     }
 

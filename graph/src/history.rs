@@ -23,15 +23,20 @@ pub(crate) fn run(args: &[(String, String)], argv: &[String]) -> String {
     format!("RUN {}{LAYER_SUFFIX}", parts.join(" "))
 }
 
-/// `COPY --chown=u --chmod=644 a b /dst/ # buildkit` (BuildKit omits `--from`).
+/// `COPY --parents --chown=u --chmod=644 a b <<EOF /dst/ # buildkit` (BuildKit omits `--from`,
+/// `--link` and `--exclude`; heredoc sources come after path sources).
 pub(crate) fn copy(
     add: bool,
+    parents: bool,
     chown: Option<&str>,
     chmod: Option<&str>,
     sources: &[String],
     dest: &str,
 ) -> String {
     let mut out = String::from(if add { "ADD" } else { "COPY" });
+    if parents {
+        out.push_str(" --parents");
+    }
     if let Some(c) = chown {
         let _ = write!(out, " --chown={c}");
     }
@@ -172,11 +177,11 @@ mod tests {
     #[test]
     fn copy_entries_keep_chown_and_chmod_but_not_from() {
         assert_eq!(
-            copy(false, None, None, &v(&["a.txt"]), "/app/"),
+            copy(false, false, None, None, &v(&["a.txt"]), "/app/"),
             "COPY a.txt /app/ # buildkit"
         );
         assert_eq!(
-            copy(true, Some("1:1"), Some("755"), &v(&["a", "b"]), "d"),
+            copy(true, false, Some("1:1"), Some("755"), &v(&["a", "b"]), "d"),
             "ADD --chown=1:1 --chmod=755 a b d # buildkit"
         );
     }

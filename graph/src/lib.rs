@@ -6,15 +6,17 @@
 //! content-addressed [`NodeKey`]s. The crate performs no I/O: the caller supplies base-image
 //! configs and content digests.
 //!
-//! Anything kiln does not implement yet (heredocs, `RUN --mount`, `ADD <url>`, ...) is an
+//! Anything kiln does not implement yet (`ADD <url>`, executing `RUN --mount`, ...) is an
 //! error that names the instruction and its position, never a silently skipped step.
 
+mod chmod;
 mod dispatch;
 mod duration;
 mod error;
 mod expand;
 mod history;
 mod key;
+mod mount;
 mod paths;
 mod plan;
 #[cfg(test)]
@@ -28,15 +30,17 @@ mod state;
 mod step;
 mod syntax;
 
+pub use chmod::Chmod;
 pub use error::{Error, Span};
 pub use expand::{ExpandError, Vars, expand_word, expand_words};
 pub use key::{KEY_SCHEME, KeyInputs, NodeKey};
+pub use mount::{Mount, NetworkMode, SecurityMode, Sharing};
 pub use plan::{BaseRef, Plan, Stage};
-pub use planner::{PlanOptions, Planner};
+pub use planner::{ImagePull, PlanOptions, Planner};
 pub use platform::Platform;
 pub use state::{DEFAULT_PATH, Healthcheck, ImageState};
-pub use step::{CopyFrom, CopyStep, RunStep, Step, StepId, StepKind};
+pub use step::{CopyFrom, CopyStep, InlineFile, RunStep, SCRIPT_DIR, Step, StepId, StepKind};
 pub use syntax::{
     AddInstruction, ArgDecl, CommandLine, CopyInstruction, Directives, Dockerfile, FromInstruction,
-    Instruction, InstructionKind, KeyValue, RunInstruction, parse,
+    Heredoc, Instruction, InstructionKind, KeyValue, RunInstruction, parse,
 };

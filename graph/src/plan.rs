@@ -5,6 +5,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::error::Error;
 use crate::key::{KeyBuilder, KeyInputs, NodeKey};
+use crate::mount::{NetworkMode, SecurityMode};
 use crate::platform::Platform;
 use crate::state::ImageState;
 use crate::step::{CopyFrom, Step, StepId, StepKind};
@@ -29,6 +30,9 @@ pub struct Stage {
     pub dockerfile_index: usize,
     /// Lowercased `AS` name.
     pub name: Option<String>,
+    /// The platform the stage is built for: the target, or the build platform for a
+    /// `FROM --platform=$BUILDPLATFORM` stage.
+    pub platform: Platform,
     /// What the stage starts from.
     pub base: BaseRef,
     /// Config the first step starts from: the base's, with PATH ensured and ONBUILD triggers
@@ -264,6 +268,21 @@ impl Plan {
                         .into_iter(),
                 );
                 b.opt_str(run.user.as_deref()).str(&run.workdir);
+                // Later inputs are framed after a tag, and only when they are not the default,
+                // so keys of steps that do not use them are unchanged.
+                if let Some(script) = &run.script {
+                    b.str("script").str(&script.name).str(&script.data);
+                }
+                if run.network != NetworkMode::Default {
+                    b.str("network").str(run.network.as_str());
+                }
+                if run.security != SecurityMode::Sandbox {
+                    b.str("security").str(run.security.as_str());
+                }
+                if !run.mounts.is_empty() {
+                    let mounts: Vec<String> = run.mounts.iter().map(ToString::to_string).collect();
+                    b.str("mounts").strs(mounts.iter().map(String::as_str));
+                }
             }
             StepKind::Copy(copy) => {
                 b = KeyBuilder::new("copy");
@@ -284,8 +303,21 @@ impl Plan {
                 b.strs(copy.sources.iter().map(String::as_str))
                     .str(&copy.dest)
                     .opt_str(copy.chown.as_deref());
-                b.opt_str(copy.chmod.map(|m| format!("{m:o}")).as_deref())
+                b.opt_str(copy.chmod.as_ref().map(ToString::to_string).as_deref())
                     .bytes(&[u8::from(copy.add)]);
+                if !copy.contents.is_empty() {
+                    b.str("contents");
+                    for file in &copy.contents {
+                        b.str(&file.name).str(&file.data);
+                    }
+                }
+                if copy.parents {
+                    b.str("parents");
+                }
+                if !copy.excludes.is_empty() {
+                    b.str("excludes")
+                        .strs(copy.excludes.iter().map(String::as_str));
+                }
             }
             StepKind::Workdir { path, user } => {
                 b = KeyBuilder::new("workdir");

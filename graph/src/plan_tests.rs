@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    BaseRef, CopyFrom, CopyStep, DEFAULT_PATH, Error, ImageState, KeyInputs, Plan, PlanOptions,
-    Planner, Platform, StepId, StepKind, parse,
+    BaseRef, Chmod, CopyFrom, CopyStep, DEFAULT_PATH, Error, ImageState, KeyInputs, Plan,
+    PlanOptions, Planner, Platform, StepId, StepKind, parse,
 };
 
 fn amd64() -> Platform {
@@ -23,6 +23,7 @@ fn options(build_args: &[(&str, &str)], target: Option<&str>) -> PlanOptions {
             .collect(),
         target: target.map(str::to_owned),
         platform: amd64(),
+        build_platform: amd64(),
     }
 }
 
@@ -175,8 +176,9 @@ fn platform_args_are_global_and_need_declaring_in_a_stage() {
         build_args: vec![],
         target: None,
         platform,
+        build_platform: amd64(),
     };
-    let src = "FROM base-$TARGETARCH\nRUN a\nARG TARGETARCH TARGETPLATFORM TARGETVARIANT\nRUN b";
+    let src = "FROM base-$TARGETARCH\nRUN a\nARG TARGETARCH TARGETPLATFORM TARGETVARIANT BUILDARCH\nRUN b";
     let p = plan_with(src, opts, &ImageState::default()).expect("plans");
     assert_eq!(p.stages[0].base, BaseRef::Image("base-arm64".into()));
     assert_eq!(env_of(&run_env(&p, 0), "TARGETARCH"), None);
@@ -187,10 +189,129 @@ fn platform_args_are_global_and_need_declaring_in_a_stage() {
         Some("linux/arm64/v8")
     );
     assert_eq!(env_of(&env, "TARGETVARIANT").as_deref(), Some("v8"));
+    assert_eq!(env_of(&env, "BUILDARCH").as_deref(), Some("amd64"));
     let p = plan("FROM scratch AS first\nFROM scratch AS Last\nARG TARGETSTAGE\nRUN x");
     assert_eq!(
         env_of(&run_env(&p, 1), "TARGETSTAGE").as_deref(),
         Some("last")
+    );
+}
+
+#[test]
+fn proxy_args_reach_run_without_arg_but_not_history_or_config() {
+    let p = plan_with(
+        "FROM scratch\nRUN a\nARG no_proxy\nRUN b",
+        options(
+            &[
+                ("HTTP_PROXY", "http://p:3128"),
+                ("no_proxy", "x"),
+                ("OTHER", "1"),
+            ],
+            None,
+        ),
+        &ImageState::default(),
+    )
+    .expect("plans");
+    let steps = target_steps(&p);
+    let StepKind::Run(first) = &steps[0].kind else {
+        panic!("not a RUN")
+    };
+    assert_eq!(
+        first.proxy_env,
+        [
+            ("HTTP_PROXY".to_owned(), "http://p:3128".to_owned()),
+            ("no_proxy".to_owned(), "x".to_owned())
+        ]
+    );
+    assert!(
+        !steps[0].created_by.contains("proxy"),
+        "{}",
+        steps[0].created_by
+    );
+    assert!(
+        !steps[0].created_by.contains("PROXY"),
+        "{}",
+        steps[0].created_by
+    );
+    assert!(steps.iter().all(|s| {
+        s.state
+            .env
+            .iter()
+            .all(|(k, _)| !k.contains("roxy") && !k.contains("ROXY"))
+    }));
+    // Declared with ARG, it is an ordinary ARG: in the env and recorded in the history.
+    assert_eq!(
+        steps[2].created_by,
+        "RUN |1 no_proxy=x /bin/sh -c b # buildkit"
+    );
+    let StepKind::Run(second) = &steps[2].kind else {
+        panic!("not a RUN")
+    };
+    assert_eq!(
+        second.proxy_env,
+        [("HTTP_PROXY".to_owned(), "http://p:3128".to_owned())]
+    );
+}
+
+#[test]
+fn heredoc_runs_and_copies_follow_buildkit() {
+    let p = plan_with(
+        "FROM scratch\nARG A=1\nRUN <<EOF\necho $A\nEOF\nRUN <<EOF\n#!/bin/sh\necho hi\nEOF\nRUN cat <<-X > f\n\tone\n\tX\nCOPY --chmod=u+x <<one <<'two' /d/\n$A \"$A\"\none\n$A\ntwo\n",
+        options(&[], None),
+        &ImageState::default(),
+    )
+    .expect("plans");
+    let steps = target_steps(&p);
+    let argv = |i: usize| match &steps[i].kind {
+        StepKind::Run(r) => (r.argv.clone(), r.script.clone()),
+        _ => panic!("not a RUN"),
+    };
+    assert_eq!(argv(1).0, ["/bin/sh", "-c", "echo $A\n"]);
+    let (script_argv, script) = argv(2);
+    assert_eq!(script_argv, ["/bin/sh", "-c", "/dev/pipes/EOF"]);
+    assert_eq!(
+        script.map(|s| s.data).as_deref(),
+        Some("#!/bin/sh\necho hi\n")
+    );
+    assert_eq!(argv(3).0, ["/bin/sh", "-c", "cat <<-X > f\n\tone\nX"]);
+    let StepKind::Copy(copy) = &steps[4].kind else {
+        panic!("not a COPY")
+    };
+    let files: Vec<(&str, &str)> = copy
+        .contents
+        .iter()
+        .map(|f| (f.name.as_str(), f.data.as_str()))
+        .collect();
+    assert_eq!(files, [("one", "1 \"1\"\n"), ("two", "$A\n")]);
+    assert_eq!(
+        steps[4].created_by,
+        "COPY --chmod=u+x <<one <<two /d/ # buildkit"
+    );
+}
+
+#[test]
+fn a_failing_expansion_in_a_heredoc_names_the_heredoc_and_its_line() {
+    let e = plan_err(
+        "FROM scratch\n\n ADD <<conf /etc/app.conf\nkey=${KEY:?must be set}\nconf\n",
+        options(&[], None),
+    );
+    assert_eq!((e.line(), e.column()), (3, 2));
+    assert!(e.message.contains("KEY: must be set"), "{e}");
+    assert!(e.message.contains("in heredoc \"conf\""), "{e}");
+}
+
+#[test]
+fn add_checksum_on_a_local_source_is_refused_at_its_line() {
+    let sum = format!("sha256:{}", "0".repeat(64));
+    let e = plan_err(
+        &format!("FROM scratch\n\n  ADD --checksum={sum} local.tgz /x"),
+        options(&[], None),
+    );
+    assert_eq!((e.line(), e.column()), (3, 3));
+    assert!(
+        e.message
+            .contains("checksum can't be specified for non-HTTP(S) sources"),
+        "{e}"
     );
 }
 
@@ -350,23 +471,27 @@ fn expose_accumulates_ports_ranges_and_protocols() {
 #[test]
 fn copy_destinations_chmod_and_add_rules() {
     let p = plan("FROM scratch\nWORKDIR /app\nCOPY --chmod=0755 a .\nCOPY b sub/\nCOPY c /abs");
-    let dests: Vec<(String, Option<u32>)> = target_steps(&p)
+    let dests: Vec<(String, Option<Chmod>)> = target_steps(&p)
         .iter()
         .filter_map(|s| match &s.kind {
-            StepKind::Copy(c) => Some((c.dest.clone(), c.chmod)),
+            StepKind::Copy(c) => Some((c.dest.clone(), c.chmod.clone())),
             _ => None,
         })
         .collect();
     assert_eq!(
         dests,
         vec![
-            ("/app/".into(), Some(0o755)),
+            ("/app/".into(), Some(Chmod::Octal(0o755))),
             ("/app/sub/".into(), None),
             ("/abs".into(), None)
         ]
     );
-    let e = plan_err("FROM scratch\nCOPY --chmod=u+x a b", options(&[], None));
-    assert!(e.message.contains("invalid chmod parameter"), "{e}");
+    let e = plan_err(
+        "FROM scratch\nARG M=u+q\nCOPY --chmod=$M a b",
+        options(&[], None),
+    );
+    assert_eq!((e.line(), e.column()), (3, 1));
+    assert!(e.message.contains("invalid chmod parameter: 'u+q'"), "{e}");
     let e = plan_err("FROM scratch\n\nADD https://x/y.tgz /y", options(&[], None));
     assert_eq!(e.line(), 3);
     assert!(e.message.contains("remote sources"), "{e}");
@@ -499,6 +624,56 @@ fn stage_errors_name_the_line() {
         assert_eq!(e.line(), *line, "{src}: {e}");
         assert!(e.message.contains(msg), "{src}: got {:?}", e.message);
     }
+}
+
+#[test]
+fn from_build_platform_stages_are_pulled_for_the_build_platform() {
+    let arm = Platform {
+        os: "linux".into(),
+        architecture: "arm64".into(),
+        variant: None,
+    };
+    let df = parse(
+        "FROM --platform=$BUILDPLATFORM golang AS build\nARG TARGETARCH\nRUN go build\nFROM golang\nCOPY --from=build /out /out",
+        "Dockerfile",
+    )
+    .unwrap();
+    let planner = Planner::new(
+        &df,
+        PlanOptions {
+            platform: arm.clone(),
+            build_platform: amd64(),
+            ..options(&[], None)
+        },
+    )
+    .unwrap();
+    let pulls = planner.image_pulls();
+    let summary: Vec<(&str, &str, String)> = pulls
+        .iter()
+        .map(|p| (p.key.as_str(), p.reference.as_str(), p.platform.to_string()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("golang (linux/amd64)", "golang", "linux/amd64".to_owned()),
+            ("golang", "golang", "linux/arm64".to_owned())
+        ]
+    );
+    let bases = planner
+        .external_images()
+        .into_iter()
+        .map(|i| (i, ImageState::default()))
+        .collect();
+    let p = planner.plan(&bases).unwrap();
+    assert_eq!(p.stages[0].platform, amd64());
+    assert_eq!(p.stages[1].platform, arm);
+    let StepKind::Run(run) = &p.stages[0].steps[1].kind else {
+        panic!("not a RUN")
+    };
+    assert!(
+        run.env
+            .contains(&("TARGETARCH".to_owned(), "arm64".to_owned()))
+    );
 }
 
 #[test]

@@ -18,8 +18,41 @@ pub struct PlanOptions {
     pub build_args: Vec<(String, String)>,
     /// Stage to build (case-insensitive name); `None` builds the last stage.
     pub target: Option<String>,
-    /// Target platform, also exposed as the automatic `TARGET*`/`BUILD*` ARGs.
+    /// Target platform (`--custom-platform`, else the host's): base images are selected for
+    /// it and it is exposed as the automatic `TARGET*` ARGs.
     pub platform: Platform,
+    /// The platform kiln runs on, exposed as the automatic `BUILD*` ARGs.
+    pub build_platform: Platform,
+}
+
+/// One external image to pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePull {
+    /// The name the plan uses for it ([`Planner::external_images`]).
+    pub key: String,
+    /// The image reference as written in the Dockerfile.
+    pub reference: String,
+    /// The platform to select from an image index.
+    pub platform: Platform,
+}
+
+/// The key of a base image: its reference, qualified with the platform when that is not the
+/// target (the same image can be a base for both).
+fn base_key(reference: &str, platform: &Platform, target: &Platform) -> String {
+    if platform == target {
+        reference.to_owned()
+    } else {
+        format!("{reference} ({platform})")
+    }
+}
+
+/// The reference inside a [`base_key`].
+fn base_reference(key: &str, platform: &Platform, target: &Platform) -> String {
+    if platform == target {
+        return key.to_owned();
+    }
+    let suffix = format!(" ({platform})");
+    key.strip_suffix(&suffix).unwrap_or(key).to_owned()
 }
 
 /// Stage structure of a Dockerfile, resolved far enough to tell which images it needs.
@@ -62,7 +95,12 @@ impl<'a> Planner<'a> {
             Some(t) => t.to_ascii_lowercase(),
             None => last_name.unwrap_or_default(),
         };
-        let mut globals = platform_args(&options.platform, &build_args, &target_name);
+        let mut globals = platform_args(
+            &options.platform,
+            &options.build_platform,
+            &build_args,
+            &target_name,
+        );
         for inst in prelude {
             let InstructionKind::Arg(decls) = &inst.kind else {
                 return Err(at(
@@ -83,7 +121,13 @@ impl<'a> Planner<'a> {
                 set(&mut globals, &decl.name, value);
             }
         }
-        let stages = declare_stages(df, rest, &globals, &options.platform)?;
+        let stages = declare_stages(
+            df,
+            rest,
+            &globals,
+            &options.platform,
+            &options.build_platform,
+        )?;
         let target = match &options.target {
             None => stages.len() - 1,
             Some(name) => stages
@@ -106,18 +150,34 @@ impl<'a> Planner<'a> {
     }
 
     /// Images (other than `scratch` and earlier stages) the build needs, each once: FROM bases
-    /// and `COPY --from=<image>`; only for stages the target needs.
+    /// and `COPY --from=<image>`; only for stages the target needs. Each is named by its key:
+    /// the reference as written, or `reference (os/arch)` for a base pulled for the build
+    /// platform rather than the target (see [`Planner::image_pulls`]).
     pub fn external_images(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
+        self.image_pulls().into_iter().map(|p| p.key).collect()
+    }
+
+    /// What to pull for each of [`Planner::external_images`]: reference and platform.
+    pub fn image_pulls(&self) -> Vec<ImagePull> {
+        let mut out: Vec<ImagePull> = Vec::new();
         for &i in &self.needed {
             let stage = &self.stages[i];
             let base = match &stage.base {
-                DeclBase::Image(r) => Some(r),
+                DeclBase::Image(key) => Some(ImagePull {
+                    key: key.clone(),
+                    reference: base_reference(key, &stage.platform, &self.platform),
+                    platform: stage.platform.clone(),
+                }),
                 _ => None,
             };
-            for image in base.into_iter().chain(&stage.copy_images) {
-                if !out.contains(image) {
-                    out.push(image.clone());
+            let copies = stage.copy_images.iter().map(|r| ImagePull {
+                key: r.clone(),
+                reference: r.clone(),
+                platform: self.platform.clone(),
+            });
+            for pull in base.into_iter().chain(copies) {
+                if !out.iter().any(|p| p.key == pull.key) {
+                    out.push(pull);
                 }
             }
         }
@@ -193,6 +253,7 @@ impl<'a> Planner<'a> {
                 index: pos,
                 dockerfile_index: index,
                 name: decl.name.clone(),
+                platform: decl.platform.clone(),
                 base,
                 base_state: state,
                 steps,
@@ -225,22 +286,23 @@ fn set(vars: &mut Vec<(String, String)>, key: &str, value: String) {
     }
 }
 
-/// BuildKit's automatic platform ARGs. kiln builds natively, so BUILD* equals TARGET*.
+/// BuildKit's automatic platform ARGs: in the global scope (FROM lines, and a stage's `ARG
+/// TARGETARCH` without a default), never visible in a stage without an ARG.
 fn platform_args(
     p: &Platform,
+    build: &Platform,
     build_args: &BTreeMap<String, String>,
     target: &str,
 ) -> Vec<(String, String)> {
-    let variant = p.variant.clone().unwrap_or_default();
     let defaults = [
-        ("BUILDPLATFORM", p.to_string()),
-        ("BUILDOS", p.os.clone()),
-        ("BUILDARCH", p.architecture.clone()),
-        ("BUILDVARIANT", variant.clone()),
+        ("BUILDPLATFORM", build.to_string()),
+        ("BUILDOS", build.os.clone()),
+        ("BUILDARCH", build.architecture.clone()),
+        ("BUILDVARIANT", build.variant.clone().unwrap_or_default()),
         ("TARGETPLATFORM", p.to_string()),
         ("TARGETOS", p.os.clone()),
         ("TARGETARCH", p.architecture.clone()),
-        ("TARGETVARIANT", variant),
+        ("TARGETVARIANT", p.variant.clone().unwrap_or_default()),
         ("TARGETSTAGE", target.to_owned()),
     ];
     defaults
@@ -254,6 +316,7 @@ fn declare_stages<'a>(
     instructions: &'a [Instruction],
     globals: &[(String, String)],
     platform: &Platform,
+    build: &Platform,
 ) -> Result<Vec<StageDecl<'a>>, Error> {
     let starts: Vec<usize> = instructions
         .iter()
@@ -268,9 +331,10 @@ fn declare_stages<'a>(
         let InstructionKind::From(from) = &from_inst.kind else {
             continue;
         };
-        if let Some(raw) = &from.platform {
-            check_platform(df, from_inst, raw, globals, platform)?;
-        }
+        let stage_platform = match &from.platform {
+            Some(raw) => check_platform(df, from_inst, raw, globals, platform, build)?,
+            None => platform.clone(),
+        };
         let image = expand(df, from_inst, &from.image, &globals)?;
         if image.is_empty() {
             return Err(at(
@@ -287,7 +351,7 @@ fn declare_stages<'a>(
         {
             Some(i) => DeclBase::Stage(i),
             None if lower == "scratch" => DeclBase::Scratch,
-            None => DeclBase::Image(image),
+            None => DeclBase::Image(base_key(&image, &stage_platform, platform)),
         };
         if let Some(name) = &from.name
             && let Some(prev) = stages
@@ -304,6 +368,7 @@ fn declare_stages<'a>(
             index,
             name: from.name.clone(),
             base,
+            platform: stage_platform,
             from: from_inst,
             body: &instructions[start + 1..end],
             copy_stages: Vec::new(),
@@ -326,27 +391,33 @@ fn declare_stages<'a>(
     Ok(stages)
 }
 
-/// `FROM --platform` is honoured only when it names the target platform: kiln does not
-/// cross-build or emulate yet, and silently building for the wrong platform is worse.
+/// `FROM --platform` is honoured when it names the target platform or the build platform (the
+/// cross-compiling pattern `FROM --platform=$BUILDPLATFORM`); any other platform would need
+/// emulation, and silently building for the wrong platform is worse. Returns the stage's
+/// platform.
 fn check_platform(
     df: &Dockerfile,
     inst: &Instruction,
     raw: &str,
     globals: &[(String, String)],
     target: &Platform,
-) -> Result<(), Error> {
+    build: &Platform,
+) -> Result<Platform, Error> {
     let value = expand(df, inst, raw, &globals)?;
     let requested: Platform = value
         .parse()
         .map_err(|e: String| at(df, inst, format!("FROM --platform: {e}")))?;
     if requested.matches(target) {
-        return Ok(());
+        return Ok(target.clone());
+    }
+    if requested.matches(build) {
+        return Ok(build.clone());
     }
     Err(at(
         df,
         inst,
         format!(
-            "FROM --platform={value} differs from the target platform {target}; building for another platform is not supported yet"
+            "FROM --platform={value} differs from the target platform {target}; building for another platform is not supported yet (kiln does not emulate): use --custom-platform={value}, or $BUILDPLATFORM to run the stage natively"
         ),
     ))
 }

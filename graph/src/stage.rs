@@ -1,6 +1,7 @@
 //! Stage declarations: the FROM line, its resolved base and the instructions of each stage,
 //! before any base image config is known.
 
+use crate::platform::Platform;
 use crate::syntax::Instruction;
 
 /// What a stage builds on, by Dockerfile stage index.
@@ -24,6 +25,8 @@ pub(crate) struct StageDecl<'a> {
     pub index: usize,
     pub name: Option<String>,
     pub base: DeclBase,
+    /// `FROM --platform`, resolved: the target, or the build platform.
+    pub platform: Platform,
     pub from: &'a Instruction,
     pub body: &'a [Instruction],
     /// Stages this one copies from (Dockerfile indexes).

@@ -1,6 +1,8 @@
 //! One planned step: what to execute (fully expanded) and the image config after it.
 
+use crate::chmod::Chmod;
 use crate::key::NodeKey;
+use crate::mount::{Mount, NetworkMode, SecurityMode};
 use crate::state::ImageState;
 
 /// Identifies a step: position of its stage in [`crate::Plan::stages`] and of the step in it.
@@ -73,7 +75,31 @@ pub struct RunStep {
     pub user: Option<String>,
     /// Absolute working directory.
     pub workdir: String,
+    /// Proxy build args (`HTTP_PROXY`, ...) given without an ARG: in the process environment,
+    /// as Docker does, but kept out of the history, the image config and the node key.
+    pub proxy_env: Vec<(String, String)>,
+    /// A `RUN <<EOF` script starting with `#!`: mounted read-only at `/dev/pipes/<name>`
+    /// (mode 0755) and run by path, as BuildKit does.
+    pub script: Option<InlineFile>,
+    /// `--mount` flags (executing them is not implemented yet).
+    pub mounts: Vec<Mount>,
+    /// `--network`.
+    pub network: NetworkMode,
+    /// `--security`.
+    pub security: SecurityMode,
 }
+
+/// A file whose content is written in the Dockerfile (a heredoc), expanded when it should be.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct InlineFile {
+    /// File name (the heredoc's delimiter).
+    pub name: String,
+    /// Content.
+    pub data: String,
+}
+
+/// Where BuildKit mounts the script of a `RUN <<EOF` that starts with `#!`.
+pub const SCRIPT_DIR: &str = "/dev/pipes";
 
 /// Where a COPY reads from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -93,12 +119,26 @@ pub struct CopyStep {
     pub from: CopyFrom,
     /// Source paths/patterns, expanded, relative to the source root.
     pub sources: Vec<String>,
+    /// Heredoc sources: files created with mode 0644 (before `--chmod`) and copied like a
+    /// source named after their delimiter.
+    pub contents: Vec<InlineFile>,
     /// Absolute destination; a trailing `/` is kept (it means "into this directory").
     pub dest: String,
     /// Owner as `user[:group]`, expanded.
     pub chown: Option<String>,
-    /// Mode bits (octal in the Dockerfile).
-    pub chmod: Option<u32>,
+    /// `--chmod`, octal or symbolic.
+    pub chmod: Option<Chmod>,
     /// ADD rather than COPY: the executor must refuse local archives until extraction lands.
     pub add: bool,
+    /// `--link` (the layer is the same without it).
+    pub link: bool,
+    /// `--parents`: keep each source's parent directories (from a `./` marker, or the whole
+    /// relative path) below the destination.
+    pub parents: bool,
+    /// `--exclude` patterns, expanded: `.dockerignore` syntax, relative to the source root.
+    pub excludes: Vec<String>,
+    /// ADD `--checksum`, kept for URL sources (a later issue).
+    pub checksum: Option<String>,
+    /// ADD `--keep-git-dir`, kept for git sources (a later issue).
+    pub keep_git_dir: bool,
 }

@@ -47,16 +47,18 @@ impl KeyInputs for FixedInputs {
 
 fn keys() -> Vec<String> {
     let parsed = parse(DOCKERFILE, "Dockerfile").unwrap();
+    let amd64 = Platform {
+        os: "linux".to_owned(),
+        architecture: "amd64".to_owned(),
+        variant: None,
+    };
     let planner = Planner::new(
         &parsed,
         PlanOptions {
             build_args: vec![("VERSION".to_owned(), "2.0".to_owned())],
             target: None,
-            platform: Platform {
-                os: "linux".to_owned(),
-                architecture: "amd64".to_owned(),
-                variant: None,
-            },
+            platform: amd64.clone(),
+            build_platform: amd64,
         },
     )
     .unwrap();

@@ -111,3 +111,52 @@ fn missing_destination_without_no_push_is_refused_before_building() {
     let stderr = Kiln::build(project.path()).run().failure();
     assert!(stderr.contains("--destination"), "{stderr}");
 }
+
+#[test]
+fn front_end_mistakes_name_file_line_and_column_and_push_nothing() {
+    let (registry, base) = Registry::with_busybox();
+    let sum = format!("sha256:{}", "0".repeat(64));
+    let cases = [
+        (
+            format!("FROM {base}\n\n  RUN <<EOF\necho never ends\n"),
+            "Dockerfile:3:3",
+            "unterminated heredoc",
+        ),
+        (
+            format!("FROM {base}\n COPY --chmod=u+q a /a\n"),
+            "Dockerfile:2:2",
+            "invalid chmod parameter: 'u+q'",
+        ),
+        (
+            format!("FROM {base}\nRUN --mount=type=nfs,target=/x true\n"),
+            "Dockerfile:2:1",
+            "unsupported mount type",
+        ),
+        (
+            format!("FROM {base}\nRUN --network=bridge true\n"),
+            "Dockerfile:2:1",
+            "unsupported network mode",
+        ),
+        (
+            format!("FROM {base}\n\nADD --checksum={sum} a /a\n"),
+            "Dockerfile:3:1",
+            "checksum can't be specified for non-HTTP(S) sources",
+        ),
+        (
+            format!("FROM {base}\nCOPY a <<EOF\nx\nEOF\n"),
+            "Dockerfile:2:1",
+            "cannot accept a heredoc as a destination",
+        ),
+    ];
+    for (dockerfile, position, message) in cases {
+        let project = Project::new().dockerfile(&dockerfile).file("a", "a");
+        let destination = registry.image("frontend-bad:1");
+        let stderr = Kiln::build(project.path())
+            .push_to(&destination)
+            .run()
+            .failure();
+        assert!(stderr.contains(position), "{position} missing in {stderr}");
+        assert!(stderr.contains(message), "{message} missing in {stderr}");
+        assert!(!exists(&destination));
+    }
+}

@@ -14,6 +14,7 @@ mod bench_smoke;
 mod build;
 mod errors;
 mod extract;
+mod frontend;
 mod layers;
 mod mirrors;
 mod outputs;

@@ -123,3 +123,43 @@ fn an_unknown_instruction_exits_non_zero_naming_file_line_and_column() {
     assert!(stderr.contains("Dockerfile:3:3"), "{stderr}");
     assert!(stderr.contains("FROBNICATE the build"), "{stderr}");
 }
+
+#[test]
+fn plan_shows_platform_heredocs_mounts_and_copy_flags() {
+    let project = Project::new().dockerfile(
+        "FROM --platform=$TARGETPLATFORM 127.0.0.1:1/nowhere/base:1\n\
+         ARG TARGETARCH\n\
+         RUN --mount=type=secret,id=tok --network=none <<EOF\n\
+         echo $TARGETARCH\n\
+         EOF\n\
+         COPY --parents --exclude=*.md --link --chmod=a+X ./src/./app <<notes /app/\n\
+         for $TARGETARCH\n\
+         notes\n",
+    );
+    let doc = plan_json(&project, &["--custom-platform", "linux/arm64/v8"]);
+    assert_eq!(
+        doc["platform"],
+        json!({"os": "linux", "architecture": "arm64", "variant": "v8"})
+    );
+    let steps = &doc["stages"][0]["steps"];
+    let run = &steps[1]["run"];
+    assert_eq!(run["network"], "none");
+    assert_eq!(run["mounts"][0]["type"], "secret");
+    assert_eq!(run["mounts"][0]["id"], "tok");
+    assert_eq!(run["argv"], json!(["/bin/sh", "-c", "echo $TARGETARCH\n"]));
+    let copy = &steps[2]["copy"];
+    assert_eq!(copy["parents"], true);
+    assert_eq!(copy["link"], true);
+    assert_eq!(copy["excludes"], json!(["*.md"]));
+    assert_eq!(copy["chmod"], "a+X");
+    assert_eq!(
+        copy["contents"],
+        json!([{"name": "notes", "data": "for arm64\n"}])
+    );
+
+    let stderr = Kiln::plan(project.path())
+        .args(["--custom-platform", "linux"])
+        .run()
+        .failure();
+    assert!(stderr.contains("--custom-platform"), "{stderr}");
+}

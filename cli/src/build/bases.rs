@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, bail};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use kiln_cas::Store;
+use kiln_graph::ImagePull;
 use kiln_registry::{Client, Platform, Reference, ResolvedImage};
 
 use crate::image::Layer;
@@ -28,16 +29,24 @@ pub struct PulledImage {
     pub layers: Vec<Layer>,
 }
 
-/// Resolves each reference (as written in the Dockerfile) and pulls its layers.
+/// Resolves each image (reference as written in the Dockerfile, for its platform) and pulls
+/// its layers; the result is keyed by the plan's image keys.
 pub async fn pull_all(
     client: &Client,
     store: &Store,
-    references: &[String],
-    platform: &Platform,
+    pulls: &[ImagePull],
 ) -> anyhow::Result<BTreeMap<String, PulledImage>> {
     let mut images = BTreeMap::new();
-    for name in references {
-        let reference: Reference = name
+    for pull in pulls {
+        let name = &pull.key;
+        let platform = Platform {
+            os: pull.platform.os.clone(),
+            architecture: pull.platform.architecture.clone(),
+            variant: pull.platform.variant.clone(),
+        };
+        let platform = &platform;
+        let reference: Reference = pull
+            .reference
             .parse()
             .with_context(|| format!("base image {name:?} is not a valid image name"))?;
         tracing::info!("Retrieving image manifest {reference}");

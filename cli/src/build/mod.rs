@@ -23,8 +23,7 @@ use kiln_exec::context::BuildContext;
 use kiln_exec::snapshot::ScanMode;
 use kiln_exec::snapshotter::Strategy;
 use kiln_graph::{PlanOptions, Planner};
-use kiln_registry::{Client, Platform, Reference};
-use serde_json::{Map, Value, json};
+use kiln_registry::{Client, Reference};
 
 use crate::args::BuildOptions;
 use crate::image::config::{NewConfig, render};
@@ -40,7 +39,6 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", settings.cache_dir.display()))?;
     let client =
         Client::new(settings.registry.clone()).context("setting up the registry client")?;
-    let platform = Platform::host();
     if settings.check_push_access {
         check_push_access(&client, &settings.destinations).await?;
     }
@@ -54,22 +52,20 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         PlanOptions {
             build_args: settings.build_args.clone(),
             target: settings.target.clone(),
-            platform: kiln_graph::Platform {
-                os: platform.os.clone(),
-                architecture: platform.architecture.clone(),
-                variant: platform.variant.clone(),
-            },
+            platform: settings.platform.clone(),
+            build_platform: settings::host_platform(),
         },
     )?;
     let context = BuildContext::open(&settings.context, Some(&settings.dockerfile))
         .with_context(|| format!("opening the build context {}", settings.context.display()))?;
 
-    let images = bases::pull_all(&client, &store, &planner.external_images(), &platform).await?;
+    let images = bases::pull_all(&client, &store, &planner.image_pulls()).await?;
     let states: BTreeMap<String, kiln_graph::ImageState> = images
         .iter()
         .map(|(name, image)| (name.clone(), image.config.state.clone()))
         .collect();
     let mut plan = planner.plan(&states)?;
+    refuse_unsupported(&plan, &label)?;
     let sources = output::MountSources::new(
         images
             .values()
@@ -94,7 +90,6 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         let store = store.clone();
         let work_dir = work.path().to_path_buf();
         let created = created.clone();
-        let scratch_platform = scratch_platform(&platform);
         let jobs = settings.jobs;
         let layers = settings.layers;
         // Hashing the context for node keys reads files, like the build itself: both block.
@@ -110,7 +105,6 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                 context: &context,
                 images: &images,
                 work: &work_dir,
-                scratch_platform,
                 created,
                 dockerfile: &label,
                 jobs,
@@ -187,6 +181,43 @@ fn snapshot_plan(
     })
 }
 
+/// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: RUN
+/// mounts, `--security=insecure`, and RUN for a platform other than the host's.
+fn refuse_unsupported(plan: &kiln_graph::Plan, dockerfile: &str) -> anyhow::Result<()> {
+    let host = settings::host_platform();
+    for stage in &plan.stages {
+        let target = &stage.platform;
+        for step in &stage.steps {
+            let kiln_graph::StepKind::Run(run) = &step.kind else {
+                continue;
+            };
+            let at = format!("{dockerfile}:{}:{}", step.line, step.column);
+            if let Some(mount) = run.mounts.first() {
+                anyhow::bail!(
+                    "{at}: RUN --mount={mount} is not supported yet: kiln does not execute mounts (bind, cache, tmpfs, secret, ssh); COPY what the command needs instead\n    {} | {}",
+                    step.line,
+                    step.text
+                );
+            }
+            if run.security == kiln_graph::SecurityMode::Insecure {
+                anyhow::bail!(
+                    "{at}: RUN --security=insecure is refused: kiln runs every command in its sandbox and grants no extra privileges\n    {} | {}",
+                    step.line,
+                    step.text
+                );
+            }
+            if !host.matches(target) {
+                anyhow::bail!(
+                    "{at}: RUN cannot execute for the stage's platform {target} on a {host} host: kiln does not emulate other platforms (FROM --platform=$BUILDPLATFORM runs a stage natively)\n    {} | {}",
+                    step.line,
+                    step.text
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Logs every step's node key, for `--verbosity debug`.
 fn log_keys(plan: &kiln_graph::Plan, dockerfile: &str) {
     for stage in &plan.stages {
@@ -221,15 +252,4 @@ fn store_image(
         config: config_blob.digest,
         layers: layers.iter().map(|layer| layer.digest.clone()).collect(),
     })
-}
-
-/// Config platform fields for an image built `FROM scratch`.
-fn scratch_platform(platform: &Platform) -> Map<String, Value> {
-    let mut map = Map::new();
-    map.insert("architecture".into(), json!(platform.architecture));
-    map.insert("os".into(), json!(platform.os));
-    if let Some(variant) = &platform.variant {
-        map.insert("variant".into(), json!(variant));
-    }
-    map
 }

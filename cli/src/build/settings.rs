@@ -30,6 +30,8 @@ pub struct Settings {
     pub build_args: Vec<(String, String)>,
     /// `--target`.
     pub target: Option<String>,
+    /// `--custom-platform`, else the host's platform.
+    pub platform: kiln_graph::Platform,
     /// `--label` pairs, applied to the final image.
     pub labels: Vec<(String, String)>,
     /// `--jobs`, or the number of CPUs kiln may use.
@@ -172,6 +174,7 @@ impl Settings {
             dockerfile,
             build_args,
             target: options.target,
+            platform: target_platform(options.custom_platform.as_deref())?,
             labels,
             jobs: options.jobs.unwrap_or_else(default_jobs),
             cache_dir,
@@ -349,6 +352,26 @@ fn default_cache_dir() -> anyhow::Result<PathBuf> {
         .filter(|h| !h.is_empty())
         .context("neither XDG_CACHE_HOME nor HOME is set: pass --cache-dir")?;
     Ok(PathBuf::from(home).join(".cache").join("kiln"))
+}
+
+/// The host's platform in the front end's terms: what `BUILD*` args name and what RUN can run.
+pub(crate) fn host_platform() -> kiln_graph::Platform {
+    let host = kiln_registry::Platform::host();
+    kiln_graph::Platform {
+        os: host.os,
+        architecture: host.architecture,
+        variant: host.variant,
+    }
+}
+
+/// `--custom-platform`, or the host's platform.
+pub(crate) fn target_platform(custom: Option<&str>) -> anyhow::Result<kiln_graph::Platform> {
+    match custom {
+        None => Ok(host_platform()),
+        Some(text) => text
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--custom-platform: {e}")),
+    }
 }
 
 #[cfg(test)]

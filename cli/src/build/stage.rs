@@ -15,9 +15,10 @@ use kiln_cas::Store;
 use kiln_exec::archive::{Kind, detect, extract};
 use kiln_exec::compression::{Compression, decompress};
 use kiln_exec::context::BuildContext;
-use kiln_exec::copy::{CopyOptions, copy};
+use kiln_exec::copy::{Chmod, CopyOptions, copy};
+use kiln_exec::dockerignore::Dockerignore;
 use kiln_exec::layer::{LayerOptions, write_layer};
-use kiln_exec::run::RunSpec;
+use kiln_exec::run::{Network, RunSpec};
 use kiln_exec::snapshot::{ScanMode, Snapshot};
 use kiln_exec::snapshotter::{Snapshotter, Strategy};
 use kiln_exec::sources::expand;
@@ -25,7 +26,9 @@ use kiln_exec::unpack::{LayerStream, apply_layers};
 use kiln_exec::users::{resolve_chown, resolve_user};
 use kiln_exec::workdir::ensure_workdir;
 use kiln_exec::{Changes, RootFs};
-use kiln_graph::{BaseRef, CopyFrom, CopyStep, ImageState, Plan, Stage, Step, StepKind};
+use kiln_graph::{
+    BaseRef, CopyFrom, CopyStep, ImageState, NetworkMode, Plan, RunStep, Stage, Step, StepKind,
+};
 use serde_json::{Map, Value};
 
 use super::bases::PulledImage;
@@ -61,8 +64,6 @@ pub struct Executor<'a> {
     pub images: &'a BTreeMap<String, PulledImage>,
     /// Scratch directory for root filesystems (removed by the caller).
     pub work: &'a Path,
-    /// Platform fields for stages built `FROM scratch`.
-    pub scratch_platform: Map<String, Value>,
     /// Creation time stamped on history entries.
     pub created: String,
     /// The Dockerfile's name, for messages.
@@ -217,7 +218,7 @@ impl Executor<'_> {
                     rootfs: rootfs.clone(),
                     layers: Vec::new(),
                     history: Vec::new(),
-                    platform: self.scratch_platform.clone(),
+                    platform: platform_fields(&stage.platform),
                     state: stage.base_state.clone(),
                 }
             }
@@ -293,11 +294,19 @@ impl Executor<'_> {
                 let user = run_step.user.clone().unwrap_or_default();
                 let ids = resolve_user(root, &user)?;
                 let mut changes = ensure_workdir(root, &run_step.workdir, (ids.uid, ids.gid))?;
+                let pipes = self.write_script(run_step, step)?;
+                let mut env = run_step.env.clone();
+                env.extend(run_step.proxy_env.iter().cloned());
                 let spec = RunSpec {
                     argv: run_step.argv.clone(),
-                    env: run_step.env.clone(),
+                    env,
                     workdir: run_step.workdir.clone(),
                     user,
+                    network: match run_step.network {
+                        NetworkMode::None => Network::None,
+                        NetworkMode::Default | NetworkMode::Host => Network::Host,
+                    },
+                    pipes,
                 };
                 let volumes: Vec<String> = step.state.volumes.iter().cloned().collect();
                 if unobserved {
@@ -307,7 +316,16 @@ impl Executor<'_> {
                 changes.merge(snapshotter.run(root, &spec, &volumes)?);
                 return Ok(changes);
             }
-            StepKind::Copy(copy_step) => self.copy(root, copy_step, built)?,
+            StepKind::Copy(copy_step) => {
+                let mut changes = Changes::new();
+                if !copy_step.sources.is_empty() {
+                    changes = self.copy(root, copy_step, built)?;
+                }
+                if !copy_step.contents.is_empty() {
+                    changes.merge(self.copy_contents(root, copy_step, step)?);
+                }
+                changes
+            }
         };
         if !changes.is_empty() {
             snapshotter.invalidate();
@@ -323,6 +341,54 @@ impl Executor<'_> {
             exclude.extend(stage.final_state().volumes.iter().map(PathBuf::from));
         }
         exclude
+    }
+
+    /// Writes the `#!` script of a `RUN <<EOF` into the work area, for `/dev/pipes`.
+    fn write_script(&self, run_step: &RunStep, step: &Step) -> anyhow::Result<Option<PathBuf>> {
+        let Some(script) = &run_step.script else {
+            return Ok(None);
+        };
+        let dir = self.work.join(format!("pipes-{}", step.line));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(&script.name);
+        std::fs::write(&path, &script.data)
+            .with_context(|| format!("writing the heredoc script {}", path.display()))?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+        Ok(Some(dir))
+    }
+
+    /// `COPY <<EOF /dest`: each heredoc becomes a file (mode 0644, as BuildKit's `Mkfile`)
+    /// named after its delimiter in a scratch directory, copied like a context file.
+    fn copy_contents(&self, root: &RootFs, step: &CopyStep, at: &Step) -> anyhow::Result<Changes> {
+        let dir = self.work.join(format!("inline-{}-{}", at.line, at.column));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for file in &step.contents {
+            let path = dir.join(&file.name);
+            std::fs::write(&path, &file.data)
+                .with_context(|| format!("writing the heredoc {}", path.display()))?;
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .with_context(|| format!("setting the mode of {}", path.display()))?;
+        }
+        let source = RootFs::open(&dir)?;
+        let chown = step
+            .chown
+            .as_deref()
+            .map(|spec| resolve_chown(root, spec))
+            .transpose()?;
+        let change = chmod_change(step);
+        let options = CopyOptions {
+            chown,
+            chmod: exec_chmod(step, &change),
+            ..CopyOptions::default()
+        };
+        let names: Vec<String> = step.contents.iter().map(|f| f.name.clone()).collect();
+        let dest = if step.sources.is_empty() && names.len() == 1 {
+            step.dest.clone()
+        } else {
+            format!("{}/", step.dest.trim_end_matches('/'))
+        };
+        Ok(copy(&source, &names, root, &dest, &options)?)
     }
 
     fn copy(
@@ -342,15 +408,26 @@ impl Executor<'_> {
                 return self.add_archives(root, step, kinds);
             }
         }
+        let change = chmod_change(step);
+        let chmod = exec_chmod(step, &change);
+        let exclude = if step.excludes.is_empty() {
+            None
+        } else {
+            let patterns = step.excludes.join("\n");
+            Some(
+                Dockerignore::parse(&patterns)
+                    .with_context(|| format!("--exclude={}", step.excludes.join(" --exclude=")))?,
+            )
+        };
         let source_root;
-        let (source, options) = match &step.from {
+        let (source, mut options) = match &step.from {
             CopyFrom::Context => (
                 self.context.root(),
                 CopyOptions {
                     chown,
-                    chmod: step.chmod,
+                    chmod,
                     ignore: Some(self.context.ignore()),
-                    preserve_owner: false,
+                    ..CopyOptions::default()
                 },
             ),
             CopyFrom::Stage(index) => {
@@ -358,15 +435,23 @@ impl Executor<'_> {
                     .output(*index)
                     .with_context(|| format!("stage {index} was not built"))?;
                 source_root = RootFs::open(&stage.rootfs)?;
-                (&source_root, from_options(chown, step.chmod))
+                (&source_root, from_options(chown, chmod))
             }
             CopyFrom::Image(reference) => {
                 let dir = self.image_root(reference)?;
                 source_root = RootFs::open(&dir)?;
-                (&source_root, from_options(chown, step.chmod))
+                (&source_root, from_options(chown, chmod))
             }
         };
-        Ok(copy(source, &step.sources, root, &step.dest, &options)?)
+        options.exclude = exclude.as_ref();
+        options.parents = step.parents;
+        // Heredoc files are copied into the same destination: it is a directory.
+        let dest = if step.contents.is_empty() {
+            step.dest.clone()
+        } else {
+            format!("{}/", step.dest.trim_end_matches('/'))
+        };
+        Ok(copy(source, &step.sources, root, &dest, &options)?)
     }
 
     /// The unpacked root filesystem of an external image `COPY --from` reads, unpacked on
@@ -497,13 +582,40 @@ impl Executor<'_> {
     }
 }
 
-fn from_options(chown: Option<(u32, u32)>, chmod: Option<u32>) -> CopyOptions<'static> {
+fn from_options(chown: Option<(u32, u32)>, chmod: Option<Chmod<'_>>) -> CopyOptions<'_> {
     CopyOptions {
         chown,
         chmod,
-        ignore: None,
         preserve_owner: true,
+        ..CopyOptions::default()
     }
+}
+
+/// A step's symbolic `--chmod` as the function exec applies to each source mode.
+fn chmod_change(step: &CopyStep) -> impl Fn(u32) -> u32 + Sync + '_ {
+    move |mode| step.chmod.as_ref().map_or(mode, |c| c.apply(mode, false))
+}
+
+/// A step's `--chmod` in exec's terms: octal as bits, symbolic through `change`.
+fn exec_chmod<'a>(step: &CopyStep, change: &'a (dyn Fn(u32) -> u32 + Sync)) -> Option<Chmod<'a>> {
+    match step.chmod.as_ref()? {
+        kiln_graph::Chmod::Octal(mode) => Some(Chmod::Set(*mode)),
+        kiln_graph::Chmod::Symbolic(_) => Some(Chmod::Change(change)),
+    }
+}
+
+/// Config platform fields for a stage built `FROM scratch`: the stage's platform.
+fn platform_fields(platform: &kiln_graph::Platform) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert(
+        "architecture".into(),
+        Value::from(platform.architecture.clone()),
+    );
+    map.insert("os".into(), Value::from(platform.os.clone()));
+    if let Some(variant) = &platform.variant {
+        map.insert("variant".into(), Value::from(variant.clone()));
+    }
+    map
 }
 
 fn stage_label(stage: &Stage) -> String {

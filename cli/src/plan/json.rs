@@ -13,7 +13,16 @@
 //!     "base": {"scratch": true} | {"image": "alpine:3"} | {"stage": 0},
 //!     "dependencies": [],
 //!     "steps": [{"stage": 0, "step": 0, "line": 2, "column": 1, "text": "WORKDIR /src",
-//!                "kind": "run" | "copy" | "workdir" | "config", "created_by": "WORKDIR /src"}]
+//!                "kind": "run" | "copy" | "workdir" | "config", "created_by": "WORKDIR /src",
+//!                "run": {"argv": [...], "network": "default" | "none" | "host",
+//!                        "security": "sandbox" | "insecure", "mounts": [{"type": "cache", ...}],
+//!                        "script": {"name": "EOF", "data": "#!/bin/sh\n..."} | null,
+//!                        "proxy_args": ["HTTP_PROXY"]},              (RUN steps only)
+//!                "copy": {"from": "context" | {"stage": 0} | {"image": "alpine"},
+//!                         "sources": [...], "contents": [{"name": "EOF", "data": "..."}],
+//!                         "dest": "/app/", "chown": null, "chmod": "u+x" | "755" | null,
+//!                         "link": false, "parents": false, "excludes": [...],
+//!                         "checksum": null, "keep_git_dir": false}}  (COPY/ADD steps only)
 //!   }],
 //!   "edges": [{"from": {"stage": 0, "step": 1}, "to": {"stage": 1, "step": 0}}]
 //! }
@@ -26,7 +35,10 @@
 
 use std::io::{self, Write};
 
-use kiln_graph::{BaseRef, Platform, StepId};
+use kiln_graph::{
+    BaseRef, Chmod, CopyFrom, CopyStep, InlineFile, Mount, NetworkMode, Platform, RunStep,
+    SecurityMode, StepId, StepKind,
+};
 use serde::Serialize;
 
 use super::{Kind, Planned, UNFETCHED_NOTE};
@@ -71,6 +83,77 @@ struct Step<'a> {
     text: &'a str,
     kind: Kind,
     created_by: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<Run<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    copy: Option<Copy<'a>>,
+}
+
+#[derive(Serialize)]
+struct Run<'a> {
+    argv: &'a [String],
+    network: NetworkMode,
+    security: SecurityMode,
+    mounts: &'a [Mount],
+    script: Option<&'a InlineFile>,
+    /// Names only: proxy values may carry credentials.
+    proxy_args: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Copy<'a> {
+    from: From<'a>,
+    sources: &'a [String],
+    contents: &'a [InlineFile],
+    dest: &'a str,
+    chown: Option<&'a str>,
+    chmod: Option<&'a Chmod>,
+    add: bool,
+    link: bool,
+    parents: bool,
+    excludes: &'a [String],
+    checksum: Option<&'a str>,
+    keep_git_dir: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum From<'a> {
+    Context,
+    Stage(usize),
+    Image(&'a str),
+}
+
+fn run(step: &RunStep) -> Run<'_> {
+    Run {
+        argv: &step.argv,
+        network: step.network,
+        security: step.security,
+        mounts: &step.mounts,
+        script: step.script.as_ref(),
+        proxy_args: step.proxy_env.iter().map(|(k, _)| k.as_str()).collect(),
+    }
+}
+
+fn copy(step: &CopyStep) -> Copy<'_> {
+    Copy {
+        from: match &step.from {
+            CopyFrom::Context => From::Context,
+            CopyFrom::Stage(index) => From::Stage(*index),
+            CopyFrom::Image(image) => From::Image(image),
+        },
+        sources: &step.sources,
+        contents: &step.contents,
+        dest: &step.dest,
+        chown: step.chown.as_deref(),
+        chmod: step.chmod.as_ref(),
+        add: step.add,
+        link: step.link,
+        parents: step.parents,
+        excludes: &step.excludes,
+        checksum: step.checksum.as_deref(),
+        keep_git_dir: step.keep_git_dir,
+    }
 }
 
 #[derive(Serialize)]
@@ -113,6 +196,14 @@ fn document(planned: &Planned) -> Document<'_> {
                     text: &step.text,
                     kind: Kind::of(&step.kind),
                     created_by: &step.created_by,
+                    run: match &step.kind {
+                        StepKind::Run(r) => Some(run(r)),
+                        _ => None,
+                    },
+                    copy: match &step.kind {
+                        StepKind::Copy(c) => Some(copy(c)),
+                        _ => None,
+                    },
                 })
                 .collect(),
         })
@@ -181,6 +272,40 @@ mod tests {
         assert!(edges.contains(&edge((0, 1), (1, 0))), "{edges:?}");
         assert!(edges.contains(&edge((1, 0), (1, 1))), "{edges:?}");
         assert_eq!(edges.len(), 3);
+    }
+
+    #[test]
+    fn run_and_copy_details_show_every_flag() {
+        let doc = render(
+            "FROM alpine:3\nRUN --mount=type=cache,target=/c,id=x --network=none --security=insecure <<EOF\n#!/bin/sh\necho hi\nEOF\nCOPY --link --parents --exclude=*.md --chmod=u+x ./a/./b <<f /d/\nhi\nf\n",
+            None,
+        );
+        let steps = &doc["stages"][0]["steps"];
+        let run = &steps[0]["run"];
+        assert_eq!(run["argv"], json!(["/bin/sh", "-c", "/dev/pipes/EOF"]));
+        assert_eq!(run["network"], "none");
+        assert_eq!(run["security"], "insecure");
+        assert_eq!(
+            run["mounts"],
+            json!([{"type": "cache", "target": "/c", "id": "x", "sharing": "shared", "from": null,
+                    "source": null, "readonly": false, "mode": null, "uid": null, "gid": null}])
+        );
+        assert_eq!(
+            run["script"],
+            json!({"name": "EOF", "data": "#!/bin/sh\necho hi\n"})
+        );
+        assert!(steps[0].get("copy").is_none());
+        let copy = &steps[1]["copy"];
+        assert_eq!(copy["from"], "context");
+        assert_eq!(copy["sources"], json!(["./a/./b"]));
+        assert_eq!(copy["contents"], json!([{"name": "f", "data": "hi\n"}]));
+        assert_eq!(copy["chmod"], "u+x");
+        assert_eq!(
+            (copy["link"].clone(), copy["parents"].clone()),
+            (json!(true), json!(true))
+        );
+        assert_eq!(copy["excludes"], json!(["*.md"]));
+        assert_eq!(copy["checksum"], Value::Null);
     }
 
     #[test]

@@ -19,7 +19,9 @@ use anyhow::Context as _;
 use kiln_graph::{BaseRef, ImageState, Plan, PlanOptions, Planner, StepKind};
 
 use crate::args::{PlanArgs, PlanFormat};
-use crate::build::settings::{build_arg, context_dir, dockerfile_path};
+use crate::build::settings::{
+    build_arg, context_dir, dockerfile_path, host_platform, target_platform,
+};
 
 /// The caveat every format carries: what a plan without pulled base images cannot know.
 const UNFETCHED_NOTE: &str = "base image configs were not fetched: their ENV, WORKDIR, SHELL, \
@@ -62,18 +64,14 @@ fn load(args: &PlanArgs) -> anyhow::Result<Planned> {
     let source =
         std::fs::read_to_string(&dockerfile).with_context(|| format!("reading {label}"))?;
     let parsed = kiln_graph::parse(&source, &label)?;
-    let host = kiln_registry::Platform::host();
-    let platform = kiln_graph::Platform {
-        os: host.os,
-        architecture: host.architecture,
-        variant: host.variant,
-    };
+    let platform = target_platform(args.custom_platform.as_deref())?;
     let planner = Planner::new(
         &parsed,
         PlanOptions {
             build_args,
             target: args.target.clone(),
             platform: platform.clone(),
+            build_platform: host_platform(),
         },
     )?;
     let bases: BTreeMap<String, ImageState> = planner
@@ -162,6 +160,7 @@ pub(crate) mod fixture {
                 build_args: Vec::new(),
                 target: target.map(str::to_owned),
                 platform: platform.clone(),
+                build_platform: platform.clone(),
             },
         )
         .unwrap();

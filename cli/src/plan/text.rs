@@ -3,6 +3,8 @@
 
 use std::io::{self, Write};
 
+use kiln_graph::{NetworkMode, SecurityMode, StepKind};
+
 use super::{Kind, Planned, UNFETCHED_NOTE, base_text, stage_title};
 
 /// Writes the plan as an indented tree.
@@ -40,10 +42,58 @@ pub(crate) fn write(out: &mut impl Write, planned: &Planned) -> io::Result<()> {
             let text = step.text.replace('\n', " ");
             let kind = Kind::of(&step.kind).as_str();
             writeln!(out, "  {}: {text} [{kind}]", step.line)?;
+            for detail in details(&step.kind) {
+                writeln!(out, "      {detail}")?;
+            }
         }
     }
     writeln!(out)?;
     writeln!(out, "target: {}", stage_title(plan, plan.target))
+}
+
+/// What a step does beyond its first line: heredoc files and scripts, mounts, modes.
+fn details(kind: &StepKind) -> Vec<String> {
+    let mut out = Vec::new();
+    match kind {
+        StepKind::Run(run) => {
+            if let Some(script) = &run.script {
+                out.push(format!(
+                    "script /dev/pipes/{} ({} bytes)",
+                    script.name,
+                    script.data.len()
+                ));
+            }
+            for mount in &run.mounts {
+                out.push(format!("mount {mount} (not executed yet)"));
+            }
+            if run.network != NetworkMode::Default {
+                out.push(format!("network {}", run.network.as_str()));
+            }
+            if run.security != SecurityMode::Sandbox {
+                out.push(format!("security {}", run.security.as_str()));
+            }
+        }
+        StepKind::Copy(copy) => {
+            for file in &copy.contents {
+                out.push(format!(
+                    "heredoc file {} ({} bytes)",
+                    file.name,
+                    file.data.len()
+                ));
+            }
+            if copy.parents {
+                out.push("parents kept".to_owned());
+            }
+            for exclude in &copy.excludes {
+                out.push(format!("exclude {exclude}"));
+            }
+            if copy.link {
+                out.push("link (same layer as without)".to_owned());
+            }
+        }
+        StepKind::Workdir { .. } | StepKind::Config => {}
+    }
+    out
 }
 
 #[cfg(test)]
@@ -82,6 +132,24 @@ mod tests {
     #[test]
     fn the_output_says_base_configs_were_not_fetched() {
         assert!(render(MULTI_STAGE, None).contains("base image configs were not fetched"));
+    }
+
+    #[test]
+    fn run_and_copy_details_are_listed_under_their_step() {
+        let text = render(
+            "FROM alpine:3\nRUN --mount=type=tmpfs,target=/t --network=none <<EOF\n#!/bin/sh\nEOF\nCOPY --parents --exclude=x <<f /d/\nhi\nf\n",
+            None,
+        );
+        for expected in [
+            "      script /dev/pipes/EOF (10 bytes)",
+            "      mount type=tmpfs,target=/t (not executed yet)",
+            "      network none",
+            "      heredoc file f (3 bytes)",
+            "      parents kept",
+            "      exclude x",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
     }
 
     #[test]

@@ -181,7 +181,7 @@ fn chmod_applies_to_files_but_not_directories() {
     fx.file("d/f", "f", 0o644);
     fs::set_permissions(fx.ctx("d"), fs::Permissions::from_mode(0o755)).unwrap();
     let options = CopyOptions {
-        chmod: Some(0o400),
+        chmod: Some(Chmod::Set(0o400)),
         ..CopyOptions::default()
     };
     fx.copy(&["d"], "/out/d/", &options);

@@ -29,6 +29,8 @@ pub(super) struct Plan {
     /// `(host file, mount point)` bind-mounted read-only.
     pub files: Vec<(CString, CString)>,
     pub hostname: &'static [u8],
+    /// `RUN --network=none`: a new network namespace, loopback brought up.
+    pub network_none: bool,
     pub workdir: CString,
     pub uid: u32,
     pub gid: u32,
@@ -49,6 +51,8 @@ pub(super) struct DevPlan {
     pub links: Vec<(CString, CString)>,
     pub pts: CString,
     pub shm: CString,
+    /// `(host directory, /dev/pipes)` bind-mounted read-only.
+    pub pipes: Option<(CString, CString)>,
 }
 
 /// Setup steps, in order; the number is what goes over the report pipe.
@@ -74,9 +78,11 @@ pub(super) enum Step {
     SetUid,
     Hostname,
     Capabilities,
+    Loopback,
+    MountPipes,
 }
 
-const STEPS: [Step; 19] = [
+const STEPS: [Step; 21] = [
     Step::DeathSignal,
     Step::Unshare,
     Step::Fork,
@@ -96,6 +102,8 @@ const STEPS: [Step; 19] = [
     Step::SetUid,
     Step::Hostname,
     Step::Capabilities,
+    Step::Loopback,
+    Step::MountPipes,
 ];
 
 /// Docker's default capability set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
@@ -126,6 +134,8 @@ impl Step {
             Step::SetUid => "setting the user id",
             Step::Hostname => "setting the hostname",
             Step::Capabilities => "dropping capabilities",
+            Step::Loopback => "bringing up the loopback interface of the new network namespace",
+            Step::MountPipes => "mounting the heredoc script at /dev/pipes",
         }
     }
 
@@ -166,10 +176,12 @@ fn middle(plan: &Plan) -> StepResult {
         // kiln died between fork and prctl: nobody will wait for us.
         exit_now(1);
     }
-    unshare(
-        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC,
-    )
-    .map_err(at(Step::Unshare))?;
+    let mut flags =
+        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC;
+    if plan.network_none {
+        flags |= UnshareFlags::NEWNET;
+    }
+    unshare(flags).map_err(at(Step::Unshare))?;
     match fork().map_err(at(Step::Fork))? {
         None => Ok(()),
         Some(child) => wait_and_exit(child),
@@ -207,6 +219,9 @@ fn sandbox(plan: &Plan) -> StepResult {
     .map_err(at(Step::PrivateMounts))?;
     for (target, options) in &plan.overlays {
         mount_overlay(target, options).map_err(at(Step::MountOverlay))?;
+    }
+    if plan.network_none {
+        loopback_up().map_err(at(Step::Loopback))?;
     }
     rustix::mount::mount_bind_recursive(plan.root.as_c_str(), plan.root.as_c_str())
         .map_err(at(Step::BindRoot))?;
@@ -344,7 +359,51 @@ fn mount_dev(dev: &DevPlan) -> StepResult {
         Some(c"mode=1777,size=65536k"),
     )
     .map_err(at(Step::MountShm))?;
+    if let Some((host, target)) = &dev.pipes {
+        rustix::fs::mkdirat(CWD, target.as_c_str(), Mode::from_raw_mode(0o755))
+            .map_err(at(Step::MountPipes))?;
+        rustix::mount::mount_bind(host.as_c_str(), target.as_c_str())
+            .map_err(at(Step::MountPipes))?;
+        rustix::mount::mount_remount(
+            target.as_c_str(),
+            MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+            c"",
+        )
+        .map_err(at(Step::MountPipes))?;
+    }
     Ok(())
+}
+
+/// Sets `IFF_UP` on `lo`, the only interface of a new network namespace.
+#[allow(unsafe_code)]
+fn loopback_up() -> rustix::io::Result<()> {
+    let errno = || {
+        rustix::io::Errno::from_raw_os_error(
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EPERM),
+        )
+    };
+    // SAFETY: socket, ioctl and close are async-signal-safe; `request` is a zeroed `ifreq` on
+    // our stack holding a NUL-terminated name, valid for both ioctls.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(errno());
+        }
+        let mut request: libc::ifreq = std::mem::zeroed();
+        for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+            *slot = *byte as libc::c_char;
+        }
+        let mut result = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request);
+        if result == 0 {
+            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            result = libc::ioctl(fd, libc::SIOCSIFFLAGS, &request);
+        }
+        let failure = (result != 0).then(errno);
+        libc::close(fd);
+        failure.map_or(Ok(()), Err)
+    }
 }
 
 /// `pivot_root` into the root and detach the old one, so no path leads back to the host; falls

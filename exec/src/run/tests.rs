@@ -50,6 +50,7 @@ fn sh(script: &str) -> RunSpec {
         env: vec![("PATH".into(), "/bin".into())],
         workdir: "/".into(),
         user: String::new(),
+        ..Default::default()
     }
 }
 
@@ -100,6 +101,7 @@ fn missing_path_and_home_get_docker_defaults() {
         env: Vec::new(),
         workdir: "/".into(),
         user: "4242".into(),
+        ..Default::default()
     };
     run(&root, &spec).unwrap();
     let out = fs::read_to_string(tmp.path().join("tmp/out")).unwrap();
@@ -254,4 +256,58 @@ fn a_missing_workdir_is_a_setup_error() {
         Err(RunError::Setup { step, .. }) => assert!(step.contains("working directory"), "{step}"),
         other => panic!("expected a setup error, got {other:?}"),
     }
+}
+
+#[test]
+fn network_none_leaves_only_loopback_and_brings_it_up() {
+    let tmp = root_with_users();
+    let root = RootFs::open(tmp.path()).unwrap();
+    let mut spec = sh(
+        "cat /proc/net/dev > /tmp/dev; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags > /tmp/lo",
+    );
+    spec.network = Network::None;
+    run(&root, &spec).unwrap();
+    let dev = fs::read_to_string(tmp.path().join("tmp/dev")).unwrap();
+    let interfaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(interfaces, ["lo"], "{dev}");
+    let lo = fs::read_to_string(tmp.path().join("tmp/lo")).unwrap();
+    let flags = lo.lines().nth(1).unwrap().trim_start_matches("0x");
+    assert_eq!(
+        u32::from_str_radix(flags, 16).unwrap() & 1,
+        1,
+        "lo is not up: {lo}"
+    );
+
+    let mut host = sh("cat /proc/net/dev > /tmp/dev");
+    host.network = Network::Host;
+    run(&root, &host).unwrap();
+    let dev = fs::read_to_string(tmp.path().join("tmp/dev")).unwrap();
+    assert!(
+        dev.lines().count() > 3,
+        "the host network has more than lo: {dev}"
+    );
+}
+
+#[test]
+fn pipes_directory_is_mounted_read_only_and_leaves_no_trace() {
+    let tmp = root_with_users();
+    let pipes = tempfile::tempdir().unwrap();
+    fs::write(
+        pipes.path().join("EOF"),
+        "#!/bin/sh\necho from-script > /tmp/out\n",
+    )
+    .unwrap();
+    fs::set_permissions(pipes.path().join("EOF"), fs::Permissions::from_mode(0o755)).unwrap();
+    let root = RootFs::open(tmp.path()).unwrap();
+    let mut spec = sh("/dev/pipes/EOF && ! touch /dev/pipes/x");
+    spec.pipes = Some(pipes.path().to_path_buf());
+    run(&root, &spec).unwrap();
+    let out = fs::read_to_string(tmp.path().join("tmp/out")).unwrap();
+    assert_eq!(out, "from-script\n");
+    assert!(!tmp.path().join("dev/pipes").exists());
 }

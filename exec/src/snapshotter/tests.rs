@@ -43,6 +43,7 @@ fn sh(script: &str) -> RunSpec {
         env: vec![("PATH".into(), "/bin".into())],
         workdir: "/".into(),
         user: String::new(),
+        ..Default::default()
     }
 }
 

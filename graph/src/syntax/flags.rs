@@ -99,6 +99,60 @@ impl Flags {
         }
     }
 
+    /// Takes a flag that needs a value and may repeat (`--mount`, `--exclude`), in order.
+    pub(crate) fn strings(&mut self, name: &str) -> Result<Vec<String>, String> {
+        let mut found = Vec::new();
+        let mut missing = false;
+        self.items.retain(|f| {
+            if f.name != name {
+                return true;
+            }
+            match &f.value {
+                Some(v) => found.push(v.clone()),
+                None => missing = true,
+            }
+            false
+        });
+        if missing {
+            return Err(format!(
+                "missing a value on flag --{name} for {}",
+                self.instruction
+            ));
+        }
+        Ok(found)
+    }
+
+    /// Takes a boolean flag: bare (`--link`) or `--link=true|false`; `None` when absent.
+    pub(crate) fn boolean(&mut self, name: &str) -> Result<Option<bool>, String> {
+        let mut found: Vec<Flag> = Vec::new();
+        self.items.retain(|f| {
+            if f.name == name {
+                found.push(f.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if found.len() > 1 {
+            return Err(format!(
+                "duplicate flag specified: --{name} for {}",
+                self.instruction
+            ));
+        }
+        match found.pop().map(|f| f.value) {
+            None => Ok(None),
+            Some(None) => Ok(Some(true)),
+            Some(Some(v)) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "" => Ok(Some(true)),
+                "false" | "0" => Ok(Some(false)),
+                _ => Err(format!(
+                    "expecting boolean value for flag --{name} of {}, not: {v}",
+                    self.instruction
+                )),
+            },
+        }
+    }
+
     /// Errors on the first flag nobody consumed.
     pub(crate) fn finish(self) -> Result<(), String> {
         match self.items.first() {

@@ -3,6 +3,8 @@
 //! Arguments are kept as written (quotes and `$VAR` intact) because their meaning depends on
 //! the ARG/ENV scope at the point of use, which only the planner knows.
 
+use super::heredoc::Heredoc;
+use crate::mount::{Mount, NetworkMode, SecurityMode};
 use crate::state::Healthcheck;
 
 /// One instruction with its position and source text.
@@ -56,37 +58,77 @@ pub struct FromInstruction {
     pub platform: Option<String>,
 }
 
-/// `RUN`. A struct so that mounts, network and security modes can be added as fields.
+/// `RUN [--mount=...]... [--network=n] [--security=s] command`, with its heredoc bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunInstruction {
-    /// The command.
+    /// The command; in shell form it still contains the heredoc markers (`python3 <<EOF`).
     pub command: CommandLine,
+    /// Heredoc bodies, in marker order.
+    pub heredocs: Vec<Heredoc>,
+    /// `--mount` flags, in order.
+    pub mounts: Vec<Mount>,
+    /// `--network`, when given.
+    pub network: Option<NetworkMode>,
+    /// `--security`, when given.
+    pub security: Option<SecurityMode>,
 }
 
-/// `COPY [--from=x] [--chown=u] [--chmod=m] src... dest`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl RunInstruction {
+    /// A RUN with no flags and no heredocs.
+    pub fn plain(command: CommandLine) -> Self {
+        Self {
+            command,
+            heredocs: Vec::new(),
+            mounts: Vec::new(),
+            network: None,
+            security: None,
+        }
+    }
+}
+
+/// `COPY [--from=x] [--chown=u] [--chmod=m] [--link] [--parents] [--exclude=p]... src... dest`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CopyInstruction {
     /// Stage name, stage index or image to copy from; `None` is the build context.
     pub from: Option<String>,
     /// Owner for the copied files, unexpanded.
     pub chown: Option<String>,
-    /// Mode for the copied files, unexpanded.
+    /// Mode for the copied files (octal or symbolic), unexpanded.
     pub chmod: Option<String>,
-    /// Sources, unexpanded.
+    /// `--link`: accepted; kiln's layer is the same either way.
+    pub link: bool,
+    /// `--parents`: keep the sources' parent directories below the destination.
+    pub parents: bool,
+    /// `--exclude` patterns, unexpanded, in order.
+    pub excludes: Vec<String>,
+    /// Path sources, unexpanded (heredoc sources are in `heredocs`).
     pub sources: Vec<String>,
+    /// Heredoc sources: files named after their delimiter.
+    pub heredocs: Vec<Heredoc>,
     /// Destination, unexpanded.
     pub dest: String,
 }
 
-/// `ADD [--chown=u] [--chmod=m] src... dest` (local sources only for now).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `ADD [--chown=u] [--chmod=m] [--link] [--exclude=p]... [--checksum=d] [--keep-git-dir]
+/// src... dest` (local sources only for now).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddInstruction {
     /// Owner for the added files, unexpanded.
     pub chown: Option<String>,
-    /// Mode for the added files, unexpanded.
+    /// Mode for the added files (octal or symbolic), unexpanded.
     pub chmod: Option<String>,
-    /// Sources, unexpanded.
+    /// `--link`: accepted; kiln's layer is the same either way.
+    pub link: bool,
+    /// `--exclude` patterns, unexpanded, in order.
+    pub excludes: Vec<String>,
+    /// `--checksum`, unexpanded: only meaningful for URL sources (a later issue).
+    pub checksum: Option<String>,
+    /// `--keep-git-dir`, when given: only meaningful for git sources (a later issue).
+    pub keep_git_dir: Option<bool>,
+    /// Path sources, unexpanded (heredoc sources are in `heredocs`).
     pub sources: Vec<String>,
+    /// Heredoc sources: files named after their delimiter.
+    pub heredocs: Vec<Heredoc>,
     /// Destination, unexpanded.
     pub dest: String,
 }

@@ -5,12 +5,15 @@
 
 mod directives;
 mod flags;
+mod format;
+mod heredoc;
 mod instruction;
 mod lexer;
 mod parse;
 mod words;
 
 pub use directives::Directives;
+pub use heredoc::Heredoc;
 pub use instruction::{
     AddInstruction, ArgDecl, CommandLine, CopyInstruction, FromInstruction, Instruction,
     InstructionKind, KeyValue, RunInstruction,
@@ -32,13 +35,14 @@ pub struct Dockerfile {
 }
 
 /// Parses Dockerfile text. `file` labels error messages. Fails on the first unknown or
-/// malformed instruction, and on anything kiln does not implement yet (heredocs, RUN mounts),
+/// malformed instruction (an unterminated heredoc included), and on anything kiln does not
+/// implement yet (`RUN --device`, `ADD --unpack`),
 /// so that no instruction is ever silently skipped.
 pub fn parse(source: &str, file: &str) -> Result<Dockerfile, Error> {
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
     let lines: Vec<&str> = source.lines().collect();
     let directives = directives::parse(&lines, file)?;
-    let instructions = lexer::logical_lines(&lines, directives.escape)
+    let instructions = lexer::logical_lines(&lines, directives.escape, file)?
         .iter()
         .map(|line| parse::instruction(line, directives.escape, file))
         .collect::<Result<Vec<_>, _>>()?;
@@ -56,7 +60,12 @@ pub fn parse(source: &str, file: &str) -> Result<Dockerfile, Error> {
     })
 }
 
-pub(crate) use parse::trigger as parse_trigger;
+pub(crate) use parse::{trigger as parse_trigger, validate_checksum as parse_checksum};
+
+/// Whether a whole command is one heredoc marker (`<<EOF`), which BuildKit runs as a script.
+pub(crate) fn is_heredoc_marker(text: &str) -> bool {
+    heredoc::marker(text).is_some()
+}
 
 #[cfg(test)]
 mod tests;

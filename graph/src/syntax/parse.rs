@@ -1,14 +1,17 @@
 //! Turns one logical line into a typed [`Instruction`].
 
 use super::flags::{Flags, split_flags};
+use super::heredoc::{Heredoc, marker};
 use super::instruction::{
     AddInstruction, ArgDecl, CommandLine, CopyInstruction, FromInstruction, Instruction,
     InstructionKind, KeyValue, RunInstruction,
 };
 use super::lexer::LogicalLine;
-use super::words::{heredoc_marker, json_array, quoted_words};
+use super::words::{json_array, quoted_words};
+use crate::chmod::Chmod;
 use crate::duration;
 use crate::error::Error;
+use crate::mount::{Mount, NetworkMode, SecurityMode};
 use crate::state::Healthcheck;
 
 /// Parses one logical line; errors carry the line's position.
@@ -17,7 +20,7 @@ pub(crate) fn instruction(
     escape: char,
     file: &str,
 ) -> Result<Instruction, Error> {
-    let kind = kind(&line.text, escape)
+    let kind = kind(&line.text, escape, &line.heredocs)
         .map_err(|m| Error::at(file, line.line, line.column, &line.text, m))?;
     Ok(Instruction {
         line: line.line,
@@ -27,7 +30,7 @@ pub(crate) fn instruction(
     })
 }
 
-fn kind(text: &str, escape: char) -> Result<InstructionKind, String> {
+fn kind(text: &str, escape: char, heredocs: &[Heredoc]) -> Result<InstructionKind, String> {
     let (keyword, rest) = match text.split_once(char::is_whitespace) {
         Some((k, r)) => (k, r.trim_start()),
         None => (text, ""),
@@ -38,12 +41,12 @@ fn kind(text: &str, escape: char) -> Result<InstructionKind, String> {
     let mut flags = Flags::new(name, flags);
     let kind = match name {
         "FROM" => from(&mut flags, args)?,
-        "RUN" => run(&flags, args)?,
+        "RUN" => run(&mut flags, args, heredocs)?,
         "CMD" => InstructionKind::Cmd(command_line(name, args)?),
         "ENTRYPOINT" => InstructionKind::Entrypoint(command_line(name, args)?),
         "SHELL" => shell(args)?,
-        "COPY" => copy(&mut flags, args)?,
-        "ADD" => add(&mut flags, args)?,
+        "COPY" => copy(&mut flags, args, heredocs)?,
+        "ADD" => add(&mut flags, args, heredocs)?,
         "ENV" => InstructionKind::Env(key_values(name, args, escape)?),
         "LABEL" => InstructionKind::Label(key_values(name, args, escape)?),
         "ARG" => arg(args, escape)?,
@@ -57,6 +60,12 @@ fn kind(text: &str, escape: char) -> Result<InstructionKind, String> {
         "STOPSIGNAL" => InstructionKind::StopSignal(single(name, args)?),
         "MAINTAINER" => InstructionKind::Maintainer(whole(name, args)?),
         "HEALTHCHECK" => healthcheck(&mut flags, args)?,
+        _ if !heredocs.is_empty() => {
+            return Err(
+                "heredocs in ONBUILD triggers are not supported; COPY the script in a file instead"
+                    .into(),
+            );
+        }
         _ => onbuild(args, escape)?,
     };
     flags.finish()?;
@@ -123,25 +132,29 @@ fn stage_name(name: &str) -> Result<String, String> {
     Ok(lower)
 }
 
-fn run(flags: &Flags, args: &str) -> Result<InstructionKind, String> {
-    flags.refuse("mount", "RUN mounts (cache, secret, bind, ssh) are planned; remove the flag or use a builder that supports it")?;
-    flags.refuse("network", "RUN network modes are planned")?;
-    flags.refuse("security", "RUN security modes are planned")?;
+fn run(flags: &mut Flags, args: &str, heredocs: &[Heredoc]) -> Result<InstructionKind, String> {
     flags.refuse("device", "RUN devices are planned")?;
+    let mounts = flags
+        .strings("mount")?
+        .iter()
+        .map(|m| Mount::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let network = flags
+        .string("network")?
+        .map(|n| NetworkMode::parse(&n))
+        .transpose()?;
+    let security = flags
+        .string("security")?
+        .map(|s| SecurityMode::parse(&s))
+        .transpose()?;
     let command = command_line("RUN", args)?;
-    if let CommandLine::Shell(text) = &command {
-        refuse_heredoc("RUN", text)?;
-    }
-    Ok(InstructionKind::Run(RunInstruction { command }))
-}
-
-fn refuse_heredoc(keyword: &str, text: &str) -> Result<(), String> {
-    match heredoc_marker(text) {
-        Some(marker) => Err(format!(
-            "heredocs are not supported yet ({keyword} ... {marker}); write the script to a file and COPY it"
-        )),
-        None => Ok(()),
-    }
+    Ok(InstructionKind::Run(RunInstruction {
+        command,
+        heredocs: heredocs.to_vec(),
+        mounts,
+        network,
+        security,
+    }))
 }
 
 fn command_line(keyword: &str, args: &str) -> Result<CommandLine, String> {
@@ -169,8 +182,13 @@ fn json_or_words(args: &str) -> Vec<String> {
     json_array(args).unwrap_or_else(|| args.split_whitespace().map(str::to_owned).collect())
 }
 
-fn sources_and_dest(keyword: &str, args: &str) -> Result<(Vec<String>, String), String> {
-    refuse_heredoc(keyword, args)?;
+/// Splits sources from the destination and takes heredoc sources (`<<EOF`) out of the
+/// sources, pairing each with its body in order, as BuildKit's `parseSourcesAndDest`.
+fn sources_and_dest(
+    keyword: &str,
+    args: &str,
+    heredocs: &[Heredoc],
+) -> Result<(Vec<String>, Vec<Heredoc>, String), String> {
     let mut words = json_or_words(args);
     if words.len() < 2 {
         return Err(format!(
@@ -179,23 +197,36 @@ fn sources_and_dest(keyword: &str, args: &str) -> Result<(Vec<String>, String), 
         ));
     }
     let dest = words.pop().unwrap_or_default();
-    Ok((words, dest))
+    if !heredocs.is_empty() && marker(&dest).is_some() {
+        return Err(format!(
+            "{keyword} cannot accept a heredoc as a destination ({dest})"
+        ));
+    }
+    let mut bodies = heredocs.iter();
+    let mut sources = Vec::new();
+    let mut contents = Vec::new();
+    for word in words {
+        match (marker(&word), heredocs.is_empty()) {
+            (Some(_), false) => match bodies.next() {
+                Some(body) => contents.push(body.clone()),
+                None => return Err(format!("{keyword} heredoc {word} has no body")),
+            },
+            _ => sources.push(word),
+        }
+    }
+    Ok((sources, contents, dest))
 }
 
-fn refuse_copy_extras(flags: &Flags) -> Result<(), String> {
-    flags.refuse(
-        "link",
-        "it changes how layers are rebased; drop the flag to get a plain copy",
-    )?;
-    flags.refuse(
-        "parents",
-        "drop the flag and copy each directory explicitly",
-    )?;
-    flags.refuse("exclude", "use .dockerignore instead")
+/// `--chmod`: validated now unless it uses variables, which only the planner can expand.
+fn chmod_flag(flags: &mut Flags) -> Result<Option<String>, String> {
+    let chmod = flags.string("chmod")?;
+    if let Some(text) = chmod.as_deref().filter(|t| !t.contains('$')) {
+        Chmod::parse(text)?;
+    }
+    Ok(chmod)
 }
 
-fn copy(flags: &mut Flags, args: &str) -> Result<InstructionKind, String> {
-    refuse_copy_extras(flags)?;
+fn copy(flags: &mut Flags, args: &str, heredocs: &[Heredoc]) -> Result<InstructionKind, String> {
     let from = flags.string("from")?;
     if let Some(f) = &from {
         if f.contains('$') {
@@ -208,34 +239,68 @@ fn copy(flags: &mut Flags, args: &str) -> Result<InstructionKind, String> {
         }
     }
     let chown = flags.string("chown")?;
-    let chmod = flags.string("chmod")?;
-    let (sources, dest) = sources_and_dest("COPY", args)?;
+    let chmod = chmod_flag(flags)?;
+    let link = flags.boolean("link")?.unwrap_or(false);
+    let parents = flags.boolean("parents")?.unwrap_or(false);
+    let excludes = flags.strings("exclude")?;
+    let (sources, heredocs, dest) = sources_and_dest("COPY", args, heredocs)?;
     Ok(InstructionKind::Copy(CopyInstruction {
         from,
         chown,
         chmod,
+        link,
+        parents,
+        excludes,
         sources,
+        heredocs,
         dest,
     }))
 }
 
-fn add(flags: &mut Flags, args: &str) -> Result<InstructionKind, String> {
-    refuse_copy_extras(flags)?;
-    flags.refuse("checksum", "ADD of remote URLs is not supported yet either")?;
-    flags.refuse(
-        "keep-git-dir",
-        "ADD of git repositories is not supported yet",
-    )?;
+fn add(flags: &mut Flags, args: &str, heredocs: &[Heredoc]) -> Result<InstructionKind, String> {
     flags.refuse("unpack", "archive extraction by ADD is not supported yet")?;
     let chown = flags.string("chown")?;
-    let chmod = flags.string("chmod")?;
-    let (sources, dest) = sources_and_dest("ADD", args)?;
+    let chmod = chmod_flag(flags)?;
+    let link = flags.boolean("link")?.unwrap_or(false);
+    let excludes = flags.strings("exclude")?;
+    let checksum = flags.string("checksum")?;
+    if let Some(text) = checksum.as_deref().filter(|t| !t.contains('$')) {
+        validate_checksum(text)?;
+    }
+    let keep_git_dir = flags.boolean("keep-git-dir")?;
+    let (sources, heredocs, dest) = sources_and_dest("ADD", args, heredocs)?;
     Ok(InstructionKind::Add(AddInstruction {
         chown,
         chmod,
+        link,
+        excludes,
+        checksum,
+        keep_git_dir,
         sources,
+        heredocs,
         dest,
     }))
+}
+
+/// `--checksum=sha256:<64 hex digits>` (or sha384/sha512 with their lengths).
+pub(crate) fn validate_checksum(text: &str) -> Result<(), String> {
+    let (algorithm, hex) = text.split_once(':').unwrap_or(("", text));
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => {
+            return Err(format!(
+                "ADD --checksum={text}: expected <algorithm>:<hex digest> with sha256, sha384 or sha512"
+            ));
+        }
+    };
+    if hex.len() != len || !hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+        return Err(format!(
+            "ADD --checksum={text}: a {algorithm} digest is {len} lower-case hex digits"
+        ));
+    }
+    Ok(())
 }
 
 /// ENV/LABEL: `k=v k2="v 2"` or the legacy single pair `k value with spaces`.
@@ -410,7 +475,7 @@ fn onbuild(args: &str, escape: char) -> Result<InstructionKind, String> {
         }
         _ => {}
     }
-    let trigger = kind(expression, escape).map_err(|m| format!("ONBUILD trigger: {m}"))?;
+    let trigger = kind(expression, escape, &[]).map_err(|m| format!("ONBUILD trigger: {m}"))?;
     Ok(InstructionKind::Onbuild {
         expression: expression.to_owned(),
         trigger: Box::new(trigger),

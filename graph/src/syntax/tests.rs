@@ -37,15 +37,14 @@ fn parses_every_instruction() {
         ),
         (
             "RUN echo hi",
-            InstructionKind::Run(RunInstruction {
-                command: CommandLine::Shell(s("echo hi")),
-            }),
+            InstructionKind::Run(RunInstruction::plain(CommandLine::Shell(s("echo hi")))),
         ),
         (
             "RUN [\"echo\", \"hi\"]",
-            InstructionKind::Run(RunInstruction {
-                command: CommandLine::Exec(vec![s("echo"), s("hi")]),
-            }),
+            InstructionKind::Run(RunInstruction::plain(CommandLine::Exec(vec![
+                s("echo"),
+                s("hi"),
+            ]))),
         ),
         (
             "CMD [\"sh\"]",
@@ -68,6 +67,7 @@ fn parses_every_instruction() {
                 chmod: Some(s("644")),
                 sources: vec![s("a"), s("b")],
                 dest: s("/dst/"),
+                ..Default::default()
             }),
         ),
         (
@@ -78,6 +78,7 @@ fn parses_every_instruction() {
                 chmod: None,
                 sources: vec![s("a b")],
                 dest: s("/d"),
+                ..Default::default()
             }),
         ),
         (
@@ -87,6 +88,7 @@ fn parses_every_instruction() {
                 chmod: None,
                 sources: vec![s("x.txt")],
                 dest: s("/x"),
+                ..Default::default()
             }),
         ),
         (
@@ -160,9 +162,9 @@ fn parses_every_instruction() {
             "ONBUILD RUN make",
             InstructionKind::Onbuild {
                 expression: s("RUN make"),
-                trigger: Box::new(InstructionKind::Run(RunInstruction {
-                    command: CommandLine::Shell(s("make")),
-                })),
+                trigger: Box::new(InstructionKind::Run(RunInstruction::plain(
+                    CommandLine::Shell(s("make")),
+                ))),
             },
         ),
     ];
@@ -179,9 +181,9 @@ fn malformed_json_falls_back_to_shell_form() {
     );
     assert_eq!(
         one("RUN [ -f x ] && echo y"),
-        InstructionKind::Run(RunInstruction {
-            command: CommandLine::Shell(s("[ -f x ] && echo y"))
-        })
+        InstructionKind::Run(RunInstruction::plain(CommandLine::Shell(s(
+            "[ -f x ] && echo y"
+        ))))
     );
 }
 
@@ -209,11 +211,80 @@ fn escape_directive_changes_continuation() {
     assert_eq!(df.escape, '`');
     assert_eq!(
         df.instructions[1].kind,
-        InstructionKind::Run(RunInstruction {
-            command: CommandLine::Shell(s("dir c:\\   /b"))
-        })
+        InstructionKind::Run(RunInstruction::plain(CommandLine::Shell(s(
+            "dir c:\\   /b"
+        ))))
     );
     assert_eq!(df.instructions.len(), 3);
+}
+
+#[test]
+fn heredocs_attach_to_run_and_copy() {
+    let df = parse(
+        "FROM a\nRUN <<-EOF\n\techo hi\n\tEOF\nCOPY --chmod=u+x <<one <<'two' /d/\n$A\none\n$B\ntwo\nRUN python3 <<EOF\nprint(1)\nEOF\n",
+        "Dockerfile",
+    )
+    .expect("parses");
+    let InstructionKind::Run(run) = &df.instructions[1].kind else {
+        panic!("not a RUN")
+    };
+    assert_eq!(run.command, CommandLine::Shell(s("<<-EOF")));
+    assert_eq!(run.heredocs.len(), 1);
+    assert_eq!(run.heredocs[0].data(), "echo hi\n");
+    let InstructionKind::Copy(copy) = &df.instructions[2].kind else {
+        panic!("not a COPY")
+    };
+    assert_eq!(df.instructions[2].line, 5);
+    assert!(copy.sources.is_empty());
+    let names: Vec<(&str, bool, &str)> = copy
+        .heredocs
+        .iter()
+        .map(|h| (h.name.as_str(), h.expand, h.content.as_str()))
+        .collect();
+    assert_eq!(names, [("one", true, "$A\n"), ("two", false, "$B\n")]);
+    assert_eq!(copy.chmod.as_deref(), Some("u+x"));
+    assert_eq!(df.instructions[3].line, 10);
+}
+
+#[test]
+fn run_flags_are_typed() {
+    let InstructionKind::Run(run) = one(
+        "RUN --mount=type=secret,id=tok --mount=type=tmpfs,target=/t --network=none --security=sandbox make",
+    ) else {
+        panic!("not a RUN")
+    };
+    assert_eq!(run.mounts.len(), 2);
+    assert_eq!(run.mounts[0].kind(), "secret");
+    assert_eq!(run.network, Some(crate::NetworkMode::None));
+    assert_eq!(run.security, Some(crate::SecurityMode::Sandbox));
+}
+
+#[test]
+fn copy_and_add_flags_are_kept() {
+    assert_eq!(
+        one("COPY --link --parents --exclude=*.md --exclude=tmp ./a/./b /d/"),
+        InstructionKind::Copy(CopyInstruction {
+            link: true,
+            parents: true,
+            excludes: vec![s("*.md"), s("tmp")],
+            sources: vec![s("./a/./b")],
+            dest: s("/d/"),
+            ..Default::default()
+        })
+    );
+    let sum = format!("sha256:{}", "ab".repeat(32));
+    assert_eq!(
+        one(&format!(
+            "ADD --link=false --checksum={sum} --keep-git-dir https://x/y /y"
+        )),
+        InstructionKind::Add(AddInstruction {
+            checksum: Some(sum.clone()),
+            keep_git_dir: Some(true),
+            sources: vec![s("https://x/y")],
+            dest: s("/y"),
+            ..Default::default()
+        })
+    );
 }
 
 #[test]
@@ -221,34 +292,58 @@ fn errors_have_line_column_and_message() {
     let cases: &[(&str, usize, usize, &str)] = &[
         ("FROM a\n  FOO bar", 2, 3, "unknown instruction: FOO"),
         (
-            "FROM a\nRUN --mount=type=cache,target=/c make",
+            "FROM a\nRUN --mount=type=cache make",
             2,
             1,
-            "RUN --mount is not supported yet",
+            "a cache mount needs target=<path>",
         ),
         (
-            "FROM a\nRUN --network=none make",
+            "FROM a\n  RUN --mount=type=nfs,target=/x make",
             2,
-            1,
-            "RUN --network is not supported yet",
+            3,
+            "unsupported mount type \"nfs\"",
         ),
         (
-            "FROM a\nRUN --security=insecure make",
+            "FROM a\nRUN --network=bridge make",
             2,
             1,
-            "RUN --security is not supported yet",
+            "unsupported network mode \"bridge\"",
         ),
         (
-            "FROM a\nRUN <<EOF\necho hi\nEOF",
+            "FROM a\nRUN --security=weird make",
             2,
             1,
-            "heredocs are not supported yet",
+            "unsupported security mode \"weird\"",
         ),
         (
-            "FROM a\nCOPY <<EOF /x\nhi\nEOF",
+            "FROM a\nRUN <<EOF\necho hi\n",
             2,
             1,
-            "heredocs are not supported yet",
+            "unterminated heredoc: no line \"EOF\"",
+        ),
+        (
+            "FROM a\nCOPY <<EOF <<X\nhi\nEOF\n",
+            2,
+            1,
+            "unterminated heredoc: no line \"X\"",
+        ),
+        (
+            "FROM a\nCOPY x <<EOF\nhi\nEOF",
+            2,
+            1,
+            "COPY cannot accept a heredoc as a destination",
+        ),
+        (
+            "FROM a\nONBUILD RUN <<EOF\nhi\nEOF",
+            2,
+            1,
+            "heredocs in ONBUILD triggers are not supported",
+        ),
+        (
+            "FROM a\nONBUILD -- ADD <<EOF /d\nhi\nEOF",
+            2,
+            1,
+            "heredocs in ONBUILD triggers are not supported",
         ),
         (
             "FROM a\nCOPY --bogus=1 a b",
@@ -257,16 +352,34 @@ fn errors_have_line_column_and_message() {
             "unknown flag --bogus for COPY",
         ),
         (
-            "FROM a\nCOPY --link a b",
+            "FROM a\nCOPY --link=maybe a b",
             2,
             1,
-            "COPY --link is not supported yet",
+            "expecting boolean value for flag --link of COPY",
+        ),
+        (
+            "FROM a\nCOPY --exclude a b",
+            2,
+            1,
+            "missing a value on flag --exclude for COPY",
+        ),
+        (
+            "FROM a\nCOPY --chmod=u+z a b",
+            2,
+            1,
+            "invalid chmod parameter: 'u+z'",
         ),
         (
             "FROM a\nADD --checksum=sha256:x http://x /y",
             2,
             1,
-            "ADD --checksum is not supported yet",
+            "a sha256 digest is 64 lower-case hex digits",
+        ),
+        (
+            "FROM a\nADD --keep-git-dir=nope a b",
+            2,
+            1,
+            "expecting boolean value for flag --keep-git-dir of ADD",
         ),
         ("FROM a\nENV --x=1 A=b", 2, 1, "unknown flag --x for ENV"),
         (
@@ -378,8 +491,10 @@ fn empty_dockerfile_is_an_error() {
 fn exec_form_run_with_heredoc_text_is_not_a_heredoc() {
     assert_eq!(
         one("RUN [\"sh\", \"-c\", \"cat <<EOF\"]"),
-        InstructionKind::Run(RunInstruction {
-            command: CommandLine::Exec(vec![s("sh"), s("-c"), s("cat <<EOF")])
-        })
+        InstructionKind::Run(RunInstruction::plain(CommandLine::Exec(vec![
+            s("sh"),
+            s("-c"),
+            s("cat <<EOF")
+        ])))
     );
 }

@@ -68,38 +68,6 @@ pub(crate) fn quoted_words(rest: &str, escape: char) -> Vec<String> {
     words
 }
 
-/// Finds a heredoc marker (`<<EOF`, `<<-EOF`, `<<"EOF"`) that BuildKit would treat as a
-/// heredoc; here-strings (`<<<`) and shifts (`1<<2`) are not markers.
-pub(crate) fn heredoc_marker(text: &str) -> Option<String> {
-    let bytes: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        if bytes[i] == '<' && bytes[i + 1] == '<' {
-            let mut j = i + 2;
-            if bytes.get(j) == Some(&'<') {
-                i = j + 1;
-                continue;
-            }
-            if bytes.get(j) == Some(&'-') {
-                j += 1;
-            }
-            if matches!(bytes.get(j), Some('"' | '\'')) {
-                j += 1;
-            }
-            if bytes
-                .get(j)
-                .is_some_and(|c| c.is_ascii_alphabetic() || *c == '_')
-            {
-                let end = (j..bytes.len())
-                    .find(|&k| !(bytes[k].is_ascii_alphanumeric() || bytes[k] == '_'));
-                return Some(bytes[i..end.unwrap_or(bytes.len())].iter().collect());
-            }
-        }
-        i += 1;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,13 +107,5 @@ mod tests {
             vec!["a='x \\'".to_string(), "b".into()]
         );
         assert_eq!(quoted_words("  ", '\\'), Vec::<String>::new());
-    }
-
-    #[test]
-    fn heredoc_markers_are_found_but_not_shifts_or_herestrings() {
-        assert_eq!(heredoc_marker("<<EOF"), Some("<<EOF".into()));
-        assert_eq!(heredoc_marker("cat <<-'END' > f"), Some("<<-'END".into()));
-        assert_eq!(heredoc_marker("cat <<< hi"), None);
-        assert_eq!(heredoc_marker("echo $((1<<2))"), None);
     }
 }
