@@ -306,10 +306,14 @@ impl Plan {
                 b.opt_str(copy.chmod.as_ref().map(ToString::to_string).as_deref())
                     .bytes(&[u8::from(copy.add)]);
                 if !copy.contents.is_empty() {
-                    b.str("contents");
-                    for file in &copy.contents {
-                        b.str(&file.name).str(&file.data);
-                    }
+                    // A counted list of (name, data) pairs, so the tags after it stay unambiguous.
+                    b.str("contents").strs(
+                        copy.contents
+                            .iter()
+                            .flat_map(|file| [file.name.as_str(), file.data.as_str()])
+                            .collect::<Vec<_>>()
+                            .into_iter(),
+                    );
                 }
                 if copy.parents {
                     b.str("parents");
