@@ -11,6 +11,7 @@ mod support;
 
 mod auth;
 mod build;
+mod corpus;
 mod errors;
 mod outputs;
 mod plan;

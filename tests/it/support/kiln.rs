@@ -106,7 +106,18 @@ impl Outcome {
         self.stderr()
     }
 
-    fn stderr(&self) -> String {
+    /// The exit code, `None` if kiln was killed by a signal.
+    pub fn status_code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    /// Everything kiln wrote to standard output.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// Everything kiln wrote to standard error.
+    pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
 }
