@@ -12,6 +12,7 @@ mod support;
 mod auth;
 mod bench_smoke;
 mod build;
+mod corpus;
 mod errors;
 mod extract;
 mod frontend;

@@ -6,6 +6,7 @@
 
 mod bases;
 mod keys;
+pub(crate) mod references;
 mod schedule;
 pub(crate) mod settings;
 mod stage;

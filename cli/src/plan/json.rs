@@ -14,7 +14,8 @@
 //!     "dependencies": [],
 //!     "steps": [{"stage": 0, "step": 0, "line": 2, "column": 1, "text": "WORKDIR /src",
 //!                "kind": "run" | "copy" | "workdir" | "config", "created_by": "WORKDIR /src",
-//!                "run": {"argv": [...], "network": "default" | "none" | "host",
+//!                "run": {"argv": [...], "env": ["PATH=/usr/bin:/bin", ...], "user": null,
+//!                        "workdir": "/", "network": "default" | "none" | "host",
 //!                        "security": "sandbox" | "insecure", "mounts": [{"type": "cache", ...}],
 //!                        "script": {"name": "EOF", "data": "#!/bin/sh\n..."} | null,
 //!                        "proxy_args": ["HTTP_PROXY"]},              (RUN steps only)
@@ -23,6 +24,7 @@
 //!                         "dest": "/app/", "chown": null, "chmod": "u+x" | "755" | null,
 //!                         "link": false, "parents": false, "excludes": [...],
 //!                         "checksum": null, "keep_git_dir": false}}  (COPY/ADD steps only)
+//!     "config": {"env": [...], "cmd": null, "labels": {}, ...}  (after the stage's last step)
 //!   }],
 //!   "edges": [{"from": {"stage": 0, "step": 1}, "to": {"stage": 1, "step": 0}}]
 //! }
@@ -36,8 +38,8 @@
 use std::io::{self, Write};
 
 use kiln_graph::{
-    BaseRef, Chmod, CopyFrom, CopyStep, InlineFile, Mount, NetworkMode, Platform, RunStep,
-    SecurityMode, StepId, StepKind,
+    BaseRef, Chmod, CopyFrom, CopyStep, ImageState, InlineFile, Mount, NetworkMode, Platform,
+    RunStep, SecurityMode, StepId, StepKind,
 };
 use serde::Serialize;
 
@@ -64,6 +66,9 @@ struct Stage<'a> {
     base: Base<'a>,
     dependencies: Vec<usize>,
     steps: Vec<Step<'a>>,
+    /// The image config after the stage's last step (what its own steps set; see the note on
+    /// base configs).
+    config: &'a ImageState,
 }
 
 #[derive(Serialize)]
@@ -92,6 +97,10 @@ struct Step<'a> {
 #[derive(Serialize)]
 struct Run<'a> {
     argv: &'a [String],
+    /// `NAME=value`: the stage's ENV and the ARGs in scope, as the command sees them.
+    env: Vec<String>,
+    user: Option<&'a str>,
+    workdir: &'a str,
     network: NetworkMode,
     security: SecurityMode,
     mounts: &'a [Mount],
@@ -127,6 +136,9 @@ enum From<'a> {
 fn run(step: &RunStep) -> Run<'_> {
     Run {
         argv: &step.argv,
+        env: step.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        user: step.user.as_deref(),
+        workdir: &step.workdir,
         network: step.network,
         security: step.security,
         mounts: &step.mounts,
@@ -206,6 +218,7 @@ fn document(planned: &Planned) -> Document<'_> {
                     },
                 })
                 .collect(),
+            config: stage.final_state(),
         })
         .collect();
     let graph = plan.graph();

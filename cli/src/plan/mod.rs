@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use kiln_graph::{BaseRef, ImageState, Plan, PlanOptions, Planner, StepKind};
 
 use crate::args::{PlanArgs, PlanFormat};
+use crate::build::references::check_references;
 use crate::build::settings::{
     build_arg, context_dir, dockerfile_path, host_platform, target_platform,
 };
@@ -79,7 +80,9 @@ fn load(args: &PlanArgs) -> anyhow::Result<Planned> {
         .into_iter()
         .map(|image| (image, ImageState::default()))
         .collect();
+    let pulls = planner.image_pulls();
     let plan = planner.plan(&bases)?;
+    check_references(&pulls, &plan, &label)?;
     Ok(Planned {
         dockerfile: label,
         platform,

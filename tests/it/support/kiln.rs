@@ -168,11 +168,7 @@ impl Outcome {
 
     /// stdout and stderr together, whatever the outcome: for checking what kiln ever prints.
     pub fn everything_printed(&self) -> String {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&self.output.stdout),
-            self.stderr()
-        )
+        format!("{}{}", self.stdout(), self.stderr())
     }
 
     /// Whether kiln exited successfully.
@@ -180,7 +176,18 @@ impl Outcome {
         self.output.status.success()
     }
 
-    fn stderr(&self) -> String {
+    /// The exit code, `None` if kiln was killed by a signal.
+    pub fn status_code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    /// Everything kiln wrote to standard output.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// Everything kiln wrote to standard error.
+    pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
 }
