@@ -10,8 +10,11 @@
 //! command's status) → command (pid 1). Both descendants die with their parent
 //! (`PR_SET_PDEATHSIG`), and the kernel kills every process of the pid namespace when pid 1 exits.
 
+mod mounts;
 mod sandbox;
 mod stubs;
+
+pub use mounts::{MountSource, RunMount};
 
 use std::ffi::{CString, OsStr};
 use std::io::{self, Read};
@@ -27,6 +30,7 @@ use crate::fsroot::RootFs;
 use crate::overlay::OverlayMount;
 use crate::users::{UserError, resolve_user};
 
+use mounts::MountPlan;
 use sandbox::{DevPlan, Plan, Step};
 use stubs::{Kind, Stubs};
 
@@ -68,6 +72,9 @@ pub struct RunSpec {
     /// A host directory mounted read-only at `/dev/pipes` (BuildKit puts the script of a
     /// `RUN <<EOF` that starts with `#!` there); it never reaches the image.
     pub pipes: Option<PathBuf>,
+    /// `RUN --mount`s, resolved to host paths or tmpfs, mounted in this order (a later target
+    /// inside an earlier one is mounted over it).
+    pub mounts: Vec<RunMount>,
 }
 
 /// `RUN --network`.
@@ -280,6 +287,40 @@ fn prepare(
             files.push((c_path(Path::new(file))?, target));
         }
     }
+    let mut mounts = Vec::new();
+    for mount in &spec.mounts {
+        let kind = match &mount.source {
+            MountSource::Bind { path, .. } if !path.is_dir() => Kind::File,
+            _ => Kind::Dir,
+        };
+        let target = mount_point(&mount.target, kind)?.ok_or_else(|| RunError::Setup {
+            step: "creating a --mount target",
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} exists in the image and is not a {}",
+                    mount.target,
+                    if kind == Kind::Dir {
+                        "directory"
+                    } else {
+                        "file"
+                    }
+                ),
+            ),
+        })?;
+        mounts.push(match &mount.source {
+            MountSource::Bind { path, readonly } => {
+                MountPlan::Bind(c_path(path)?, target, *readonly)
+            }
+            MountSource::Tmpfs { size } => {
+                let options = mounts::tmpfs_options(*size);
+                MountPlan::Tmpfs(
+                    target,
+                    CString::new(options).map_err(|_| nul_error("tmpfs options"))?,
+                )
+            }
+        });
+    }
     let (reader, writer) = io::pipe().map_err(setup("creating the report pipe"))?;
     let plan = Plan {
         root: c_path(&host_root)?,
@@ -288,6 +329,7 @@ fn prepare(
         dev,
         sys,
         files,
+        mounts,
         hostname: HOSTNAME,
         network_none: spec.network == Network::None,
         workdir: CString::new(workdir).map_err(|_| nul_error(workdir))?,

@@ -14,6 +14,8 @@ use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
 use rustix::thread::UnshareFlags;
 
+use super::mounts::MountPlan;
+
 /// Everything the child needs, prepared before the fork.
 #[derive(Debug)]
 pub(super) struct Plan {
@@ -28,6 +30,8 @@ pub(super) struct Plan {
     pub sys: Option<CString>,
     /// `(host file, mount point)` bind-mounted read-only.
     pub files: Vec<(CString, CString)>,
+    /// `RUN --mount`s, mounted after everything else, in order.
+    pub mounts: Vec<MountPlan>,
     pub hostname: &'static [u8],
     /// `RUN --network=none`: a new network namespace, loopback brought up.
     pub network_none: bool,
@@ -80,9 +84,10 @@ pub(super) enum Step {
     Capabilities,
     Loopback,
     MountPipes,
+    RunMount,
 }
 
-const STEPS: [Step; 21] = [
+const STEPS: [Step; 22] = [
     Step::DeathSignal,
     Step::Unshare,
     Step::Fork,
@@ -104,6 +109,7 @@ const STEPS: [Step; 21] = [
     Step::Capabilities,
     Step::Loopback,
     Step::MountPipes,
+    Step::RunMount,
 ];
 
 /// Docker's default capability set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
@@ -136,6 +142,7 @@ impl Step {
             Step::Capabilities => "dropping capabilities",
             Step::Loopback => "bringing up the loopback interface of the new network namespace",
             Step::MountPipes => "mounting the heredoc script at /dev/pipes",
+            Step::RunMount => "mounting a RUN --mount",
         }
     }
 
@@ -258,6 +265,9 @@ fn sandbox(plan: &Plan) -> StepResult {
         )
         .map_err(at(Step::BindFile))?;
     }
+    for mount in &plan.mounts {
+        run_mount(mount).map_err(at(Step::RunMount))?;
+    }
     switch_root(plan)?;
     sethostname(plan.hostname).map_err(at(Step::Hostname))?;
     rustix::process::chdir(plan.workdir.as_c_str()).map_err(at(Step::Chdir))?;
@@ -269,6 +279,26 @@ fn sandbox(plan: &Plan) -> StepResult {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(at(Step::DeathSignal))?;
     Ok(())
+}
+
+fn run_mount(mount: &MountPlan) -> rustix::io::Result<()> {
+    match mount {
+        MountPlan::Bind(source, target, readonly) => {
+            rustix::mount::mount_bind_recursive(source.as_c_str(), target.as_c_str())?;
+            let mut flags = MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV;
+            if *readonly {
+                flags |= MountFlags::RDONLY;
+            }
+            rustix::mount::mount_remount(target.as_c_str(), flags, c"")
+        }
+        MountPlan::Tmpfs(target, options) => rustix::mount::mount(
+            c"tmpfs",
+            target.as_c_str(),
+            c"tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            Some(options.as_c_str()),
+        ),
+    }
 }
 
 fn mount_overlay(target: &CString, options: &CString) -> rustix::io::Result<()> {

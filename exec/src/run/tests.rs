@@ -311,3 +311,54 @@ fn pipes_directory_is_mounted_read_only_and_leaves_no_trace() {
     assert_eq!(out, "from-script\n");
     assert!(!tmp.path().join("dev/pipes").exists());
 }
+
+#[test]
+fn run_mounts_show_host_dirs_files_and_tmpfs_and_leave_nothing_in_the_root() {
+    let tmp = busybox_root();
+    let host = tempfile::tempdir().unwrap();
+    fs::create_dir(host.path().join("cache")).unwrap();
+    fs::create_dir(host.path().join("src")).unwrap();
+    fs::write(host.path().join("src/input"), "from the host").unwrap();
+    fs::write(host.path().join("secret"), "s3cret").unwrap();
+    let root = RootFs::open(tmp.path()).unwrap();
+    let mut spec = sh(
+        "echo kept > /cache/out && cat /src/input /run/secrets/token > /scratch/seen \
+         && cat /scratch/seen > /cache/seen && ! touch /src/new 2>/dev/null",
+    );
+    let bind = |path: &Path, readonly| MountSource::Bind {
+        path: path.to_path_buf(),
+        readonly,
+    };
+    spec.mounts = vec![
+        RunMount {
+            target: "/cache".into(),
+            source: bind(&host.path().join("cache"), false),
+        },
+        RunMount {
+            target: "/src".into(),
+            source: bind(&host.path().join("src"), true),
+        },
+        RunMount {
+            target: "/run/secrets/token".into(),
+            source: bind(&host.path().join("secret"), true),
+        },
+        RunMount {
+            target: "/scratch".into(),
+            source: MountSource::Tmpfs {
+                size: Some(1 << 20),
+            },
+        },
+    ];
+    run(&root, &spec).unwrap();
+    assert_eq!(
+        fs::read_to_string(host.path().join("cache/seen")).unwrap(),
+        "from the hosts3cret"
+    );
+    assert!(!host.path().join("src/new").exists());
+    for stub in ["cache", "src", "run", "scratch"] {
+        assert!(
+            !tmp.path().join(stub).exists(),
+            "the mount point /{stub} stayed in the root"
+        );
+    }
+}
