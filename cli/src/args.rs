@@ -66,6 +66,15 @@ pub struct BuildOptions {
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]", help_heading = "Build")]
     pub build_args: Vec<String>,
 
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=PATH` (a file) or `id=ID,env=VAR`
+    /// (kiln's environment variable), BuildKit's syntax. Never stored in the image. Repeatable.
+    #[arg(
+        long = "secret",
+        value_name = "id=ID,src=PATH|env=VAR",
+        help_heading = "Build"
+    )]
+    pub secrets: Vec<String>,
+
     /// Build the stage with this name (or index) instead of the last one.
     #[arg(long, help_heading = "Build")]
     pub target: Option<String>,

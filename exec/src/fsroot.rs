@@ -155,6 +155,17 @@ impl RootFs {
             })
     }
 
+    /// The host path an image path resolves to, symlinks followed inside the root: what a bind
+    /// mount may use without the image's symlinks leading it out of the root.
+    pub fn host_path(&self, path: &Path) -> io::Result<PathBuf> {
+        let fd = self.open_path(&clean(path), OFlags::PATH, Mode::empty())?;
+        let root = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&self.dir)
+        ))?;
+        Ok(root.join(self.real_path(&fd)?))
+    }
+
     /// `lstat` of an image path: parents resolved inside the root, the final component not followed.
     pub fn symlink_metadata(&self, path: &Path) -> io::Result<rustix::fs::Stat> {
         let (parent, name) = self.parent(path)?;

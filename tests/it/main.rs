@@ -18,6 +18,7 @@ mod extract;
 mod frontend;
 mod layers;
 mod mirrors;
+mod mounts;
 mod outputs;
 mod plan;
 mod platform;

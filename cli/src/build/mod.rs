@@ -6,8 +6,10 @@
 
 mod bases;
 mod keys;
+mod mounts;
 pub(crate) mod references;
 mod schedule;
+mod secrets;
 pub(crate) mod settings;
 mod stage;
 mod work;
@@ -90,6 +92,8 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let built = {
         let store = store.clone();
         let work_dir = work.path().to_path_buf();
+        let cache_dir = settings.cache_dir.clone();
+        let secrets = settings.secrets.clone();
         let created = created.clone();
         let jobs = settings.jobs;
         let layers = settings.layers;
@@ -112,6 +116,12 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                 image_roots: Mutex::default(),
                 snapshots: &snapshots,
                 layers,
+                mounts: &mounts::MountInputs {
+                    cache_dir: &cache_dir,
+                    context: &context,
+                    secrets: &secrets,
+                    work: &work_dir,
+                },
             }
             .run()
         })
@@ -182,8 +192,27 @@ fn snapshot_plan(
     })
 }
 
-/// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: RUN
-/// mounts, `--security=insecure`, and RUN for a platform other than the host's.
+/// Why kiln cannot execute `mount`, if it cannot.
+fn unsupported_mount(mount: &kiln_graph::Mount) -> Option<String> {
+    use kiln_graph::Mount;
+    match mount {
+        Mount::Ssh { .. } => Some(format!(
+            "RUN --mount={mount} is not supported: kiln does not forward SSH agents; fetch private sources with a secret mount instead"
+        )),
+        Mount::Bind { from: Some(_), .. } | Mount::Cache { from: Some(_), .. } => Some(format!(
+            "RUN --mount={mount} is not supported yet: from= (a stage or image as the source) is not implemented; COPY --from what the command needs instead"
+        )),
+        Mount::Bind {
+            readwrite: true, ..
+        } => Some(format!(
+            "RUN --mount={mount} is not supported yet: rw bind mounts are not implemented; drop rw"
+        )),
+        _ => None,
+    }
+}
+
+/// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: SSH, `from=`
+/// and `rw` RUN mounts, `--security=insecure`, and RUN for a platform other than the host's.
 fn refuse_unsupported(plan: &kiln_graph::Plan, dockerfile: &str) -> anyhow::Result<()> {
     let host = settings::host_platform();
     for stage in &plan.stages {
@@ -193,12 +222,8 @@ fn refuse_unsupported(plan: &kiln_graph::Plan, dockerfile: &str) -> anyhow::Resu
                 continue;
             };
             let at = format!("{dockerfile}:{}:{}", step.line, step.column);
-            if let Some(mount) = run.mounts.first() {
-                anyhow::bail!(
-                    "{at}: RUN --mount={mount} is not supported yet: kiln does not execute mounts (bind, cache, tmpfs, secret, ssh); COPY what the command needs instead\n    {} | {}",
-                    step.line,
-                    step.text
-                );
+            if let Some(reason) = run.mounts.iter().find_map(unsupported_mount) {
+                anyhow::bail!("{at}: {reason}\n    {} | {}", step.line, step.text);
             }
             if run.security == kiln_graph::SecurityMode::Insecure {
                 anyhow::bail!(

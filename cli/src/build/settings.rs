@@ -34,6 +34,8 @@ pub struct Settings {
     pub platform: kiln_graph::Platform,
     /// `--label` pairs, applied to the final image.
     pub labels: Vec<(String, String)>,
+    /// `--secret`s, by id (where each comes from, never the value).
+    pub secrets: super::secrets::Secrets,
     /// `--jobs`, or the number of CPUs kiln may use.
     pub jobs: NonZeroUsize,
     /// Where the blob store and work area live.
@@ -124,6 +126,7 @@ impl Settings {
                     .with_context(|| format!("--label {label:?} must be KEY=VALUE"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let secrets = super::secrets::Secrets::parse(&options.secrets)?;
         let cache_dir = match options.cache_dir {
             Some(dir) => absolute(&dir)?,
             None => default_cache_dir()?,
@@ -176,6 +179,7 @@ impl Settings {
             target: options.target,
             platform: target_platform(options.custom_platform.as_deref())?,
             labels,
+            secrets,
             jobs: options.jobs.unwrap_or_else(default_jobs),
             cache_dir,
             destinations,

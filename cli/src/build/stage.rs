@@ -76,6 +76,8 @@ pub struct Executor<'a> {
     pub snapshots: &'a Snapshots,
     /// How new layers are compressed and timestamped.
     pub layers: LayerOptions,
+    /// What `RUN --mount`s resolve against.
+    pub mounts: &'a super::mounts::MountInputs<'a>,
 }
 
 /// The snapshot settings of a build, the strategy decided.
@@ -295,8 +297,12 @@ impl Executor<'_> {
                 let ids = resolve_user(root, &user)?;
                 let mut changes = ensure_workdir(root, &run_step.workdir, (ids.uid, ids.gid))?;
                 let pipes = self.write_script(run_step, step)?;
+                let at = format!("{}:{}:{}", self.dockerfile, step.line, step.column);
+                // Held until the command is done: cache locks and secret copies.
+                let mounts = self.mounts.resolve(&run_step.mounts, &at)?;
                 let mut env = run_step.env.clone();
                 env.extend(run_step.proxy_env.iter().cloned());
+                env.extend(mounts.env.iter().cloned());
                 let spec = RunSpec {
                     argv: run_step.argv.clone(),
                     env,
@@ -307,6 +313,7 @@ impl Executor<'_> {
                         NetworkMode::Default | NetworkMode::Host => Network::Host,
                     },
                     pipes,
+                    mounts: mounts.mounts.clone(),
                 };
                 let volumes: Vec<String> = step.state.volumes.iter().cloned().collect();
                 if unobserved {

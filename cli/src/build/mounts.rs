@@ -1,0 +1,285 @@
+//! `RUN --mount`: each Dockerfile mount resolved to what the sandbox mounts (a host directory or
+//! file, or a tmpfs) for one command, plus the locks and scratch files that must live as long as
+//! the command.
+//!
+//! Cache mounts persist in `<cache-dir>/mounts/<sha256 of the id>` between builds; secrets are
+//! copied into a private scratch directory (for the mode and owner the mount asks for) that is
+//! removed when the command ends. Nothing here reaches a layer: the sandbox mounts it over the
+//! root in the command's own namespace.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use kiln_exec::context::BuildContext;
+use kiln_exec::run::{MountSource, RunMount};
+use kiln_graph::{Mount, Sharing};
+use sha2::{Digest as _, Sha256};
+
+use super::secrets::{SecretSource, Secrets};
+
+/// What mounts are resolved against, for a whole build.
+#[derive(Debug)]
+pub struct MountInputs<'a> {
+    /// `--cache-dir`: cache mounts live in its `mounts/` directory.
+    pub cache_dir: &'a Path,
+    /// The build context, for binds without `from=`.
+    pub context: &'a BuildContext,
+    /// `--secret`s.
+    pub secrets: &'a Secrets,
+    /// Where the scratch directories of secrets are created.
+    pub work: &'a Path,
+}
+
+/// The mounts of one RUN, ready for [`kiln_exec::run::RunSpec`]; dropping it releases the cache
+/// locks and removes the secret copies, so it must outlive the command.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// What the sandbox mounts, in the Dockerfile's order.
+    pub mounts: Vec<RunMount>,
+    /// Secrets exposed as environment variables (`env=`).
+    pub env: Vec<(String, String)>,
+    _locks: Vec<File>,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl MountInputs<'_> {
+    /// Resolves `mounts`; `at` (`Dockerfile:line:column`) prefixes every error.
+    pub fn resolve(&self, mounts: &[Mount], at: &str) -> anyhow::Result<Resolved> {
+        let mut resolved = Resolved::default();
+        for mount in mounts {
+            self.resolve_one(mount, &mut resolved)
+                .with_context(|| format!("{at}: RUN --mount={mount}"))?;
+        }
+        Ok(resolved)
+    }
+
+    fn resolve_one(&self, mount: &Mount, resolved: &mut Resolved) -> anyhow::Result<()> {
+        match mount {
+            Mount::Bind {
+                target,
+                source,
+                from: None,
+                readwrite: false,
+            } => {
+                let source = source.as_deref().unwrap_or("/");
+                let path = self
+                    .context
+                    .root()
+                    .host_path(Path::new(source))
+                    .with_context(|| format!("source {source} in the build context"))?;
+                resolved.mounts.push(RunMount {
+                    target: target.clone(),
+                    source: MountSource::Bind {
+                        path,
+                        readonly: true,
+                    },
+                });
+            }
+            Mount::Cache {
+                target,
+                id,
+                sharing,
+                from: None,
+                readonly,
+                mode,
+                uid,
+                gid,
+                ..
+            } => {
+                let id = id.as_deref().unwrap_or(target);
+                let (path, lock) = self.cache_dir(id, *sharing, *mode, *uid, *gid)?;
+                resolved._locks.extend(lock);
+                resolved.mounts.push(RunMount {
+                    target: target.clone(),
+                    source: MountSource::Bind {
+                        path,
+                        readonly: *readonly,
+                    },
+                });
+            }
+            Mount::Tmpfs { target, size } => resolved.mounts.push(RunMount {
+                target: target.clone(),
+                source: MountSource::Tmpfs { size: *size },
+            }),
+            Mount::Secret {
+                id,
+                target,
+                env,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let Some(value) = self.secret(id)? else {
+                    if *required {
+                        bail!(
+                            "secret {id} is required but was not provided (pass --secret id={id},src=PATH or --secret id={id},env=VAR)"
+                        );
+                    }
+                    return Ok(());
+                };
+                if let Some(var) = env {
+                    let text = String::from_utf8(value.clone()).map_err(|_| {
+                        anyhow::anyhow!("secret {id} is not UTF-8 and cannot be the value of {var}")
+                    })?;
+                    resolved.env.push((var.clone(), text));
+                }
+                if env.is_none() || target.is_some() {
+                    let target = target
+                        .clone()
+                        .unwrap_or_else(|| format!("/run/secrets/{id}"));
+                    let scratch = match &mut resolved._scratch {
+                        Some(dir) => dir,
+                        None => resolved._scratch.insert(
+                            tempfile::Builder::new()
+                                .prefix("secrets-")
+                                .tempdir_in(self.work)
+                                .context("creating the secrets scratch directory")?,
+                        ),
+                    };
+                    let path = scratch.path().join(resolved.mounts.len().to_string());
+                    write_secret(&path, &value, mode.unwrap_or(0o400), *uid, *gid)
+                        .with_context(|| format!("staging secret {id}"))?;
+                    resolved.mounts.push(RunMount {
+                        target,
+                        source: MountSource::Bind {
+                            path,
+                            readonly: true,
+                        },
+                    });
+                }
+            }
+            Mount::Ssh { .. } => bail!(
+                "SSH agent forwarding is not implemented; fetch private sources before the build or with a secret mount"
+            ),
+            Mount::Bind { from: Some(_), .. } | Mount::Cache { from: Some(_), .. } => {
+                bail!("from= is not supported yet: mount the build context or a cache instead")
+            }
+            Mount::Bind {
+                readwrite: true, ..
+            } => bail!("rw bind mounts are not supported yet: drop rw"),
+        }
+        Ok(())
+    }
+
+    /// The secret's value, `None` when it was not given or its source does not exist.
+    fn secret(&self, id: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.secrets.get(id) {
+            None => Ok(None),
+            Some(SecretSource::Env(var)) => Ok(std::env::var_os(var).map(|v| {
+                use std::os::unix::ffi::OsStringExt as _;
+                v.into_vec()
+            })),
+            Some(SecretSource::File(path)) => match std::fs::read(path) {
+                Ok(value) => Ok(Some(value)),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(err) => {
+                    Err(err).with_context(|| format!("reading secret {id} from {}", path.display()))
+                }
+            },
+        }
+    }
+
+    /// The host directory of cache `id`, created (mode, owner) on first use, with the lock its
+    /// sharing mode needs: `locked` waits for the directory, `private` takes the first of
+    /// `<hash>`, `<hash>-1`, ... that no other build holds.
+    fn cache_dir(
+        &self,
+        id: &str,
+        sharing: Sharing,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> anyhow::Result<(PathBuf, Option<File>)> {
+        let base = self.cache_dir.join("mounts");
+        std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+        let hash: String = Sha256::digest(id.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let open_lock = |name: &str| -> anyhow::Result<File> {
+            let path = base.join(format!("{name}.lock"));
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))
+        };
+        let (name, lock) = match sharing {
+            Sharing::Shared => (hash, None),
+            Sharing::Locked => {
+                let lock = open_lock(&hash)?;
+                lock.lock()
+                    .with_context(|| format!("locking cache {id} in {}", base.display()))?;
+                (hash, Some(lock))
+            }
+            Sharing::Private => {
+                let mut n = 0u32;
+                loop {
+                    let name = if n == 0 {
+                        hash.clone()
+                    } else {
+                        format!("{hash}-{n}")
+                    };
+                    let lock = open_lock(&name)?;
+                    if lock.try_lock().is_ok() {
+                        break (name, Some(lock));
+                    }
+                    n += 1;
+                }
+            }
+        };
+        let dir = base.join(&name);
+        if !dir.is_dir() {
+            create_cache(&base, &name, mode.unwrap_or(0o755), uid, gid)
+                .with_context(|| format!("creating cache {id} in {}", dir.display()))?;
+        }
+        Ok((dir, lock))
+    }
+}
+
+/// Creates the cache directory `base/name` whole or not at all: set up under a temporary name,
+/// then renamed (a concurrent build that won the race keeps its own).
+fn create_cache(
+    base: &Path,
+    name: &str,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> std::io::Result<()> {
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".new-{name}-"))
+        .tempdir_in(base)?;
+    let dir = staging.path().join("d");
+    std::fs::DirBuilder::new().mode(mode).create(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
+    std::os::unix::fs::chown(&dir, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))?;
+    match std::fs::rename(&dir, base.join(name)) {
+        Ok(()) => Ok(()),
+        Err(_) if base.join(name).is_dir() => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Writes a secret's copy, readable only as the mount asks.
+fn write_secret(
+    path: &Path,
+    value: &[u8],
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(value)?;
+    std::os::unix::fs::chown(path, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
