@@ -312,6 +312,15 @@ fn prepare(
             MountSource::Bind { path, readonly } => {
                 MountPlan::Bind(c_path(path)?, target, *readonly)
             }
+            MountSource::Discarded { path, scratch } => {
+                let overlay = crate::overlay::Overlay::create(path, scratch)
+                    .and_then(|overlay| overlay.mount())
+                    .map_err(|err| RunError::Setup {
+                        step: "preparing a writable --mount",
+                        source: io::Error::other(err.to_string()),
+                    })?;
+                MountPlan::Overlay(target, overlay.options)
+            }
             MountSource::Tmpfs { size } => {
                 let options = mounts::tmpfs_options(*size);
                 MountPlan::Tmpfs(

@@ -121,6 +121,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                     context: &context,
                     secrets: &secrets,
                     work: &work_dir,
+                    overlay_available: snapshots.overlay_available,
                 },
             }
             .run()
@@ -202,17 +203,12 @@ fn unsupported_mount(mount: &kiln_graph::Mount) -> Option<String> {
         Mount::Bind { from: Some(_), .. } | Mount::Cache { from: Some(_), .. } => Some(format!(
             "RUN --mount={mount} is not supported yet: from= (a stage or image as the source) is not implemented; COPY --from what the command needs instead"
         )),
-        Mount::Bind {
-            readwrite: true, ..
-        } => Some(format!(
-            "RUN --mount={mount} is not supported yet: rw bind mounts are not implemented; drop rw"
-        )),
         _ => None,
     }
 }
 
-/// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: SSH, `from=`
-/// and `rw` RUN mounts, `--security=insecure`, and RUN for a platform other than the host's.
+/// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: SSH and
+/// `from=` RUN mounts, `--security=insecure`, and RUN for a platform other than the host's.
 fn refuse_unsupported(plan: &kiln_graph::Plan, dockerfile: &str) -> anyhow::Result<()> {
     let host = settings::host_platform();
     for stage in &plan.stages {

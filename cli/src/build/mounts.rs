@@ -29,8 +29,10 @@ pub struct MountInputs<'a> {
     pub context: &'a BuildContext,
     /// `--secret`s.
     pub secrets: &'a Secrets,
-    /// Where the scratch directories of secrets are created.
+    /// Where the scratch directories of secrets and `rw` binds are created.
     pub work: &'a Path,
+    /// Whether overlayfs can be mounted there: `rw` binds of directories need it.
+    pub overlay_available: bool,
 }
 
 /// The mounts of one RUN, ready for [`kiln_exec::run::RunSpec`]; dropping it releases the cache
@@ -62,7 +64,7 @@ impl MountInputs<'_> {
                 target,
                 source,
                 from: None,
-                readwrite: false,
+                readwrite,
             } => {
                 let source = source.as_deref().unwrap_or("/");
                 let path = self
@@ -70,12 +72,17 @@ impl MountInputs<'_> {
                     .root()
                     .host_path(Path::new(source))
                     .with_context(|| format!("source {source} in the build context"))?;
-                resolved.mounts.push(RunMount {
-                    target: target.clone(),
-                    source: MountSource::Bind {
+                let source = if *readwrite {
+                    self.discarded(path, resolved)?
+                } else {
+                    MountSource::Bind {
                         path,
                         readonly: true,
-                    },
+                    }
+                };
+                resolved.mounts.push(RunMount {
+                    target: target.clone(),
+                    source,
                 });
             }
             Mount::Cache {
@@ -131,16 +138,9 @@ impl MountInputs<'_> {
                     let target = target
                         .clone()
                         .unwrap_or_else(|| format!("/run/secrets/{id}"));
-                    let scratch = match &mut resolved._scratch {
-                        Some(dir) => dir,
-                        None => resolved._scratch.insert(
-                            tempfile::Builder::new()
-                                .prefix("secrets-")
-                                .tempdir_in(self.work)
-                                .context("creating the secrets scratch directory")?,
-                        ),
-                    };
-                    let path = scratch.path().join(resolved.mounts.len().to_string());
+                    let path = self
+                        .scratch(resolved)?
+                        .join(resolved.mounts.len().to_string());
                     write_secret(&path, &value, mode.unwrap_or(0o400), *uid, *gid)
                         .with_context(|| format!("staging secret {id}"))?;
                     resolved.mounts.push(RunMount {
@@ -158,11 +158,45 @@ impl MountInputs<'_> {
             Mount::Bind { from: Some(_), .. } | Mount::Cache { from: Some(_), .. } => {
                 bail!("from= is not supported yet: mount the build context or a cache instead")
             }
-            Mount::Bind {
-                readwrite: true, ..
-            } => bail!("rw bind mounts are not supported yet: drop rw"),
         }
         Ok(())
+    }
+
+    /// The RUN's private scratch directory, created on first use and removed with `resolved`.
+    fn scratch(&self, resolved: &mut Resolved) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &resolved._scratch {
+            return Ok(dir.path().to_path_buf());
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("mounts-")
+            .tempdir_in(self.work)
+            .context("creating the RUN mounts scratch directory")?;
+        let path = dir.path().to_path_buf();
+        resolved._scratch = Some(dir);
+        Ok(path)
+    }
+
+    /// A writable view of `path` whose writes vanish with the command: an overlay for a
+    /// directory, a scratch copy for a file.
+    fn discarded(&self, path: PathBuf, resolved: &mut Resolved) -> anyhow::Result<MountSource> {
+        let scratch = self
+            .scratch(resolved)?
+            .join(format!("rw-{}", resolved.mounts.len()));
+        if path.is_dir() {
+            if !self.overlay_available {
+                bail!(
+                    "rw needs overlayfs where kiln's work area lives ({}), which cannot be mounted there; drop rw",
+                    self.work.display()
+                );
+            }
+            return Ok(MountSource::Discarded { path, scratch });
+        }
+        std::fs::copy(&path, &scratch)
+            .with_context(|| format!("copying {} for a rw mount", path.display()))?;
+        Ok(MountSource::Bind {
+            path: scratch,
+            readonly: false,
+        })
     }
 
     /// The secret's value, `None` when it was not given or its source does not exist.

@@ -28,6 +28,15 @@ pub enum MountSource {
         /// Mounted read-only.
         readonly: bool,
     },
+    /// A host directory the command may write to without changing it: an overlay whose upper
+    /// and work directories are created in `scratch` (which must not exist, on a filesystem
+    /// where overlayfs works); the caller removes `scratch` afterwards, discarding the writes.
+    Discarded {
+        /// Host directory shown (the overlay's lower layer).
+        path: PathBuf,
+        /// Where the writes go.
+        scratch: PathBuf,
+    },
     /// An empty tmpfs, gone with the command.
     Tmpfs {
         /// Size limit in bytes; the kernel's default (half the RAM) when absent.
@@ -42,6 +51,8 @@ pub(super) enum MountPlan {
     Bind(CString, CString, bool),
     /// `(host mount point, tmpfs options)`.
     Tmpfs(CString, CString),
+    /// `(host mount point, overlay options)`.
+    Overlay(CString, CString),
 }
 
 /// The tmpfs options of a `type=tmpfs` mount.

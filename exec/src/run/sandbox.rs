@@ -298,6 +298,7 @@ fn run_mount(mount: &MountPlan) -> rustix::io::Result<()> {
             MountFlags::NOSUID | MountFlags::NODEV,
             Some(options.as_c_str()),
         ),
+        MountPlan::Overlay(target, options) => mount_overlay(target, options),
     }
 }
 
