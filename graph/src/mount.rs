@@ -1,6 +1,6 @@
 //! `RUN --mount=...`: every mount type BuildKit accepts, parsed into a typed value with its
 //! options, so that `kiln plan` can show exactly what a RUN asks for and a build can refuse it
-//! by name (executing mounts is not implemented yet).
+//! by name; `kiln build` executes all but `ssh` and `from=`.
 
 use std::fmt;
 

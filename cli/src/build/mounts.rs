@@ -317,3 +317,119 @@ fn write_secret(
     std::os::unix::fs::chown(path, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn cache(sharing: &str) -> Mount {
+        Mount::parse(&format!(
+            "type=cache,target=/c,id=shared-id,sharing={sharing},mode=0750,uid=7,gid=8"
+        ))
+        .unwrap()
+    }
+
+    fn host_path(resolved: &Resolved) -> PathBuf {
+        match &resolved.mounts[0].source {
+            MountSource::Bind { path, .. } => path.clone(),
+            other => panic!("not a bind: {other:?}"),
+        }
+    }
+
+    struct World {
+        cache: tempfile::TempDir,
+        work: tempfile::TempDir,
+        context: BuildContext,
+        secrets: Secrets,
+    }
+
+    impl World {
+        fn new() -> World {
+            let context_dir = tempfile::tempdir().unwrap();
+            let context = BuildContext::open(context_dir.path(), None).unwrap();
+            World {
+                cache: tempfile::tempdir().unwrap(),
+                work: tempfile::tempdir().unwrap(),
+                context,
+                secrets: Secrets::default(),
+            }
+        }
+
+        fn inputs(&self) -> MountInputs<'_> {
+            MountInputs {
+                cache_dir: self.cache.path(),
+                context: &self.context,
+                secrets: &self.secrets,
+                work: self.work.path(),
+                overlay_available: false,
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_cache_directory_gets_the_mode_and_owner_asked_for() {
+        let world = World::new();
+        let resolved = world.inputs().resolve(&[cache("shared")], "D:1:1").unwrap();
+        let meta = std::fs::metadata(host_path(&resolved)).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+            (0o750, 7, 8)
+        );
+    }
+
+    #[test]
+    fn private_caches_give_concurrent_users_their_own_directory() {
+        let world = World::new();
+        let inputs = world.inputs();
+        let first = inputs.resolve(&[cache("private")], "D:1:1").unwrap();
+        let second = inputs.resolve(&[cache("private")], "D:1:1").unwrap();
+        assert_ne!(host_path(&first), host_path(&second));
+        let path = host_path(&first);
+        drop(first);
+        let third = inputs.resolve(&[cache("private")], "D:1:1").unwrap();
+        assert_eq!(host_path(&third), path);
+    }
+
+    #[test]
+    fn locked_caches_make_a_second_user_wait_for_the_first() {
+        let world = World::new();
+        let first = world.inputs().resolve(&[cache("locked")], "D:1:1").unwrap();
+        let (done, finished) = mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let second = world.inputs().resolve(&[cache("locked")], "D:1:1").unwrap();
+                done.send(host_path(&second)).unwrap();
+            });
+            assert!(
+                finished.recv_timeout(Duration::from_millis(300)).is_err(),
+                "the second user did not wait"
+            );
+            let path = host_path(&first);
+            drop(first);
+            assert_eq!(
+                finished.recv_timeout(Duration::from_secs(10)).unwrap(),
+                path
+            );
+        });
+    }
+
+    #[test]
+    fn a_missing_optional_secret_is_skipped_and_a_required_one_fails_without_its_value() {
+        let world = World::new();
+        let optional = Mount::parse("type=secret,id=npm").unwrap();
+        let resolved = world.inputs().resolve(&[optional], "D:2:1").unwrap();
+        assert!(resolved.mounts.is_empty() && resolved.env.is_empty());
+        let required = Mount::parse("type=secret,id=npm,required=true").unwrap();
+        let err = world.inputs().resolve(&[required], "D:2:1").unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.starts_with("D:2:1: RUN --mount=type=secret"),
+            "{message}"
+        );
+        assert!(message.contains("secret npm is required"), "{message}");
+    }
+}
