@@ -48,12 +48,18 @@ pub struct Resolved {
 }
 
 impl MountInputs<'_> {
-    /// Resolves `mounts`; `at` (`Dockerfile:line:column`) prefixes every error.
-    pub fn resolve(&self, mounts: &[Mount], at: &str) -> anyhow::Result<Resolved> {
+    /// Resolves `mounts`; relative targets are relative to `workdir`, as in BuildKit, and `at`
+    /// (`Dockerfile:line:column`) prefixes every error.
+    pub fn resolve(&self, mounts: &[Mount], workdir: &str, at: &str) -> anyhow::Result<Resolved> {
         let mut resolved = Resolved::default();
         for mount in mounts {
             self.resolve_one(mount, &mut resolved)
                 .with_context(|| format!("{at}: RUN --mount={mount}"))?;
+        }
+        for mount in &mut resolved.mounts {
+            if !mount.target.starts_with('/') {
+                mount.target = format!("{}/{}", workdir.trim_end_matches('/'), mount.target);
+            }
         }
         Ok(resolved)
     }
@@ -373,7 +379,10 @@ mod tests {
     #[test]
     fn a_new_cache_directory_gets_the_mode_and_owner_asked_for() {
         let world = World::new();
-        let resolved = world.inputs().resolve(&[cache("shared")], "D:1:1").unwrap();
+        let resolved = world
+            .inputs()
+            .resolve(&[cache("shared")], "/", "D:1:1")
+            .unwrap();
         let meta = std::fs::metadata(host_path(&resolved)).unwrap();
         assert_eq!(
             (meta.mode() & 0o7777, meta.uid(), meta.gid()),
@@ -385,23 +394,29 @@ mod tests {
     fn private_caches_give_concurrent_users_their_own_directory() {
         let world = World::new();
         let inputs = world.inputs();
-        let first = inputs.resolve(&[cache("private")], "D:1:1").unwrap();
-        let second = inputs.resolve(&[cache("private")], "D:1:1").unwrap();
+        let first = inputs.resolve(&[cache("private")], "/", "D:1:1").unwrap();
+        let second = inputs.resolve(&[cache("private")], "/", "D:1:1").unwrap();
         assert_ne!(host_path(&first), host_path(&second));
         let path = host_path(&first);
         drop(first);
-        let third = inputs.resolve(&[cache("private")], "D:1:1").unwrap();
+        let third = inputs.resolve(&[cache("private")], "/", "D:1:1").unwrap();
         assert_eq!(host_path(&third), path);
     }
 
     #[test]
     fn locked_caches_make_a_second_user_wait_for_the_first() {
         let world = World::new();
-        let first = world.inputs().resolve(&[cache("locked")], "D:1:1").unwrap();
+        let first = world
+            .inputs()
+            .resolve(&[cache("locked")], "/", "D:1:1")
+            .unwrap();
         let (done, finished) = mpsc::channel();
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                let second = world.inputs().resolve(&[cache("locked")], "D:1:1").unwrap();
+                let second = world
+                    .inputs()
+                    .resolve(&[cache("locked")], "/", "D:1:1")
+                    .unwrap();
                 done.send(host_path(&second)).unwrap();
             });
             assert!(
@@ -418,13 +433,27 @@ mod tests {
     }
 
     #[test]
+    fn relative_targets_are_relative_to_the_working_directory() {
+        let world = World::new();
+        let tmpfs = Mount::parse("type=tmpfs,target=scratch").unwrap();
+        let resolved = world
+            .inputs()
+            .resolve(&[tmpfs], "/srv/app/", "D:1:1")
+            .unwrap();
+        assert_eq!(resolved.mounts[0].target, "/srv/app/scratch");
+    }
+
+    #[test]
     fn a_missing_optional_secret_is_skipped_and_a_required_one_fails_without_its_value() {
         let world = World::new();
         let optional = Mount::parse("type=secret,id=npm").unwrap();
-        let resolved = world.inputs().resolve(&[optional], "D:2:1").unwrap();
+        let resolved = world.inputs().resolve(&[optional], "/", "D:2:1").unwrap();
         assert!(resolved.mounts.is_empty() && resolved.env.is_empty());
         let required = Mount::parse("type=secret,id=npm,required=true").unwrap();
-        let err = world.inputs().resolve(&[required], "D:2:1").unwrap_err();
+        let err = world
+            .inputs()
+            .resolve(&[required], "/", "D:2:1")
+            .unwrap_err();
         let message = format!("{err:#}");
         assert!(
             message.starts_with("D:2:1: RUN --mount=type=secret"),

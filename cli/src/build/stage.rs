@@ -299,7 +299,9 @@ impl Executor<'_> {
                 let pipes = self.write_script(run_step, step)?;
                 let at = format!("{}:{}:{}", self.dockerfile, step.line, step.column);
                 // Held until the command is done: cache locks and secret copies.
-                let mounts = self.mounts.resolve(&run_step.mounts, &at)?;
+                let mounts = self
+                    .mounts
+                    .resolve(&run_step.mounts, &run_step.workdir, &at)?;
                 let mut env = run_step.env.clone();
                 env.extend(run_step.proxy_env.iter().cloned());
                 env.extend(mounts.env.iter().cloned());
