@@ -173,7 +173,7 @@ impl<'p> StageBuilder<'p> {
     fn outcome(&mut self, kind: &InstructionKind) -> Result<Outcome, String> {
         match kind {
             InstructionKind::From(_) => Err("FROM cannot be dispatched inside a stage".into()),
-            InstructionKind::Run(run) => Ok(self.run(run)),
+            InstructionKind::Run(run) => self.run(run),
             InstructionKind::Cmd(cmd) => {
                 let argv = self.command(cmd);
                 self.scope.state.cmd = Some(argv.clone());
@@ -285,7 +285,16 @@ impl<'p> StageBuilder<'p> {
         }
     }
 
-    fn run(&self, run: &RunInstruction) -> Outcome {
+    fn run(&self, run: &RunInstruction) -> Result<Outcome, String> {
+        let mut mount_sources = std::collections::BTreeMap::new();
+        for (index, mount) in run.mounts.iter().enumerate() {
+            if let Some(from) = mount.from() {
+                let source = self
+                    .copy_from(from)
+                    .map_err(|err| format!("RUN --mount={mount}: {err}"))?;
+                mount_sources.insert(index, source);
+            }
+        }
         let (command, script) = heredoc_command(&run.command, &run.heredocs);
         let argv = self.command(&command);
         let env = self.scope.env();
@@ -311,14 +320,15 @@ impl<'p> StageBuilder<'p> {
             proxy_env,
             script,
             mounts: run.mounts.clone(),
+            mount_sources,
             network: run.network.unwrap_or_default(),
             security: run.security.unwrap_or_default(),
         };
-        Outcome {
+        Ok(Outcome {
             kind: StepKind::Run(run),
             created_by,
             in_history: true,
-        }
+        })
     }
 
     fn expand_pairs(&self, pairs: &[KeyValue]) -> Result<Vec<(String, String)>, String> {

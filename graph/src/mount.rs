@@ -145,6 +145,14 @@ impl Mount {
         fields.into_mount(&kind, value)
     }
 
+    /// The `from=` of a bind or cache mount: a stage or image it reads instead of the context.
+    pub fn from(&self) -> Option<&str> {
+        match self {
+            Self::Bind { from, .. } | Self::Cache { from, .. } => from.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The mount's `type=` word.
     pub fn kind(&self) -> &'static str {
         match self {

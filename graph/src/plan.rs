@@ -113,11 +113,10 @@ impl Plan {
                 if let Some(p) = prev {
                     plan.graph.add_edge(p, node, ());
                 }
-                if let StepKind::Copy(copy) = &plan.stages[s].steps[step].kind
-                    && let CopyFrom::Stage(src) = copy.from
-                    && let Some(n) = plan.final_node(src)
-                {
-                    plan.graph.add_edge(n, node, ());
+                for src in plan.stages[s].steps[step].kind.source_stages() {
+                    if let Some(n) = plan.final_node(src) {
+                        plan.graph.add_edge(n, node, ());
+                    }
                 }
                 prev = Some(node);
             }
@@ -157,13 +156,7 @@ impl Plan {
             BaseRef::Stage(b) => Some(b),
             _ => None,
         };
-        let copies = s.steps.iter().filter_map(|step| match &step.kind {
-            StepKind::Copy(c) => match c.from {
-                CopyFrom::Stage(src) => Some(src),
-                _ => None,
-            },
-            _ => None,
-        });
+        let copies = s.steps.iter().flat_map(|step| step.kind.source_stages());
         let mut deps: Vec<usize> = base.into_iter().chain(copies).collect();
         deps.sort_unstable();
         deps.dedup();
@@ -282,6 +275,20 @@ impl Plan {
                 if !run.mounts.is_empty() {
                     let mounts: Vec<String> = run.mounts.iter().map(ToString::to_string).collect();
                     b.str("mounts").strs(mounts.iter().map(String::as_str));
+                }
+                // What a `from=` mount reads is an input, as for COPY --from.
+                for (index, source) in &run.mount_sources {
+                    b.str("mount-source").str(&index.to_string());
+                    match source {
+                        CopyFrom::Context => b.str("context"),
+                        CopyFrom::Stage(src) => b.str("stage").key(&self.stage_key(*src)?),
+                        CopyFrom::Image(r) => {
+                            let digest = inputs
+                                .image_digest(r)
+                                .ok_or_else(|| fail(format!("no digest for image {r:?}")))?;
+                            b.str("image").str(&digest)
+                        }
+                    };
                 }
             }
             StepKind::Copy(copy) => {

@@ -378,13 +378,16 @@ fn declare_stages<'a>(
     let names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
     for stage in &mut stages {
         for inst in stage.body {
-            let InstructionKind::Copy(copy) = &inst.kind else {
-                continue;
+            let froms: Vec<&str> = match &inst.kind {
+                InstructionKind::Copy(copy) => copy.from.as_deref().into_iter().collect(),
+                InstructionKind::Run(run) => run.mounts.iter().filter_map(|m| m.from()).collect(),
+                _ => continue,
             };
-            let Some(from) = &copy.from else { continue };
-            match resolve_copy_from(from, stage.index, &names).map_err(|m| at(df, inst, m))? {
-                CopySource::Stage(i) => stage.copy_stages.push(i),
-                CopySource::Image(r) => stage.copy_images.push(r),
+            for from in froms {
+                match resolve_copy_from(from, stage.index, &names).map_err(|m| at(df, inst, m))? {
+                    CopySource::Stage(i) => stage.copy_stages.push(i),
+                    CopySource::Image(r) => stage.copy_images.push(r),
+                }
             }
         }
     }

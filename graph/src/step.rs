@@ -81,8 +81,11 @@ pub struct RunStep {
     /// A `RUN <<EOF` script starting with `#!`: mounted read-only at `/dev/pipes/<name>`
     /// (mode 0755) and run by path, as BuildKit does.
     pub script: Option<InlineFile>,
-    /// `--mount` flags (executing them is not implemented yet).
+    /// `--mount` flags.
     pub mounts: Vec<Mount>,
+    /// Where each bind or cache mount with `from=` reads, by its index in `mounts`, resolved
+    /// like `COPY --from` (a stage of this build or an external image).
+    pub mount_sources: std::collections::BTreeMap<usize, CopyFrom>,
     /// `--network`.
     pub network: NetworkMode,
     /// `--security`.
@@ -96,6 +99,28 @@ pub struct InlineFile {
     pub name: String,
     /// Content.
     pub data: String,
+}
+
+impl StepKind {
+    /// Stages whose final filesystem this step reads: `COPY --from=<stage>` and RUN mounts with
+    /// `from=<stage>`.
+    pub fn source_stages(&self) -> Vec<usize> {
+        match self {
+            StepKind::Copy(CopyStep {
+                from: CopyFrom::Stage(src),
+                ..
+            }) => vec![*src],
+            StepKind::Run(run) => run
+                .mount_sources
+                .values()
+                .filter_map(|from| match from {
+                    CopyFrom::Stage(src) => Some(*src),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Where BuildKit mounts the script of a `RUN <<EOF` that starts with `#!`.

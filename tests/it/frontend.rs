@@ -225,12 +225,12 @@ fn custom_platform_selects_bases_and_config_and_buildplatform_stages_run_nativel
 }
 
 #[test]
-fn run_mounts_and_insecure_security_are_refused_with_their_position() {
+fn ssh_mounts_and_insecure_security_are_refused_with_their_position() {
     let (registry, base) = Registry::with_busybox();
     for (line, expected) in [
         (
-            "RUN --mount=type=cache,target=/root/.cache make",
-            "RUN --mount=type=cache,target=/root/.cache,sharing=shared is not supported yet",
+            "RUN --mount=type=ssh git fetch",
+            "is not supported: kiln does not forward SSH agents",
         ),
         (
             "RUN --security=insecure true",

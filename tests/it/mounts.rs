@@ -232,3 +232,30 @@ fn ssh_mounts_are_refused_at_their_line() {
     assert!(stderr.contains("type=ssh"), "{stderr}");
     assert!(stderr.contains("does not forward SSH agents"), "{stderr}");
 }
+
+#[test]
+fn binds_and_caches_from_a_stage_or_an_image_read_its_root_and_stay_out_of_layers() {
+    let (registry, base) = Registry::with_busybox();
+    let project = Project::new().dockerfile(&format!(
+        "FROM {base} AS tools\n\
+         RUN mkdir /out && echo built-in-stage > /out/artifact\n\
+         FROM {base}\n\
+         RUN --mount=type=bind,from=tools,source=/out,target=/tools \\\n\
+         \x20   --mount=type=bind,from={base},source=/bin,target=/imgbin \\\n\
+         \x20   cat /tools/artifact > /from-stage && test -x /imgbin/busybox && echo ok > /from-image\n\
+         RUN --mount=type=cache,target=/seeded,from=tools,source=/out cat /seeded/artifact > /from-cache\n"
+    ));
+    let destination = registry.image("from:1");
+    Kiln::build(project.path())
+        .push_to(&destination)
+        .run()
+        .success();
+    let rootfs = unpack(&format!("docker://{destination}"), registry.scratch());
+    let read = |name: &str| std::fs::read_to_string(rootfs.join(name)).unwrap();
+    assert_eq!(read("from-stage"), "built-in-stage\n");
+    assert_eq!(read("from-image"), "ok\n");
+    assert_eq!(read("from-cache"), "built-in-stage\n");
+    for mount in ["tools", "imgbin", "seeded", "out"] {
+        assert!(!rootfs.join(mount).exists(), "/{mount} reached a layer");
+    }
+}

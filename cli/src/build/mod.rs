@@ -200,15 +200,12 @@ fn unsupported_mount(mount: &kiln_graph::Mount) -> Option<String> {
         Mount::Ssh { .. } => Some(format!(
             "RUN --mount={mount} is not supported: kiln does not forward SSH agents; fetch private sources with a secret mount instead"
         )),
-        Mount::Bind { from: Some(_), .. } | Mount::Cache { from: Some(_), .. } => Some(format!(
-            "RUN --mount={mount} is not supported yet: from= (a stage or image as the source) is not implemented; COPY --from what the command needs instead"
-        )),
         _ => None,
     }
 }
 
-/// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: SSH and
-/// `from=` RUN mounts, `--security=insecure`, and RUN for a platform other than the host's.
+/// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: SSH RUN
+/// mounts, `--security=insecure`, and RUN for a platform other than the host's.
 fn refuse_unsupported(plan: &kiln_graph::Plan, dockerfile: &str) -> anyhow::Result<()> {
     let host = settings::host_platform();
     for stage in &plan.stages {

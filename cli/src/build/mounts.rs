@@ -7,13 +7,16 @@
 //! removed when the command ends. Nothing here reaches a layer: the sandbox mounts it over the
 //! root in the command's own namespace.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use kiln_exec::RootFs;
 use kiln_exec::context::BuildContext;
+use kiln_exec::copy::{CopyOptions, copy};
 use kiln_exec::run::{MountSource, RunMount};
 use kiln_graph::{Mount, Sharing};
 use sha2::{Digest as _, Sha256};
@@ -48,12 +51,25 @@ pub struct Resolved {
 }
 
 impl MountInputs<'_> {
-    /// Resolves `mounts`; relative targets are relative to `workdir`, as in BuildKit, and `at`
-    /// (`Dockerfile:line:column`) prefixes every error.
-    pub fn resolve(&self, mounts: &[Mount], workdir: &str, at: &str) -> anyhow::Result<Resolved> {
+    /// Resolves `mounts`; `sources` holds the host root of each `from=` mount by its index (a
+    /// stage's or an image's root filesystem), relative targets are relative to `workdir`, as in
+    /// BuildKit, and `at` (`Dockerfile:line:column`) prefixes every error.
+    pub fn resolve(
+        &self,
+        mounts: &[Mount],
+        sources: &BTreeMap<usize, PathBuf>,
+        workdir: &str,
+        at: &str,
+    ) -> anyhow::Result<Resolved> {
         let mut resolved = Resolved::default();
-        for mount in mounts {
-            self.resolve_one(mount, &mut resolved)
+        for (index, mount) in mounts.iter().enumerate() {
+            let from = match sources.get(&index) {
+                Some(root) => Some(RootFs::open(root).with_context(|| {
+                    format!("{at}: RUN --mount={mount}: opening {}", root.display())
+                })?),
+                None => None,
+            };
+            self.resolve_one(mount, from.as_ref(), &mut resolved)
                 .with_context(|| format!("{at}: RUN --mount={mount}"))?;
         }
         for mount in &mut resolved.mounts {
@@ -64,20 +80,27 @@ impl MountInputs<'_> {
         Ok(resolved)
     }
 
-    fn resolve_one(&self, mount: &Mount, resolved: &mut Resolved) -> anyhow::Result<()> {
+    fn resolve_one(
+        &self,
+        mount: &Mount,
+        from: Option<&RootFs>,
+        resolved: &mut Resolved,
+    ) -> anyhow::Result<()> {
         match mount {
             Mount::Bind {
                 target,
                 source,
-                from: None,
                 readwrite,
+                ..
             } => {
                 let source = source.as_deref().unwrap_or("/");
-                let path = self
-                    .context
-                    .root()
+                let (root, name) = match from {
+                    Some(root) => (root, "from="),
+                    None => (self.context.root(), "the build context"),
+                };
+                let path = root
                     .host_path(Path::new(source))
-                    .with_context(|| format!("source {source} in the build context"))?;
+                    .with_context(|| format!("source {source} in {name}"))?;
                 let source = if *readwrite {
                     self.discarded(path, resolved)?
                 } else {
@@ -95,7 +118,7 @@ impl MountInputs<'_> {
                 target,
                 id,
                 sharing,
-                from: None,
+                source,
                 readonly,
                 mode,
                 uid,
@@ -103,7 +126,8 @@ impl MountInputs<'_> {
                 ..
             } => {
                 let id = id.as_deref().unwrap_or(target);
-                let (path, lock) = self.cache_dir(id, *sharing, *mode, *uid, *gid)?;
+                let seed = from.map(|root| (root, source.as_deref().unwrap_or("/")));
+                let (path, lock) = self.cache_dir(id, *sharing, seed, *mode, *uid, *gid)?;
                 resolved._locks.extend(lock);
                 resolved.mounts.push(RunMount {
                     target: target.clone(),
@@ -161,9 +185,6 @@ impl MountInputs<'_> {
             Mount::Ssh { .. } => bail!(
                 "SSH agent forwarding is not implemented; fetch private sources before the build or with a secret mount"
             ),
-            Mount::Bind { from: Some(_), .. } | Mount::Cache { from: Some(_), .. } => {
-                bail!("from= is not supported yet: mount the build context or a cache instead")
-            }
         }
         Ok(())
     }
@@ -225,11 +246,13 @@ impl MountInputs<'_> {
 
     /// The host directory of cache `id`, created (mode, owner) on first use, with the lock its
     /// sharing mode needs: `locked` waits for the directory, `private` takes the first of
-    /// `<hash>`, `<hash>-1`, ... that no other build holds.
+    /// `<hash>`, `<hash>-1`, ... that no other build holds. A new directory starts as a copy of
+    /// `seed` (a root and a path in it) when given.
     fn cache_dir(
         &self,
         id: &str,
         sharing: Sharing,
+        seed: Option<(&RootFs, &str)>,
         mode: Option<u32>,
         uid: Option<u32>,
         gid: Option<u32>,
@@ -276,7 +299,7 @@ impl MountInputs<'_> {
         };
         let dir = base.join(&name);
         if !dir.is_dir() {
-            create_cache(&base, &name, mode.unwrap_or(0o755), uid, gid)
+            create_cache(&base, &name, seed, mode.unwrap_or(0o755), uid, gid)
                 .with_context(|| format!("creating cache {id} in {}", dir.display()))?;
         }
         Ok((dir, lock))
@@ -288,21 +311,31 @@ impl MountInputs<'_> {
 fn create_cache(
     base: &Path,
     name: &str,
+    seed: Option<(&RootFs, &str)>,
     mode: u32,
     uid: Option<u32>,
     gid: Option<u32>,
-) -> std::io::Result<()> {
+) -> anyhow::Result<()> {
     let staging = tempfile::Builder::new()
         .prefix(&format!(".new-{name}-"))
         .tempdir_in(base)?;
     let dir = staging.path().join("d");
     std::fs::DirBuilder::new().mode(mode).create(&dir)?;
+    if let Some((root, source)) = seed {
+        let options = CopyOptions {
+            preserve_owner: true,
+            ..CopyOptions::default()
+        };
+        let dest = RootFs::open(&dir)?;
+        copy(root, &[source.to_owned()], &dest, "/", &options)
+            .with_context(|| format!("seeding the cache from {source}"))?;
+    }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
     std::os::unix::fs::chown(&dir, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))?;
     match std::fs::rename(&dir, base.join(name)) {
         Ok(()) => Ok(()),
         Err(_) if base.join(name).is_dir() => Ok(()),
-        Err(err) => Err(err),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -381,7 +414,7 @@ mod tests {
         let world = World::new();
         let resolved = world
             .inputs()
-            .resolve(&[cache("shared")], "/", "D:1:1")
+            .resolve(&[cache("shared")], &BTreeMap::new(), "/", "D:1:1")
             .unwrap();
         let meta = std::fs::metadata(host_path(&resolved)).unwrap();
         assert_eq!(
@@ -394,12 +427,18 @@ mod tests {
     fn private_caches_give_concurrent_users_their_own_directory() {
         let world = World::new();
         let inputs = world.inputs();
-        let first = inputs.resolve(&[cache("private")], "/", "D:1:1").unwrap();
-        let second = inputs.resolve(&[cache("private")], "/", "D:1:1").unwrap();
+        let first = inputs
+            .resolve(&[cache("private")], &BTreeMap::new(), "/", "D:1:1")
+            .unwrap();
+        let second = inputs
+            .resolve(&[cache("private")], &BTreeMap::new(), "/", "D:1:1")
+            .unwrap();
         assert_ne!(host_path(&first), host_path(&second));
         let path = host_path(&first);
         drop(first);
-        let third = inputs.resolve(&[cache("private")], "/", "D:1:1").unwrap();
+        let third = inputs
+            .resolve(&[cache("private")], &BTreeMap::new(), "/", "D:1:1")
+            .unwrap();
         assert_eq!(host_path(&third), path);
     }
 
@@ -408,14 +447,14 @@ mod tests {
         let world = World::new();
         let first = world
             .inputs()
-            .resolve(&[cache("locked")], "/", "D:1:1")
+            .resolve(&[cache("locked")], &BTreeMap::new(), "/", "D:1:1")
             .unwrap();
         let (done, finished) = mpsc::channel();
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 let second = world
                     .inputs()
-                    .resolve(&[cache("locked")], "/", "D:1:1")
+                    .resolve(&[cache("locked")], &BTreeMap::new(), "/", "D:1:1")
                     .unwrap();
                 done.send(host_path(&second)).unwrap();
             });
@@ -438,7 +477,7 @@ mod tests {
         let tmpfs = Mount::parse("type=tmpfs,target=scratch").unwrap();
         let resolved = world
             .inputs()
-            .resolve(&[tmpfs], "/srv/app/", "D:1:1")
+            .resolve(&[tmpfs], &BTreeMap::new(), "/srv/app/", "D:1:1")
             .unwrap();
         assert_eq!(resolved.mounts[0].target, "/srv/app/scratch");
     }
@@ -447,12 +486,15 @@ mod tests {
     fn a_missing_optional_secret_is_skipped_and_a_required_one_fails_without_its_value() {
         let world = World::new();
         let optional = Mount::parse("type=secret,id=npm").unwrap();
-        let resolved = world.inputs().resolve(&[optional], "/", "D:2:1").unwrap();
+        let resolved = world
+            .inputs()
+            .resolve(&[optional], &BTreeMap::new(), "/", "D:2:1")
+            .unwrap();
         assert!(resolved.mounts.is_empty() && resolved.env.is_empty());
         let required = Mount::parse("type=secret,id=npm,required=true").unwrap();
         let err = world
             .inputs()
-            .resolve(&[required], "/", "D:2:1")
+            .resolve(&[required], &BTreeMap::new(), "/", "D:2:1")
             .unwrap_err();
         let message = format!("{err:#}");
         assert!(

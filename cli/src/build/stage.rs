@@ -272,9 +272,11 @@ impl Executor<'_> {
         current: &Stage,
         built: &dyn Progress<StageImage>,
     ) -> bool {
-        current.steps.iter().any(|step| {
-            matches!(&step.kind, StepKind::Copy(CopyStep { from: CopyFrom::Stage(p), .. }) if *p == parent)
-        }) || built.needed_by_others(parent)
+        current
+            .steps
+            .iter()
+            .any(|step| step.kind.source_stages().contains(&parent))
+            || built.needed_by_others(parent)
             || self.plan.target == parent
     }
 
@@ -299,9 +301,10 @@ impl Executor<'_> {
                 let pipes = self.write_script(run_step, step)?;
                 let at = format!("{}:{}:{}", self.dockerfile, step.line, step.column);
                 // Held until the command is done: cache locks and secret copies.
-                let mounts = self
-                    .mounts
-                    .resolve(&run_step.mounts, &run_step.workdir, &at)?;
+                let sources = self.mount_sources(run_step, built)?;
+                let mounts =
+                    self.mounts
+                        .resolve(&run_step.mounts, &sources, &run_step.workdir, &at)?;
                 let mut env = run_step.env.clone();
                 env.extend(run_step.proxy_env.iter().cloned());
                 env.extend(mounts.env.iter().cloned());
@@ -350,6 +353,30 @@ impl Executor<'_> {
             exclude.extend(stage.final_state().volumes.iter().map(PathBuf::from));
         }
         exclude
+    }
+
+    /// The host root each `from=` mount of `run_step` reads, by mount index: a stage's root
+    /// filesystem, an image's (unpacked on first use) or the context's.
+    fn mount_sources(
+        &self,
+        run_step: &RunStep,
+        built: &dyn Progress<StageImage>,
+    ) -> anyhow::Result<BTreeMap<usize, PathBuf>> {
+        let mut sources = BTreeMap::new();
+        for (index, from) in &run_step.mount_sources {
+            let root = match from {
+                CopyFrom::Context => self.context.root().path().to_path_buf(),
+                CopyFrom::Stage(stage) => {
+                    built
+                        .output(*stage)
+                        .with_context(|| format!("stage {stage} was not built"))?
+                        .rootfs
+                }
+                CopyFrom::Image(reference) => self.image_root(reference)?,
+            };
+            sources.insert(*index, root);
+        }
+        Ok(sources)
     }
 
     /// Writes the `#!` script of a `RUN <<EOF` into the work area, for `/dev/pipes`.
