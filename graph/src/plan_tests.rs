@@ -896,3 +896,36 @@ fn missing_image_digest_is_an_error() {
             .contains("no digest for base image")
     );
 }
+
+#[test]
+fn run_mounts_from_a_stage_or_image_are_dependencies_and_pulls() {
+    let src = concat!(
+        "FROM scratch AS tools\nRUN t1\n",
+        "FROM scratch AS unused\nRUN u1\n",
+        "FROM scratch\n",
+        "RUN --mount=type=bind,from=tools,target=/t --mount=type=cache,target=/c,from=alpine:3.19 --mount=type=tmpfs,target=/x make\n",
+    );
+    let df = parse(src, "Dockerfile").unwrap();
+    let planner = Planner::new(&df, options(&[], None)).unwrap();
+    assert_eq!(planner.external_images(), vec!["alpine:3.19".to_owned()]);
+    let p = plan(src);
+    assert_eq!(p.stages.len(), 2, "the unused stage is not planned");
+    assert_eq!(p.build_order(), vec![0, 1]);
+    assert_eq!(p.stage_dependencies(1), vec![0]);
+    let StepKind::Run(run) = &p.stages[1].steps[0].kind else {
+        panic!("not a RUN");
+    };
+    assert_eq!(
+        run.mount_sources,
+        BTreeMap::from([
+            (0, CopyFrom::Stage(0)),
+            (1, CopyFrom::Image("alpine:3.19".into()))
+        ])
+    );
+    let g = p.graph();
+    let (from, to) = (
+        p.node(StepId { stage: 0, step: 0 }).unwrap(),
+        p.node(StepId { stage: 1, step: 0 }).unwrap(),
+    );
+    assert!(g.find_edge(from, to).is_some(), "RUN --mount from=<stage>");
+}
