@@ -96,6 +96,11 @@ impl Dockerignore {
         Ok(Dockerignore { patterns })
     }
 
+    /// Whether there are no patterns: nothing is excluded.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
     /// Whether `rel_path` (relative to the context root, `/`-separated) is excluded: the last
     /// pattern that matches it or one of its parent directories decides.
     pub fn is_excluded(&self, rel_path: &str) -> bool {

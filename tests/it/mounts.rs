@@ -101,18 +101,21 @@ fn a_cache_mount_persists_across_builds_and_is_absent_from_layers_under_the_over
 }
 
 #[test]
-fn context_binds_are_read_only_or_discard_writes_and_tmpfs_is_empty_and_none_reach_layers() {
+fn context_binds_honour_dockerignore_are_read_only_or_discard_writes_and_none_reach_layers() {
     let (registry, base) = Registry::with_busybox();
     let project = Project::new()
         .dockerfile(&format!(
             "FROM {base}\n\
              RUN --mount=type=bind,source=src,target=/src --mount=type=tmpfs,target=/scratch,size=1m \\\n\
              \x20   test -z \"$(ls /scratch)\" && cat /src/input > /scratch/x && cp /scratch/x /copied \\\n\
-             \x20   && grep -q ' /scratch tmpfs ' /proc/mounts && ! touch /src/new 2>/dev/null\n\
+             \x20   && grep -q ' /scratch tmpfs ' /proc/mounts && ! touch /src/new 2>/dev/null \\\n\
+             \x20   && test ! -e /src/hidden\n\
              RUN --mount=type=bind,source=src,target=/src,rw --mount=type=bind,source=file,target=/file,rw \\\n\
              \x20   echo changed > /src/input && echo changed > /file && cat /src/input /file > /after\n"
         ))
         .file("file", "unchanged")
+        .file(".dockerignore", "src/hidden\n")
+        .file("src/hidden", "ignored")
         .file("src/input", "from the context");
     let destination = registry.image("bind:1");
     Kiln::build(project.path())

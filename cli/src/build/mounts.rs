@@ -101,7 +101,19 @@ impl MountInputs<'_> {
                 let path = root
                     .host_path(Path::new(source))
                     .with_context(|| format!("source {source} in {name}"))?;
-                let source = if *readwrite {
+                let view = match from {
+                    None if !self.context.ignore().is_empty() => {
+                        self.context_view(source, &path, resolved)?
+                    }
+                    _ => None,
+                };
+                let source = if let Some(view) = view {
+                    // A scratch copy already: writes to it are discarded with it.
+                    MountSource::Bind {
+                        path: view,
+                        readonly: !*readwrite,
+                    }
+                } else if *readwrite {
                     self.discarded(path, resolved)?
                 } else {
                     MountSource::Bind {
@@ -201,6 +213,46 @@ impl MountInputs<'_> {
         let path = dir.path().to_path_buf();
         resolved._scratch = Some(dir);
         Ok(path)
+    }
+
+    /// The context as BuildKit shows it, `.dockerignore` applied: a scratch copy of directory
+    /// `source` without the excluded files; `None` for a file `source`, used as it is unless
+    /// excluded.
+    fn context_view(
+        &self,
+        source: &str,
+        path: &Path,
+        resolved: &mut Resolved,
+    ) -> anyhow::Result<Option<PathBuf>> {
+        let ignore = self.context.ignore();
+        let rel = source.trim_start_matches('/');
+        if !path.is_dir() {
+            if ignore.is_excluded(rel) {
+                bail!("source {source} is excluded by .dockerignore");
+            }
+            return Ok(None);
+        }
+        let view = self
+            .scratch(resolved)?
+            .join(format!("context-{}", resolved.mounts.len()));
+        std::fs::create_dir(&view).with_context(|| format!("creating {}", view.display()))?;
+        let dest = RootFs::open(&view)?;
+        let options = CopyOptions {
+            ignore: Some(ignore),
+            ..CopyOptions::default()
+        };
+        let name = if rel.is_empty() { "." } else { rel };
+        copy(
+            self.context.root(),
+            &[name.to_owned()],
+            &dest,
+            "/",
+            &options,
+        )
+        .with_context(|| {
+            format!("copying {source} of the build context without its .dockerignore'd files")
+        })?;
+        Ok(Some(view))
     }
 
     /// A writable view of `path` whose writes vanish with the command: an overlay for a
