@@ -33,6 +33,8 @@ pub enum Operation {
     Authenticate,
     /// Starting and cancelling an upload to learn whether pushing is allowed.
     CheckPushAccess,
+    /// `GET /v2/` with the credentials `kiln login` is about to save.
+    Login,
 }
 
 impl fmt::Display for Operation {
@@ -46,6 +48,7 @@ impl fmt::Display for Operation {
             Operation::PushManifest => "pushing manifest",
             Operation::Authenticate => "authenticating for",
             Operation::CheckPushAccess => "checking push access to",
+            Operation::Login => "logging in to",
         })
     }
 }

@@ -17,6 +17,7 @@ mod errors;
 mod extract;
 mod frontend;
 mod layers;
+mod login;
 mod mirrors;
 mod outputs;
 mod plan;

@@ -4,6 +4,7 @@
 pub mod challenge;
 pub mod docker_config;
 pub mod helper;
+pub mod login_store;
 pub mod secret;
 pub(crate) mod token;
 
