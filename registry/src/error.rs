@@ -132,6 +132,9 @@ pub enum Error {
     /// A `docker-credential-*` helper failed.
     #[error(transparent)]
     CredentialHelper(#[from] CredentialHelperError),
+    /// No Google access token could be obtained for a Google registry.
+    #[error(transparent)]
+    GoogleAuth(#[from] crate::auth::google::GoogleAuthError),
     /// The HTTP client could not be set up (TLS backend initialisation).
     #[error("setting up the HTTP client: {source}")]
     ClientSetup {

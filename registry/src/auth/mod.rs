@@ -4,6 +4,7 @@
 pub mod challenge;
 pub mod docker_config;
 pub mod env;
+pub mod google;
 pub mod helper;
 pub mod login_store;
 pub mod secret;
@@ -20,7 +21,7 @@ use crate::client::Access;
 use crate::error::{AuthHint, Error};
 use challenge::Challenge;
 use docker_config::{DockerConfig, Lookup};
-use secret::Credential;
+use secret::{Credential, Secret};
 
 /// The variable holding a whole Docker config, as GitLab CI sets it.
 const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
@@ -69,6 +70,8 @@ pub(crate) struct Authenticator {
     /// and path-scoped config entries make the answer depend on it.
     credentials: tokio::sync::Mutex<HashMap<(String, String), Option<Credential>>>,
     cache: Mutex<HashMap<(String, String), CachedAuth>>,
+    /// The Google access token, shared by every Google registry until shortly before expiry.
+    google: tokio::sync::Mutex<Option<google::AccessToken>>,
 }
 
 /// One 401 to answer.
@@ -88,6 +91,7 @@ impl Authenticator {
             env_config: tokio::sync::OnceCell::new(),
             credentials: tokio::sync::Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            google: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -148,6 +152,7 @@ impl Authenticator {
         &self,
         registry: &str,
         repository: &str,
+        client: &reqwest::Client,
     ) -> Result<Option<Credential>, Error> {
         let key = (registry.to_owned(), repository.to_owned());
         let mut known = self.credentials.lock().await;
@@ -169,6 +174,15 @@ impl Authenticator {
             tracing::debug!(registry, %source, "credentials from the environment");
             credential = Some(found);
         }
+        if credential.is_none() && google::is_google_registry(registry) {
+            // Not remembered in `known`: the token expires and is refreshed on its own.
+            if let Some(token) = self.google_token(client).await? {
+                return Ok(Some(Credential::Basic {
+                    username: google::ACCESS_TOKEN_USER.to_owned(),
+                    password: token,
+                }));
+            }
+        }
         tracing::debug!(
             registry,
             repository,
@@ -177,6 +191,24 @@ impl Authenticator {
         );
         known.insert(key, credential.clone());
         Ok(credential)
+    }
+
+    /// A Google access token from `GOOGLE_APPLICATION_CREDENTIALS`, reused until shortly
+    /// before it expires; `None` when the variable is unset.
+    async fn google_token(&self, client: &reqwest::Client) -> Result<Option<Secret>, Error> {
+        let Some(path) = std::env::var_os(google::CREDENTIALS_VARIABLE).filter(|p| !p.is_empty())
+        else {
+            return Ok(None);
+        };
+        let mut cached = self.google.lock().await;
+        if let Some(token) = cached.as_ref().filter(|t| t.renew_at > Instant::now()) {
+            return Ok(Some(token.token.clone()));
+        }
+        let token = google::access_token(client, std::path::Path::new(&path)).await?;
+        tracing::debug!("obtained a Google access token");
+        let secret = token.token.clone();
+        *cached = Some(token);
+        Ok(Some(secret))
     }
 
     /// Where credentials for `registry` were (or would be) found, for 401/403 messages.
@@ -235,7 +267,9 @@ impl Authenticator {
             _ => None,
         });
         if let Some((realm, service, challenge_scope)) = bearer {
-            let credential = self.credential(ctx.registry, ctx.repository).await?;
+            let credential = self
+                .credential(ctx.registry, ctx.repository, ctx.client)
+                .await?;
             // A `registrytoken` is the Bearer token itself: no token server involved.
             if let Some(header) = credential
                 .as_ref()
@@ -275,7 +309,7 @@ impl Authenticator {
         }
         if challenges.contains(&Challenge::Basic) {
             let header = self
-                .credential(ctx.registry, ctx.repository)
+                .credential(ctx.registry, ctx.repository, ctx.client)
                 .await?
                 .as_ref()
                 .and_then(Credential::basic_header);
