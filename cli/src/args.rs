@@ -37,6 +37,8 @@ pub enum Command {
     Build(Box<BuildOptions>),
     /// Print the build graph (stages, steps, dependencies) without pulling or building.
     Plan(PlanArgs),
+    /// Check credentials against a registry and save them to `config.json` (`docker login`).
+    Login(LoginArgs),
     /// Print kiln's version.
     Version,
 }
@@ -308,6 +310,34 @@ pub enum LayerCompression {
     Gzip,
     /// Zstandard (`application/vnd.oci.image.layer.v1.tar+zstd`).
     Zstd,
+}
+
+/// Flags of `kiln login`, as `docker login` spells them.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry `host[:port]`; Docker Hub when omitted.
+    pub server: Option<String>,
+
+    /// User name.
+    #[arg(short = 'u', long)]
+    pub username: String,
+
+    /// Password or token (discouraged: visible in the process list and shell history; use
+    /// `--password-stdin`).
+    #[arg(short = 'p', long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+
+    /// Read the password or token from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Reach the registry over plain HTTP.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Do not verify the registry's TLS certificate.
+    #[arg(long)]
+    pub skip_tls_verify: bool,
 }
 
 /// Flags of `kiln plan`: the subset of `kiln build`'s that shape the graph, so a plan shows

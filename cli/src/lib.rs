@@ -8,6 +8,7 @@ mod args;
 mod build;
 mod image;
 mod logging;
+mod login;
 mod output;
 mod plan;
 mod progress;
@@ -73,6 +74,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
     match cli.command {
         args::Command::Build(options) => build::run(*options).await,
         args::Command::Plan(options) => plan::run(&options),
+        args::Command::Login(options) => login::run(options).await,
         args::Command::Version => {
             println!("kiln {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -225,7 +225,14 @@ impl Client {
         status_error(response, call.operation, call.target, hint).await
     }
 
-    async fn send(
+    /// The HTTP client for `registry` in direction `access` (for token requests).
+    pub(crate) fn http_client(&self, registry: &str, access: Access) -> &reqwest::Client {
+        self.inner.transport.client(registry, access)
+    }
+
+    /// Sends `spec` once with `authorization`, turning transport failures into errors that
+    /// name the registry.
+    pub(crate) async fn send(
         &self,
         call: &Call<'_>,
         spec: &RequestSpec,

@@ -33,6 +33,8 @@ pub enum Operation {
     Authenticate,
     /// Starting and cancelling an upload to learn whether pushing is allowed.
     CheckPushAccess,
+    /// `GET /v2/` with the credentials `kiln login` is about to save.
+    Login,
 }
 
 impl fmt::Display for Operation {
@@ -46,6 +48,7 @@ impl fmt::Display for Operation {
             Operation::PushManifest => "pushing manifest",
             Operation::Authenticate => "authenticating for",
             Operation::CheckPushAccess => "checking push access to",
+            Operation::Login => "logging in to",
         })
     }
 }
@@ -129,6 +132,9 @@ pub enum Error {
     /// A `docker-credential-*` helper failed.
     #[error(transparent)]
     CredentialHelper(#[from] CredentialHelperError),
+    /// No Google access token could be obtained for a Google registry.
+    #[error(transparent)]
+    GoogleAuth(#[from] crate::auth::google::GoogleAuthError),
     /// The HTTP client could not be set up (TLS backend initialisation).
     #[error("setting up the HTTP client: {source}")]
     ClientSetup {

@@ -11,6 +11,7 @@ mod client;
 mod client_cert_probe;
 mod digest;
 mod error;
+mod login;
 pub mod manifest;
 mod mirrors;
 mod platform;

@@ -3,7 +3,10 @@
 
 pub mod challenge;
 pub mod docker_config;
+pub mod env;
+pub mod google;
 pub mod helper;
+pub mod login_store;
 pub mod secret;
 pub(crate) mod token;
 
@@ -18,7 +21,26 @@ use crate::client::Access;
 use crate::error::{AuthHint, Error};
 use challenge::Challenge;
 use docker_config::{DockerConfig, Lookup};
-use secret::Credential;
+use secret::{Credential, Secret};
+
+/// The variable holding a whole Docker config, as GitLab CI sets it.
+const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
+/// How errors name it where they would name a file.
+const DOCKER_AUTH_CONFIG_SHOWN: &str = "$DOCKER_AUTH_CONFIG";
+
+/// What one Docker config provides for `repository` on `registry`, asking its helper if it
+/// names one.
+async fn from_config(
+    config: &DockerConfig,
+    registry: &str,
+    repository: &str,
+) -> Result<Option<Credential>, Error> {
+    Ok(match config.lookup(registry, repository) {
+        Lookup::Inline(credential) => Some(credential),
+        Lookup::Helper { helper, server_url } => helper::get(&helper, &server_url).await?,
+        Lookup::Anonymous => None,
+    })
+}
 
 /// The token scope for `repository` and `access`, e.g. `repository:library/busybox:pull`.
 pub(crate) fn scope(repository: &str, access: Access) -> String {
@@ -42,10 +64,14 @@ enum CachedAuth {
 pub(crate) struct Authenticator {
     config_dir: Option<PathBuf>,
     config: tokio::sync::OnceCell<Option<DockerConfig>>,
+    /// `DOCKER_AUTH_CONFIG`: a whole `config.json` in a variable (GitLab's convention).
+    env_config: tokio::sync::OnceCell<Option<DockerConfig>>,
     /// Resolved credentials per `(registry, repository)`: helpers run once per repository,
     /// and path-scoped config entries make the answer depend on it.
     credentials: tokio::sync::Mutex<HashMap<(String, String), Option<Credential>>>,
     cache: Mutex<HashMap<(String, String), CachedAuth>>,
+    /// The Google access token, shared by every Google registry until shortly before expiry.
+    google: tokio::sync::Mutex<Option<google::AccessToken>>,
 }
 
 /// One 401 to answer.
@@ -62,8 +88,10 @@ impl Authenticator {
         Authenticator {
             config_dir: DockerConfig::default_dir(config_dir.as_deref()),
             config: tokio::sync::OnceCell::new(),
+            env_config: tokio::sync::OnceCell::new(),
             credentials: tokio::sync::Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            google: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -102,28 +130,59 @@ impl Authenticator {
         Ok(config.as_ref())
     }
 
+    /// `DOCKER_AUTH_CONFIG`, parsed once; unset or empty means none.
+    fn env_docker_config(&self) -> Result<Option<&DockerConfig>, Error> {
+        if let Some(config) = self.env_config.get() {
+            return Ok(config.as_ref());
+        }
+        let parsed = match std::env::var(DOCKER_AUTH_CONFIG) {
+            Ok(text) if !text.trim().is_empty() => Some(DockerConfig::parse(
+                std::path::Path::new(DOCKER_AUTH_CONFIG_SHOWN),
+                text.as_bytes(),
+            )?),
+            _ => None,
+        };
+        // A concurrent caller may have set it first; both parsed the same variable.
+        let _ = self.env_config.set(parsed);
+        Ok(self.env_config.get().and_then(Option::as_ref))
+    }
+
     /// The credentials for `repository` on `registry`, resolved once (helpers can be slow).
     async fn credential(
         &self,
         registry: &str,
         repository: &str,
+        client: &reqwest::Client,
     ) -> Result<Option<Credential>, Error> {
         let key = (registry.to_owned(), repository.to_owned());
         let mut known = self.credentials.lock().await;
         if let Some(credential) = known.get(&key) {
             return Ok(credential.clone());
         }
-        let lookup = self
-            .docker_config()
-            .await?
-            .map(|c| c.lookup(registry, repository));
-        let credential = match lookup {
-            Some(Lookup::Inline(credential)) => Some(credential),
-            Some(Lookup::Helper { helper, server_url }) => {
-                helper::get(&helper, &server_url).await?
-            }
-            Some(Lookup::Anonymous) | None => None,
+        let mut credential = match self.docker_config().await? {
+            Some(config) => from_config(config, registry, repository).await?,
+            None => None,
         };
+        if credential.is_none()
+            && let Some(config) = self.env_docker_config()?
+        {
+            credential = from_config(config, registry, repository).await?;
+        }
+        if credential.is_none()
+            && let Some((found, source)) = env::lookup(registry, |name| std::env::var(name).ok())
+        {
+            tracing::debug!(registry, %source, "credentials from the environment");
+            credential = Some(found);
+        }
+        if credential.is_none() && google::is_google_registry(registry) {
+            // Not remembered in `known`: the token expires and is refreshed on its own.
+            if let Some(token) = self.google_token(client).await? {
+                return Ok(Some(Credential::Basic {
+                    username: google::ACCESS_TOKEN_USER.to_owned(),
+                    password: token,
+                }));
+            }
+        }
         tracing::debug!(
             registry,
             repository,
@@ -132,6 +191,24 @@ impl Authenticator {
         );
         known.insert(key, credential.clone());
         Ok(credential)
+    }
+
+    /// A Google access token from `GOOGLE_APPLICATION_CREDENTIALS`, reused until shortly
+    /// before it expires; `None` when the variable is unset.
+    async fn google_token(&self, client: &reqwest::Client) -> Result<Option<Secret>, Error> {
+        let Some(path) = std::env::var_os(google::CREDENTIALS_VARIABLE).filter(|p| !p.is_empty())
+        else {
+            return Ok(None);
+        };
+        let mut cached = self.google.lock().await;
+        if let Some(token) = cached.as_ref().filter(|t| t.renew_at > Instant::now()) {
+            return Ok(Some(token.token.clone()));
+        }
+        let token = google::access_token(client, std::path::Path::new(&path)).await?;
+        tracing::debug!("obtained a Google access token");
+        let secret = token.token.clone();
+        *cached = Some(token);
+        Ok(Some(secret))
     }
 
     /// Where credentials for `registry` were (or would be) found, for 401/403 messages.
@@ -158,6 +235,19 @@ impl Authenticator {
                 Lookup::Anonymous => format!("no credentials for {registry} in {shown}"),
             },
         };
+        let from_env = match self.env_docker_config() {
+            Ok(Some(config)) if config.lookup(registry, repository) != Lookup::Anonymous => {
+                Some(DOCKER_AUTH_CONFIG.to_owned())
+            }
+            _ => env::lookup(registry, |name| std::env::var(name).ok())
+                .map(|(_, source)| source.to_string()),
+        };
+        let text = match from_env {
+            Some(source) if text.starts_with("no credentials") => {
+                format!("check credentials for {registry} from {source}")
+            }
+            _ => text,
+        };
         AuthHint(Some(text))
     }
 
@@ -177,7 +267,9 @@ impl Authenticator {
             _ => None,
         });
         if let Some((realm, service, challenge_scope)) = bearer {
-            let credential = self.credential(ctx.registry, ctx.repository).await?;
+            let credential = self
+                .credential(ctx.registry, ctx.repository, ctx.client)
+                .await?;
             // A `registrytoken` is the Bearer token itself: no token server involved.
             if let Some(header) = credential
                 .as_ref()
@@ -217,7 +309,7 @@ impl Authenticator {
         }
         if challenges.contains(&Challenge::Basic) {
             let header = self
-                .credential(ctx.registry, ctx.repository)
+                .credential(ctx.registry, ctx.repository, ctx.client)
                 .await?
                 .as_ref()
                 .and_then(Credential::basic_header);

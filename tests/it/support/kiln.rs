@@ -54,6 +54,27 @@ impl Kiln {
         Kiln { command, cache }
     }
 
+    /// `kiln login` with `HOME` pointing at a private directory and no `DOCKER_CONFIG`.
+    pub fn login() -> Kiln {
+        let cache = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .arg("login")
+            .env_remove("DOCKER_CONFIG")
+            .env("HOME", cache.path());
+        Kiln { command, cache }
+    }
+
+    /// Feeds `text` to kiln's standard input.
+    pub fn stdin_text(mut self, text: &str) -> Kiln {
+        let path = self.cache.path().join("stdin");
+        std::fs::write(&path, text).unwrap();
+        self.command.stdin(std::process::Stdio::from(
+            std::fs::File::open(path).unwrap(),
+        ));
+        self
+    }
+
     /// Adds arguments.
     pub fn args<I, S>(mut self, args: I) -> Kiln
     where
