@@ -6,7 +6,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{Registry, blob_file, client_options, config_json, manifest_json};
+use common::{Registry, blob_file, client_options, manifest_json, push_layer_and_config};
 use kiln_registry::manifest::OCI_MANIFEST;
 use kiln_registry::{Access, Client, Platform};
 
@@ -43,18 +43,7 @@ async fn credentials_from_docker_config_allow_push_and_pull() {
     let client = Client::new(client_options(&config_dir)).unwrap();
 
     let repo = registry.reference("private/app:v1");
-    let layer = blob_file(registry.scratch(), "layer", b"layer bytes");
-    let config = blob_file(
-        registry.scratch(),
-        "config",
-        &config_json("amd64", None, &layer.digest),
-    );
-    for blob in [&layer, &config] {
-        client
-            .push_blob(&repo, &blob.digest, blob.size, &blob.path)
-            .await
-            .unwrap();
-    }
+    let (layer, config) = push_layer_and_config(&client, &registry, &repo, b"layer bytes").await;
     let manifest = manifest_json(
         OCI_MANIFEST,
         "application/vnd.oci.image.config.v1+json",

@@ -7,7 +7,7 @@
 mod common;
 
 use common::fake::{FakeServer, Reply};
-use common::{Registry, blob_file, client_options, config_json, manifest_json};
+use common::{Registry, client_options, manifest_json, push_layer_and_config};
 use kiln_registry::manifest::OCI_MANIFEST;
 use kiln_registry::{Client, ClientOptions, Error, Platform, Reference, RegistryMaps};
 
@@ -18,18 +18,7 @@ const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 async fn push_image(registry: &Registry) {
     let client = Client::new(client_options(registry.scratch())).unwrap();
     let repo = registry.reference("cache/app:v1");
-    let layer = blob_file(registry.scratch(), "layer", b"layer bytes");
-    let config = blob_file(
-        registry.scratch(),
-        "config",
-        &config_json("amd64", None, &layer.digest),
-    );
-    for blob in [&layer, &config] {
-        client
-            .push_blob(&repo, &blob.digest, blob.size, &blob.path)
-            .await
-            .unwrap();
-    }
+    let (layer, config) = push_layer_and_config(&client, registry, &repo, b"layer bytes").await;
     let manifest = manifest_json(OCI_MANIFEST, OCI_CONFIG, &config, OCI_LAYER, &layer);
     client
         .push_manifest(&repo, OCI_MANIFEST, manifest)

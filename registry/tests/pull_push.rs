@@ -6,7 +6,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Registry, blob_file, client_options, config_json, manifest_json, sha256};
+use common::{
+    Registry, blob_file, client_options, config_json, manifest_json, push_layer_and_config, sha256,
+};
 use futures_util::StreamExt;
 use kiln_registry::manifest::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use kiln_registry::{Access, Client, ClientOptions, Error, Platform};
@@ -127,18 +129,8 @@ async fn docker_schema2_manifests_resolve_like_oci_ones() {
     let registry = Registry::start(None).await;
     let client = Client::new(client_options(registry.scratch())).unwrap();
     let repo = registry.reference("docker/style:latest");
-    let layer = blob_file(registry.scratch(), "layer", b"not really a tarball");
-    let config = blob_file(
-        registry.scratch(),
-        "config",
-        &config_json("amd64", None, &layer.digest),
-    );
-    for blob in [&layer, &config] {
-        client
-            .push_blob(&repo, &blob.digest, blob.size, &blob.path)
-            .await
-            .unwrap();
-    }
+    let (layer, config) =
+        push_layer_and_config(&client, &registry, &repo, b"not really a tarball").await;
     let manifest = manifest_json(
         DOCKER_MANIFEST,
         DOCKER_CONFIG,

@@ -5,8 +5,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use crate::support::base::sha256;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::support::tools::{config_of, raw_manifest, unpack, unpack_with};
 use crate::support::{Kiln, Project, Registry};
@@ -148,14 +148,6 @@ fn build(
     kiln.run().success().trim().to_owned()
 }
 
-fn sha256_of(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
-}
-
 #[test]
 fn source_date_epoch_builds_in_two_directories_at_two_times_have_one_digest() {
     let (registry, base) = Registry::with_busybox();
@@ -174,7 +166,7 @@ fn source_date_epoch_builds_in_two_directories_at_two_times_have_one_digest() {
     );
     assert_eq!(first, second);
     for tag in ["sde:a", "sde:b"] {
-        assert_eq!(sha256_of(&raw_manifest(&registry.image(tag))), first);
+        assert_eq!(sha256(&raw_manifest(&registry.image(tag))), first);
     }
 
     let config = config_of(&registry.image("sde:a"));

@@ -72,8 +72,8 @@ impl Flags {
         Ok(())
     }
 
-    /// Takes a flag that needs a value and may appear at most once.
-    pub(crate) fn string(&mut self, name: &str) -> Result<Option<String>, String> {
+    /// Removes every occurrence of `name`; errors if it was given more than once.
+    fn take_once(&mut self, name: &str) -> Result<Option<Flag>, String> {
         let mut found: Vec<Flag> = Vec::new();
         self.items.retain(|f| {
             if f.name == name {
@@ -89,7 +89,12 @@ impl Flags {
                 self.instruction
             ));
         }
-        match found.pop() {
+        Ok(found.pop())
+    }
+
+    /// Takes a flag that needs a value and may appear at most once.
+    pub(crate) fn string(&mut self, name: &str) -> Result<Option<String>, String> {
+        match self.take_once(name)? {
             None => Ok(None),
             Some(Flag { value: Some(v), .. }) => Ok(Some(v)),
             Some(Flag { value: None, .. }) => Err(format!(
@@ -124,22 +129,7 @@ impl Flags {
 
     /// Takes a boolean flag: bare (`--link`) or `--link=true|false`; `None` when absent.
     pub(crate) fn boolean(&mut self, name: &str) -> Result<Option<bool>, String> {
-        let mut found: Vec<Flag> = Vec::new();
-        self.items.retain(|f| {
-            if f.name == name {
-                found.push(f.clone());
-                false
-            } else {
-                true
-            }
-        });
-        if found.len() > 1 {
-            return Err(format!(
-                "duplicate flag specified: --{name} for {}",
-                self.instruction
-            ));
-        }
-        match found.pop().map(|f| f.value) {
+        match self.take_once(name)?.map(|f| f.value) {
             None => Ok(None),
             Some(None) => Ok(Some(true)),
             Some(Some(v)) => match v.to_ascii_lowercase().as_str() {

@@ -139,6 +139,29 @@ pub fn config_json(arch: &str, variant: Option<&str>, layer_diff: &str) -> Vec<u
     .into_bytes()
 }
 
+/// Writes a layer of `layer_bytes` and an amd64 config naming it into `registry`'s scratch
+/// directory and pushes both blobs to `repo`; the caller pushes the manifest it wants.
+pub async fn push_layer_and_config(
+    client: &kiln_registry::Client,
+    registry: &Registry,
+    repo: &kiln_registry::Reference,
+    layer_bytes: &[u8],
+) -> (BlobFile, BlobFile) {
+    let layer = blob_file(registry.scratch(), "layer", layer_bytes);
+    let config = blob_file(
+        registry.scratch(),
+        "config",
+        &config_json("amd64", None, &layer.digest),
+    );
+    for blob in [&layer, &config] {
+        client
+            .push_blob(repo, &blob.digest, blob.size, &blob.path)
+            .await
+            .unwrap();
+    }
+    (layer, config)
+}
+
 pub fn manifest_json(
     manifest_type: &str,
     config_type: &str,

@@ -9,9 +9,9 @@ use std::path::Path;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
+use crate::support::base::{put, sha256, write_index};
 use crate::support::tools::require;
 
 /// Applets the listing script and the RUN need.
@@ -178,14 +178,6 @@ impl Layer {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
-}
-
 /// The layer with busybox, the applets the tests run, and `/etc/passwd`.
 pub fn busybox() -> Layer {
     let binary = std::fs::read(require("busybox", "busybox-static")).unwrap();
@@ -203,14 +195,6 @@ pub fn busybox() -> Layer {
         layer.symlink(&format!("bin/{applet}"), "busybox");
     }
     layer
-}
-
-fn put(layout: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
-    let digest = sha256(bytes);
-    let blobs = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes).unwrap();
-    json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() })
 }
 
 /// Writes `layers` as a host-platform image tagged `latest` in the OCI layout `layout`;
@@ -250,23 +234,12 @@ pub fn write_layout(layout: &Path, layers: Vec<Layer>) -> Vec<String> {
         "config": config,
         "layers": descriptors,
     });
-    let mut descriptor = put(
+    let descriptor = put(
         layout,
         "application/vnd.oci.image.manifest.v1+json",
         &serde_json::to_vec(&manifest).unwrap(),
     );
-    descriptor["annotations"] = json!({ "org.opencontainers.image.ref.name": "latest" });
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let index = json!({ "schemaVersion": 2, "manifests": [descriptor] });
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&index).unwrap(),
-    )
-    .unwrap();
+    write_index(layout, "latest", descriptor);
     manifest["layers"]
         .as_array()
         .unwrap()

@@ -74,7 +74,8 @@ fn header(kind: tar::EntryType, mode: u32, uid: u64, size: u64) -> tar::Header {
     header
 }
 
-fn sha256(bytes: &[u8]) -> String {
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
     let hex: String = Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -109,7 +110,8 @@ fn busybox_layer(marker: &str) -> (Vec<u8>, String) {
 }
 
 /// Writes a blob into an OCI layout; returns its descriptor.
-fn put(layout: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+/// Stores `bytes` as a blob of the OCI layout `layout`; returns its descriptor.
+pub fn put(layout: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
     let digest = sha256(bytes);
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
@@ -160,7 +162,8 @@ fn image(layout: &Path, arch: &str, variant: Option<&str>) -> serde_json::Value 
     descriptor
 }
 
-fn write_index(layout: &Path, tag: &str, descriptor: serde_json::Value) {
+/// Makes `layout` an OCI layout whose index holds `descriptor` tagged `tag`.
+pub fn write_index(layout: &Path, tag: &str, descriptor: serde_json::Value) {
     std::fs::write(
         layout.join("oci-layout"),
         r#"{"imageLayoutVersion":"1.0.0"}"#,
