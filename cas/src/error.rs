@@ -30,6 +30,17 @@ pub enum Error {
     /// A blob needed for an export is not in the store.
     #[error("blob {0} is missing from the store")]
     Missing(Box<str>),
+    /// The cache index database failed.
+    #[error("cache index: {action}: {message}")]
+    Index {
+        /// What kiln was doing.
+        action: &'static str,
+        /// RocksDB's message.
+        message: String,
+    },
+    /// A write was asked of an index on a read-only filesystem.
+    #[error("the cache index {0} is on a read-only filesystem")]
+    ReadOnly(PathBuf),
     /// A small JSON document (index, manifest) could not be encoded or decoded.
     #[error("{action}: {source}")]
     Json {

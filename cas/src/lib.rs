@@ -12,10 +12,14 @@
 
 mod error;
 pub mod export;
+pub mod index;
+pub mod record;
 mod store;
 mod writer;
 
 pub use error::Error;
+pub use index::{Index, Session};
+pub use record::{FileIdentity, ImageRecord, LayerRecord, StepRecord};
 pub use store::{Blob, Store};
 pub use writer::BlobWriter;
 

@@ -185,6 +185,73 @@ pub struct BuildOptions {
     #[arg(long, env = "KILN_CACHE_DIR", help_heading = "Cache")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Reuse the results of steps built before (local store and `--cache-repo`) and record
+    /// new ones.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Cache"
+    )]
+    pub cache: bool,
+
+    /// Repository holding the remote layer cache (default `<first destination>/cache`), or
+    /// `oci:/path` for an OCI image layout on disk.
+    #[arg(long, value_name = "REPO", help_heading = "Cache")]
+    pub cache_repo: Option<String>,
+
+    /// How long cached results stay valid (a Go duration; Kaniko's default, two weeks).
+    #[arg(long, value_name = "DURATION", default_value = "336h", value_parser = go_duration, help_heading = "Cache")]
+    pub cache_ttl: std::time::Duration,
+
+    /// Cache the layers of COPY and ADD. kiln keys them by the content copied, so unlike
+    /// Kaniko (default false) it caches them unless told not to.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        help_heading = "Cache"
+    )]
+    pub cache_copy_layers: bool,
+
+    /// Cache the layers of RUN.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        help_heading = "Cache"
+    )]
+    pub cache_run_layers: bool,
+
+    /// Use the cache but push no new results to `--cache-repo`.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Cache"
+    )]
+    pub no_push_cache: bool,
+
+    /// Accepted for Kaniko compatibility: kiln streams cached layers to disk and never holds
+    /// them in memory, so there is nothing to turn off.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        help_heading = "Cache"
+    )]
+    pub compressed_caching: bool,
+
     /// Image to push to, `registry/repository[:tag]`. Repeatable.
     #[arg(short = 'd', long = "destination", help_heading = "Output")]
     pub destinations: Vec<String>,
@@ -400,6 +467,14 @@ pub enum PlanFormat {
     Json,
     /// A Graphviz digraph, one cluster per stage.
     Dot,
+}
+
+/// Parses a Go duration flag (`336h`, `1h30m`).
+fn go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let nanos = kiln_graph::parse_go_duration(text)?;
+    u64::try_from(nanos)
+        .map(std::time::Duration::from_nanos)
+        .map_err(|_| format!("{text:?}: a duration cannot be negative"))
 }
 
 /// Makes `/kaniko/executor --destination=...` (a binary named `executor`, no subcommand) mean

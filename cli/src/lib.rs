@@ -6,6 +6,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod image;
 mod logging;
 mod login;

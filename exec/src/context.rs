@@ -105,28 +105,56 @@ impl BuildContext {
     /// keys omitted them and served stale layers); owners and times are not, since `COPY` resets
     /// owners and an identical regenerated file should still hit.
     pub fn digest(&self, sources: &[String]) -> Result<[u8; 32], CopyError> {
-        let mut selected = sources::expand(&self.root, sources, Some(&self.ignore))?;
-        selected.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
-        selected.dedup_by(|a, b| a.name == b.name && a.path == b.path);
-        let mut hasher = blake3::Hasher::new();
-        frame(&mut hasher, b"kiln-context-digest-v1");
-        for source in &selected {
-            // The name a source was selected under becomes a destination name (a symlink is
-            // copied as its target's content under its own name), so it is part of the key.
-            frame(&mut hasher, b"source");
-            frame(&mut hasher, source.name.as_bytes());
-            sources::walk(
-                &self.root,
-                source,
-                Some(&self.ignore),
-                &mut |visit| match visit {
-                    Visit::Enter(entry) | Visit::Leaf(entry) => hash_entry(&mut hasher, &entry),
-                    Visit::Leave(_) => Ok(()),
-                },
-            )?;
-        }
-        Ok(*hasher.finalize().as_bytes())
+        digest_sources(&self.root, sources, Some(&self.ignore), Owners::Ignored)
     }
+}
+
+/// Whether a content digest covers owners: `COPY` from the context resets them, `COPY --from`
+/// keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owners {
+    /// Left out of the digest.
+    Ignored,
+    /// Part of every entry's digest.
+    Kept,
+}
+
+/// Content digest of what `COPY <sources>` would read from `root` (see [`BuildContext::digest`];
+/// `ignore` applies `.dockerignore` rules, `owners` says whether uid and gid count).
+pub fn digest_sources(
+    root: &RootFs,
+    sources: &[String],
+    ignore: Option<&Dockerignore>,
+    owners: Owners,
+) -> Result<[u8; 32], CopyError> {
+    let mut selected = sources::expand(root, sources, ignore)?;
+    selected.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
+    selected.dedup_by(|a, b| a.name == b.name && a.path == b.path);
+    let mut hasher = blake3::Hasher::new();
+    frame(
+        &mut hasher,
+        match owners {
+            Owners::Ignored => b"kiln-context-digest-v1",
+            Owners::Kept => b"kiln-owned-digest-v1",
+        },
+    );
+    for source in &selected {
+        // The name a source was selected under becomes a destination name (a symlink is
+        // copied as its target's content under its own name), so it is part of the key.
+        frame(&mut hasher, b"source");
+        frame(&mut hasher, source.name.as_bytes());
+        sources::walk(root, source, ignore, &mut |visit| match visit {
+            Visit::Enter(entry) | Visit::Leaf(entry) => {
+                if owners == Owners::Kept {
+                    frame(&mut hasher, &entry.stat.st_uid.to_le_bytes());
+                    frame(&mut hasher, &entry.stat.st_gid.to_le_bytes());
+                }
+                hash_entry(&mut hasher, &entry)
+            }
+            Visit::Leave(_) => Ok(()),
+        })?;
+    }
+    Ok(*hasher.finalize().as_bytes())
 }
 
 fn parse_ignore(file: File, path: &Path) -> Result<Dockerignore, ContextError> {

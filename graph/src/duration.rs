@@ -10,7 +10,7 @@ const M: u128 = 60 * S;
 const H: u128 = 60 * M;
 
 /// Parses a Go duration such as `30s`, `1m30s`, `1.5h` or `100ms` into nanoseconds.
-pub(crate) fn parse(text: &str) -> Result<i64, String> {
+pub fn parse(text: &str) -> Result<i64, String> {
     let bad = || format!("time: invalid duration {text:?}");
     let (negative, mut rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),

@@ -34,6 +34,12 @@ pub trait KeyInputs {
     fn image_digest(&self, reference: &str) -> Option<String>;
     /// Digest of the build-context content a COPY reads (its sources after .dockerignore).
     fn context_digest(&self, copy: &CopyStep) -> Result<[u8; 32], String>;
+    /// The content key a `COPY --from=<stage>` definition key resolved to in an earlier build
+    /// (see [`crate::Plan::copy_content_key`]), if one is known.
+    fn resolved_copy(&self, definition: &NodeKey) -> Option<NodeKey> {
+        let _ = definition;
+        None
+    }
 }
 
 /// Builds one key from framed fields.

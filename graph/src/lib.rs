@@ -31,6 +31,8 @@ mod step;
 mod syntax;
 
 pub use chmod::Chmod;
+/// Go `time.Duration` syntax (`336h`, `1m30s`), as Kaniko's duration flags take it, in nanoseconds.
+pub use duration::parse as parse_go_duration;
 pub use error::{Error, Span};
 pub use expand::{ExpandError, Vars, expand_word, expand_words};
 pub use key::{KEY_SCHEME, KeyInputs, NodeKey};

@@ -204,7 +204,12 @@ impl Plan {
             self.stages[s].key = Some(root);
             let mut prev = root;
             for i in 0..self.stages[s].steps.len() {
-                let key = self.step_key(s, i, &prev, inputs)?;
+                let mut key = self.step_key(s, i, &prev, inputs, None)?;
+                if self.copies_from_stage(s, i)
+                    && let Some(resolved) = inputs.resolved_copy(&key)
+                {
+                    key = resolved;
+                }
                 self.stages[s].steps[i].key = Some(key);
                 prev = key;
             }
@@ -239,12 +244,50 @@ impl Plan {
         Ok(b.finish())
     }
 
+    /// The key of step `i` of stage `s` after a step whose key is `prev`: for a build that
+    /// re-derived an earlier key while running (a `COPY --from` resolved to its content key).
+    pub fn step_key_after(
+        &self,
+        s: usize,
+        i: usize,
+        prev: &NodeKey,
+        inputs: &dyn KeyInputs,
+    ) -> Result<NodeKey, Error> {
+        self.step_key(s, i, prev, inputs, None)
+    }
+
+    /// The *content key* of a `COPY --from=<stage>` step: the source stage's key replaced by
+    /// `content`, a digest of the files the step selects in that stage's output (with owners,
+    /// which `COPY --from` keeps). A source stage that changed but produced the same files
+    /// gives the same key, so the steps after it stay cached (cargo-chef's `recipe.json`).
+    pub fn copy_content_key(
+        &self,
+        s: usize,
+        i: usize,
+        prev: &NodeKey,
+        content: &[u8; 32],
+        inputs: &dyn KeyInputs,
+    ) -> Result<NodeKey, Error> {
+        self.step_key(s, i, prev, inputs, Some(content))
+    }
+
+    /// Whether step `i` of stage `s` is a `COPY --from=<stage>`.
+    pub fn copies_from_stage(&self, s: usize, i: usize) -> bool {
+        self.stages
+            .get(s)
+            .and_then(|stage| stage.steps.get(i))
+            .is_some_and(|step| {
+                matches!(&step.kind, StepKind::Copy(copy) if matches!(copy.from, CopyFrom::Stage(_)))
+            })
+    }
+
     fn step_key(
         &self,
         s: usize,
         i: usize,
         prev: &NodeKey,
         inputs: &dyn KeyInputs,
+        content: Option<&[u8; 32]>,
     ) -> Result<NodeKey, Error> {
         let step = &self.stages[s].steps[i];
         let fail = |m: String| Error::at(&self.file, step.line, step.column, &step.text, m);
@@ -299,7 +342,10 @@ impl Plan {
                         let digest = inputs.context_digest(copy).map_err(fail)?;
                         b.str("context").bytes(&digest)
                     }
-                    CopyFrom::Stage(src) => b.str("stage").key(&self.stage_key(*src)?),
+                    CopyFrom::Stage(src) => match content {
+                        Some(content) => b.str("stage-content").bytes(content),
+                        None => b.str("stage").key(&self.stage_key(*src)?),
+                    },
                     CopyFrom::Image(r) => {
                         let digest = inputs
                             .image_digest(r)

@@ -124,6 +124,70 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Links a blob into `repo` from repository `from` of the same registry, without its bytes.
+    /// `Ok(false)` when the registry would not mount it (it opened an upload session instead,
+    /// which is cancelled): the caller must then upload the bytes.
+    pub async fn mount_blob(
+        &self,
+        repo: &Reference,
+        digest: &str,
+        from: &str,
+    ) -> Result<bool, Error> {
+        let op = Operation::PushBlob;
+        let target = repo.blob_display(digest);
+        digest::validate(digest).map_err(|reason| Error::InvalidDigest {
+            operation: op,
+            target: repo.repo_ref(),
+            digest: digest.to_owned(),
+            reason,
+        })?;
+        let call = Call {
+            operation: op,
+            target: &target,
+            registry: repo.registry(),
+            repository: repo.repository(),
+            access: Access::Push,
+        };
+        let scope = format!(
+            "{} {}",
+            auth::scope(repo.repository(), Access::Push),
+            auth::scope(from, Access::Pull)
+        );
+        let start = RequestSpec::new(
+            Method::POST,
+            Target::Path(format!(
+                "/v2/{}/blobs/uploads/?mount={digest}&from={from}",
+                repo.repository()
+            )),
+        )
+        .header(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let response = self
+            .with_retries(Access::Push, || self.execute_scoped(&call, &start, &scope))
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => {
+                tracing::debug!(%target, from, "blob mounted");
+                Ok(true)
+            }
+            StatusCode::ACCEPTED => {
+                let session = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| resolve_location(response.url(), l).ok());
+                if let Some(session) = session {
+                    let cancel = RequestSpec::new(Method::DELETE, Target::Absolute(session));
+                    // Registries that cannot cancel let the session expire; that is harmless.
+                    if let Err(error) = self.execute_scoped(&call, &cancel, &scope).await {
+                        tracing::debug!("cancelling the upload the mount opened: {error}");
+                    }
+                }
+                Ok(false)
+            }
+            _ => Err(self.status_error(&call, response).await),
+        }
+    }
+
     /// Puts a blob into `repo`: by mount when `mount_from` holds it, else streamed from its
     /// file, in one request or in chunks by size. Retried as a whole within the push budget.
     pub async fn upload_blob(

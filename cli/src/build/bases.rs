@@ -18,7 +18,8 @@ use crate::image::manifest::oci_layer_media_type;
 /// How many layers are downloaded at once.
 const PARALLEL_PULLS: usize = 3;
 
-/// An external image, resolved and with every layer in the store.
+/// An external image, resolved: its manifest, config and layer list (the layers themselves
+/// are downloaded by [`pull_layers`] when something needs them).
 #[derive(Debug)]
 pub struct PulledImage {
     /// What the registry answered.
@@ -29,11 +30,26 @@ pub struct PulledImage {
     pub layers: Vec<Layer>,
 }
 
-/// Resolves each image (reference as written in the Dockerfile, for its platform) and pulls
-/// its layers; the result is keyed by the plan's image keys.
+/// Resolves each image and pulls its layers into the store.
 pub async fn pull_all(
     client: &Client,
     store: &Store,
+    pulls: &[ImagePull],
+) -> anyhow::Result<BTreeMap<String, PulledImage>> {
+    let images = resolve_all(client, pulls).await?;
+    for (name, image) in &images {
+        pull_layers(client, store, &image.resolved.source, &image.layers)
+            .await
+            .with_context(|| format!("cannot pull the layers of base image {name}"))?;
+    }
+    Ok(images)
+}
+
+/// Resolves each image (reference as written in the Dockerfile, for its platform) to its
+/// manifest and config, without downloading any layer; the result is keyed by the plan's image
+/// keys.
+pub async fn resolve_all(
+    client: &Client,
     pulls: &[ImagePull],
 ) -> anyhow::Result<BTreeMap<String, PulledImage>> {
     let mut images = BTreeMap::new();
@@ -57,9 +73,6 @@ pub async fn pull_all(
         let config = parse_base(&resolved.config_bytes)
             .with_context(|| format!("base image {name}: unreadable config"))?;
         let layers = layers_of(&resolved, &config).with_context(|| format!("base image {name}"))?;
-        pull_layers(client, store, &resolved.source, &layers)
-            .await
-            .with_context(|| format!("cannot pull the layers of base image {name}"))?;
         images.insert(
             name.clone(),
             PulledImage {
@@ -97,7 +110,8 @@ fn layers_of(resolved: &ResolvedImage, config: &BaseConfig) -> anyhow::Result<Ve
         .collect()
 }
 
-async fn pull_layers(
+/// Downloads the layers the store lacks, a few at once.
+pub async fn pull_layers(
     client: &Client,
     store: &Store,
     image: &Reference,

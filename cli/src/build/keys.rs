@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use kiln_exec::context::BuildContext;
-use kiln_graph::{CopyStep, KeyInputs};
+use kiln_graph::{CopyStep, KeyInputs, NodeKey};
 
 use super::bases::PulledImage;
+use crate::cache::Cache;
 
 /// Answers the planner's questions from pulled images and the build context.
 #[derive(Debug)]
@@ -14,6 +15,8 @@ pub struct Inputs<'a> {
     pub images: &'a BTreeMap<String, PulledImage>,
     /// The build context.
     pub context: &'a BuildContext,
+    /// Where earlier builds recorded `COPY --from` content keys, if the cache is on.
+    pub cache: Option<&'a Cache>,
 }
 
 impl KeyInputs for Inputs<'_> {
@@ -27,5 +30,10 @@ impl KeyInputs for Inputs<'_> {
         self.context
             .digest(&copy.sources)
             .map_err(|err| err.to_string())
+    }
+
+    fn resolved_copy(&self, definition: &NodeKey) -> Option<NodeKey> {
+        // An unreadable index is a miss here; the build reports it when it writes.
+        self.cache?.alias(&definition.0).ok().flatten().map(NodeKey)
     }
 }

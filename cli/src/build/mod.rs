@@ -5,6 +5,7 @@
 //! whole image exists in the store, so a failed build leaves every destination as it was.
 
 mod bases;
+pub(crate) mod blobs;
 mod keys;
 mod mounts;
 pub(crate) mod references;
@@ -14,10 +15,11 @@ pub(crate) mod settings;
 mod stage;
 mod work;
 
+pub use blobs::Blobs;
 pub use settings::Settings;
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use kiln_cas::Store;
@@ -27,8 +29,10 @@ use kiln_exec::snapshot::ScanMode;
 use kiln_exec::snapshotter::Strategy;
 use kiln_graph::{PlanOptions, Planner};
 use kiln_registry::{Client, Reference};
+use oci_spec::image::Digest;
 
 use crate::args::BuildOptions;
+use crate::cache::{Cache, RemoteCache, Scope};
 use crate::image::config::{NewConfig, render};
 use crate::image::format::ImageFormat;
 use crate::image::{Layer, manifest};
@@ -62,23 +66,67 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let context = BuildContext::open(&settings.context, Some(&settings.dockerfile))
         .with_context(|| format!("opening the build context {}", settings.context.display()))?;
 
-    let images = bases::pull_all(&client, &store, &planner.image_pulls()).await?;
+    // Manifests and configs only: layers are downloaded when something unpacks or exports them.
+    let images = bases::resolve_all(&client, &planner.image_pulls()).await?;
     let states: BTreeMap<String, kiln_graph::ImageState> = images
         .iter()
         .map(|(name, image)| (name.clone(), image.config.state.clone()))
         .collect();
     let mut plan = planner.plan(&states)?;
     refuse_unsupported(&plan, &label)?;
-    let sources = output::MountSources::new(
+    // Where each base layer can be mounted from (the image as named) and downloaded from
+    // (the mirror that served it).
+    let base_layers = |repository: fn(&bases::PulledImage) -> &Reference| {
         images
             .values()
             .flat_map(|image| {
                 image
                     .layers
                     .iter()
-                    .map(|layer| (layer.digest.clone(), image.resolved.reference.clone()))
+                    .map(move |layer| (layer.digest.clone(), repository(image).clone()))
             })
-            .collect(),
+            .collect::<HashMap<Digest, Reference>>()
+    };
+    let mountable = base_layers(|image| &image.resolved.reference);
+    let downloadable = base_layers(|image| &image.resolved.source);
+
+    let mut cache = Cache::open(&settings.cache, &settings.cache_dir, &client)?;
+    let scope_file = scope_file(&settings.dockerfile, &settings.context);
+    let scopes: Vec<Scope> = plan
+        .build_order()
+        .into_iter()
+        .map(|index| crate::cache::scope(&scope_file, &plan.stages[index]))
+        .collect();
+    cache.fetch_remote(&scopes).await?;
+    let cache = Arc::new(cache);
+
+    // Hashing the context for node keys reads files: blocking work.
+    let (plan, context, images) = {
+        let cache = Arc::clone(&cache);
+        tokio::task::spawn_blocking(move || {
+            plan.assign_keys(&keys::Inputs {
+                images: &images,
+                context: &context,
+                cache: Some(cache.as_ref()),
+            })
+            .map(|()| (plan, context, images))
+        })
+        .await
+        .context("the key thread failed")??
+    };
+    log_keys(&plan, &label);
+
+    let layers = settings.layers;
+    let mut cache = Arc::into_inner(cache).context("the key thread kept the cache")?;
+    if cache.enabled() {
+        cache.probe(&probe_keys(&plan, &cache, &layers), &store)?;
+    }
+    let cache = Arc::new(cache);
+    let blobs = Blobs::new(
+        client.clone(),
+        store.clone(),
+        cache.remote().cloned(),
+        downloadable,
     );
 
     let work = WorkDir::create(&settings.cache_dir)?;
@@ -96,14 +144,10 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         let secrets = settings.secrets.clone();
         let created = created.clone();
         let jobs = settings.jobs;
-        let layers = settings.layers;
-        // Hashing the context for node keys reads files, like the build itself: both block.
+        let cache = Arc::clone(&cache);
+        let blobs = blobs.clone();
+        let label = label.clone();
         tokio::task::spawn_blocking(move || {
-            plan.assign_keys(&keys::Inputs {
-                images: &images,
-                context: &context,
-            })?;
-            log_keys(&plan, &label);
             stage::Executor {
                 plan: &plan,
                 store: &store,
@@ -123,6 +167,10 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                     work: &work_dir,
                     overlay_available: snapshots.overlay_available,
                 },
+                cache: &cache,
+                blobs: &blobs,
+                scope_file: &scope_file,
+                stage_views: Mutex::default(),
             }
             .run()
         })
@@ -147,10 +195,56 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         },
     )?;
     tracing::info!("Built image {}", image.manifest);
+    cache.touch(
+        built
+            .layers
+            .iter()
+            .map(|layer| &layer.digest)
+            .chain([&image.config, &image.manifest]),
+    )?;
 
     // Root filesystems are slow to delete: hand them to the background sweeper now.
     drop(work);
-    output::write_all(&settings, &client, &store, &image, sources).await
+    // The cache first: a destination is only written once everything before it succeeded.
+    cache.publish(&store).await?;
+    let mut sources = output::MountSources::new(mountable);
+    if let Some(repo) = cache.remote().and_then(RemoteCache::mount_source) {
+        for layer in &built.layers {
+            sources.add(layer.digest.clone(), repo);
+        }
+    }
+    let missing = output::Missing {
+        blobs: &blobs,
+        layers: &built.layers,
+    };
+    output::write_all(&settings, &client, &store, &image, sources, missing).await
+}
+
+/// Every key the build may look up: each cacheable step of each stage the target needs.
+fn probe_keys(
+    plan: &kiln_graph::Plan,
+    cache: &Cache,
+    layers: &kiln_exec::layer::LayerOptions,
+) -> Vec<[u8; 32]> {
+    plan.build_order()
+        .into_iter()
+        .flat_map(|index| &plan.stages[index].steps)
+        .filter(|step| cache.cacheable(&step.kind))
+        .filter_map(|step| step.key.as_ref())
+        .map(|key| crate::cache::cache_key(key, layers))
+        .collect()
+}
+
+/// The Dockerfile's path relative to the context (its file name when it lives elsewhere): the
+/// part of a cache scope that is the same on every machine and checkout.
+fn scope_file(dockerfile: &std::path::Path, context: &std::path::Path) -> String {
+    dockerfile
+        .strip_prefix(context)
+        .ok()
+        .or_else(|| dockerfile.file_name().map(std::path::Path::new))
+        .unwrap_or(dockerfile)
+        .display()
+        .to_string()
 }
 
 /// Fails before anything is pulled or run when a destination would refuse the push

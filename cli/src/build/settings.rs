@@ -40,6 +40,8 @@ pub struct Settings {
     pub jobs: NonZeroUsize,
     /// Where the blob store and work area live.
     pub cache_dir: PathBuf,
+    /// The layer cache flags.
+    pub cache: crate::cache::CacheSettings,
     /// Parsed `--destination`s, in order.
     pub destinations: Vec<Reference>,
     /// `--no-push`.
@@ -111,6 +113,7 @@ impl Settings {
                 "--image-name-with-digest-file and --image-name-tag-with-digest-file need a --destination"
             );
         }
+        let cache = crate::cache::CacheSettings::new(&options, &destinations)?;
         let build_args = options
             .build_args
             .iter()
@@ -182,6 +185,7 @@ impl Settings {
             secrets,
             jobs: options.jobs.unwrap_or_else(default_jobs),
             cache_dir,
+            cache,
             destinations,
             no_push: options.no_push,
             tar_path: options.tar_path.map(|p| absolute(&p)).transpose()?,

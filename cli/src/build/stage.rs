@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context as _, bail};
-use kiln_cas::Store;
+use kiln_cas::{StepRecord, Store};
 use kiln_exec::archive::{Kind, detect, extract};
 use kiln_exec::compression::{Compression, decompress};
-use kiln_exec::context::BuildContext;
+use kiln_exec::context::{BuildContext, Owners, digest_sources};
 use kiln_exec::copy::{Chmod, CopyOptions, copy};
 use kiln_exec::dockerignore::Dockerignore;
 use kiln_exec::layer::{LayerOptions, write_layer};
@@ -27,20 +27,24 @@ use kiln_exec::users::{resolve_chown, resolve_user};
 use kiln_exec::workdir::ensure_workdir;
 use kiln_exec::{Changes, RootFs};
 use kiln_graph::{
-    BaseRef, CopyFrom, CopyStep, ImageState, NetworkMode, Plan, RunStep, Stage, Step, StepKind,
+    BaseRef, CopyFrom, CopyStep, ImageState, NetworkMode, NodeKey, Plan, RunStep, Stage, Step,
+    StepKind,
 };
 use serde_json::{Map, Value};
 
 use super::bases::PulledImage;
+use super::blobs::Blobs;
 use super::schedule::{self, Node, Progress};
+use crate::cache::{Cache, Hit, Scope};
 use crate::image::Layer;
 use crate::image::config::history_entry;
 
 /// The image a stage produced, and its root filesystem while later stages may need it.
 #[derive(Debug, Clone)]
 pub struct StageImage {
-    /// The stage's root filesystem.
-    pub rootfs: PathBuf,
+    /// The stage's root filesystem, if it was ever unpacked: a stage whose every step came from
+    /// the cache has none until something reads it.
+    pub rootfs: Option<PathBuf>,
     /// Every layer, base first.
     pub layers: Vec<Layer>,
     /// History, base first.
@@ -78,6 +82,14 @@ pub struct Executor<'a> {
     pub layers: LayerOptions,
     /// What `RUN --mount`s resolve against.
     pub mounts: &'a super::mounts::MountInputs<'a>,
+    /// The layer cache (disabled without `--cache`).
+    pub cache: &'a Cache,
+    /// Where layers missing from the store are downloaded from.
+    pub blobs: &'a Blobs,
+    /// The Dockerfile's path relative to the context: part of each stage's cache scope.
+    pub scope_file: &'a str,
+    /// Root filesystems unpacked on demand for stages built entirely from the cache.
+    pub stage_views: Mutex<BTreeMap<usize, PathBuf>>,
 }
 
 /// The snapshot settings of a build, the strategy decided.
@@ -121,8 +133,7 @@ impl Executor<'_> {
         stage: &Stage,
         built: &dyn Progress<StageImage>,
     ) -> anyhow::Result<StageImage> {
-        let rootfs = self.work.join(format!("stage-{}", stage.index));
-        let mut image = self.prepare(stage, &rootfs, built).with_context(|| {
+        let mut image = self.base_image(stage, built).with_context(|| {
             format!(
                 "{}:{}: preparing {}",
                 self.file(),
@@ -130,110 +141,279 @@ impl Executor<'_> {
                 stage_label(stage)
             )
         })?;
-        let root = RootFs::open(&rootfs)
-            .with_context(|| format!("opening the root filesystem {}", rootfs.display()))?;
         let in_stage = if self.plan.stages.len() > 1 {
             format!(" ({})", stage_label(stage))
         } else {
             String::new()
         };
-        let mut snapshotter = Snapshotter::new(
-            self.snapshots.strategy,
-            &self.snapshots.ignore_paths,
-            self.snapshots.overlay_available,
-            self.work.join(format!("stage-{}.snapshot", stage.index)),
-        );
-        // `--single-snapshot`: one scan now, one after the last step, one layer (Kaniko's).
-        let single_exclude = self.single_snapshot_exclusions(stage);
-        let single = if self.snapshots.single_snapshot {
-            Some(Snapshot::scan_with(
-                root.path(),
-                self.snapshots.mode,
-                &single_exclude,
-            )?)
-        } else {
-            None
-        };
-        let mut deferred_history = Vec::new();
-        for step in &stage.steps {
-            tracing::info!("{}{in_stage}", step.text);
+        if self.snapshots.single_snapshot {
+            return self.run_single_snapshot(stage, image, built, &in_stage);
+        }
+        let scope = crate::cache::scope(self.scope_file, stage);
+        // Created when the first step that must run needs it, from the layers so far.
+        let mut live: Option<(RootFs, Snapshotter)> = None;
+        // The previous step's key, and whether it differs from the plan's (a `COPY --from`
+        // resolved to its content key re-keys every step after it).
+        let mut prev = stage.key;
+        let mut rekeyed = false;
+        for (index, step) in stage.steps.iter().enumerate() {
             let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
+            let mut key = match (rekeyed, &prev) {
+                (true, Some(prev)) => Some(
+                    self.plan
+                        .step_key_after(stage.index, index, prev, &self.key_inputs())
+                        .with_context(at)?,
+                ),
+                _ => step.key,
+            };
+            let mut hit = self.cached(step, key.as_ref())?;
+            if hit.is_none()
+                && let Some(definition) = key
+                && self.cache.enabled()
+                && self.cache.cacheable(&step.kind)
+                && self.plan.copies_from_stage(stage.index, index)
+                && let Some(content) = self
+                    .content_key(stage, index, step, prev.as_ref(), built)
+                    .with_context(at)?
+                && content != definition
+            {
+                self.cache
+                    .record_alias(&scope, definition.0, content.0)
+                    .with_context(at)?;
+                key = Some(content);
+                hit = self.cached(step, key.as_ref())?;
+            }
+            rekeyed = rekeyed || key != step.key;
+            prev = key;
+            if let Some((cache_key, hit)) = hit {
+                tracing::info!("CACHED {}{in_stage}", step.text);
+                self.cache.used(&scope, cache_key, &hit);
+                let layer = hit.record.layer.clone().map(Layer::from);
+                if let (Some(layer), Some((root, snapshotter))) = (&layer, &mut live) {
+                    self.apply_cached(root, layer).with_context(at)?;
+                    snapshotter.invalidate();
+                }
+                if step.in_history {
+                    image.history.push(history_entry(
+                        &self.created,
+                        &step.created_by,
+                        layer.is_none(),
+                    ));
+                }
+                image.layers.extend(layer);
+                continue;
+            }
+            tracing::info!("{}{in_stage}", step.text);
+            if matches!(step.kind, StepKind::Config) {
+                if step.in_history {
+                    image
+                        .history
+                        .push(history_entry(&self.created, &step.created_by, true));
+                }
+                continue;
+            }
+            if live.is_none() {
+                live = Some(
+                    self.materialize(stage, &mut image, built)
+                        .with_context(|| {
+                            format!(
+                                "{}:{}: unpacking {}",
+                                self.file(),
+                                stage.line,
+                                stage_label(stage)
+                            )
+                        })?,
+                );
+            }
+            let Some((root, snapshotter)) = live.as_mut() else {
+                bail!("the root filesystem of {} is missing", stage_label(stage));
+            };
             let mut changes = self
-                .apply(&root, step, built, &mut snapshotter, single.is_some())
+                .apply(root, step, built, snapshotter, false)
                 .with_context(at)?;
             if !step.in_history {
                 continue;
             }
-            if single.is_some() {
-                deferred_history.push(step.created_by.as_str());
-                continue;
-            }
-            snapshotter.filter(&mut changes);
-            let makes_layer = !matches!(step.kind, StepKind::Config) && !changes.is_empty();
-            if makes_layer {
-                let layer = self
-                    .snapshot(&root, &changes)
-                    .with_context(|| format!("snapshotting {}", at()))?;
-                image.layers.push(layer);
-            }
-            image
-                .history
-                .push(history_entry(&self.created, &step.created_by, !makes_layer));
-        }
-        if let Some(before) = single {
-            let snapshotting = || format!("snapshotting {}", stage_label(stage));
-            let after = Snapshot::scan_with(root.path(), self.snapshots.mode, &single_exclude)
-                .with_context(snapshotting)?;
-            let mut changes = before.diff(&after);
             snapshotter.filter(&mut changes);
             let layer = if changes.is_empty() {
                 None
             } else {
-                Some(self.snapshot(&root, &changes).with_context(snapshotting)?)
+                Some(
+                    self.snapshot(root, &changes)
+                        .with_context(|| format!("snapshotting {}", at()))?,
+                )
             };
-            // Every instruction keeps its history entry; the last one carries the layer.
-            let last = deferred_history.len().saturating_sub(1);
-            for (index, created_by) in deferred_history.into_iter().enumerate() {
-                let empty = index != last || layer.is_none();
-                image
-                    .history
-                    .push(history_entry(&self.created, created_by, empty));
-            }
+            self.record(&scope, step, key.as_ref(), layer.as_ref())
+                .with_context(|| format!("recording {} in the cache", at()))?;
+            image.history.push(history_entry(
+                &self.created,
+                &step.created_by,
+                layer.is_none(),
+            ));
             image.layers.extend(layer);
         }
         image.state = stage.final_state().clone();
         Ok(image)
     }
 
-    /// Creates the stage's root filesystem from its base and returns the image it starts as.
-    fn prepare(
+    /// `--single-snapshot`: one scan before the first step, one after the last, one layer
+    /// (Kaniko's). Nothing is looked up in or recorded to the cache: the layer belongs to no
+    /// single step.
+    fn run_single_snapshot(
         &self,
         stage: &Stage,
-        rootfs: &Path,
+        mut image: StageImage,
+        built: &dyn Progress<StageImage>,
+        in_stage: &str,
+    ) -> anyhow::Result<StageImage> {
+        let (root, mut snapshotter) = self.materialize(stage, &mut image, built)?;
+        let exclude = self.single_snapshot_exclusions(stage);
+        let before = Snapshot::scan_with(root.path(), self.snapshots.mode, &exclude)?;
+        let mut deferred_history = Vec::new();
+        for step in &stage.steps {
+            tracing::info!("{}{in_stage}", step.text);
+            let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
+            self.apply(&root, step, built, &mut snapshotter, true)
+                .with_context(at)?;
+            if step.in_history {
+                deferred_history.push(step.created_by.as_str());
+            }
+        }
+        let snapshotting = || format!("snapshotting {}", stage_label(stage));
+        let after = Snapshot::scan_with(root.path(), self.snapshots.mode, &exclude)
+            .with_context(snapshotting)?;
+        let mut changes = before.diff(&after);
+        snapshotter.filter(&mut changes);
+        let layer = if changes.is_empty() {
+            None
+        } else {
+            Some(self.snapshot(&root, &changes).with_context(snapshotting)?)
+        };
+        // Every instruction keeps its history entry; the last one carries the layer.
+        let last = deferred_history.len().saturating_sub(1);
+        for (index, created_by) in deferred_history.into_iter().enumerate() {
+            let empty = index != last || layer.is_none();
+            image
+                .history
+                .push(history_entry(&self.created, created_by, empty));
+        }
+        image.layers.extend(layer);
+        image.state = stage.final_state().clone();
+        Ok(image)
+    }
+
+    /// The cached result of `step` under node key `key`, if the cache may serve it: a keyed
+    /// step of a kind the flags cache, found by the probe or, for keys only known now, by a
+    /// lookup.
+    fn cached(
+        &self,
+        step: &Step,
+        key: Option<&NodeKey>,
+    ) -> anyhow::Result<Option<([u8; 32], Hit)>> {
+        let Some(cache_key) = self.cache_key(step, key) else {
+            return Ok(None);
+        };
+        let hit = match self.cache.hit(&cache_key) {
+            Some(hit) => Some(hit.clone()),
+            None if key != step.key.as_ref() => self.cache.lookup(&cache_key, self.store)?,
+            None => None,
+        };
+        Ok(hit.map(|hit| (cache_key, hit)))
+    }
+
+    /// The key a step's result is cached under, if it is cached at all.
+    fn cache_key(&self, step: &Step, key: Option<&NodeKey>) -> Option<[u8; 32]> {
+        if !self.cache.enabled() || !self.cache.cacheable(&step.kind) {
+            return None;
+        }
+        key.map(|key| crate::cache::cache_key(key, &self.layers))
+    }
+
+    /// The content key of a `COPY --from=<stage>` step: the files it selects in the source
+    /// stage's output, digested with their owners (unpacking that output if it never was).
+    fn content_key(
+        &self,
+        stage: &Stage,
+        index: usize,
+        step: &Step,
+        prev: Option<&NodeKey>,
+        built: &dyn Progress<StageImage>,
+    ) -> anyhow::Result<Option<NodeKey>> {
+        let (StepKind::Copy(copy), Some(prev)) = (&step.kind, prev) else {
+            return Ok(None);
+        };
+        let CopyFrom::Stage(source) = copy.from else {
+            return Ok(None);
+        };
+        let root = RootFs::open(&self.stage_root(source, built)?)?;
+        let content = digest_sources(&root, &copy.sources, None, Owners::Kept)?;
+        Ok(Some(self.plan.copy_content_key(
+            stage.index,
+            index,
+            prev,
+            &content,
+            &self.key_inputs(),
+        )?))
+    }
+
+    /// What node keys are computed from, for keys derived while building.
+    fn key_inputs(&self) -> super::keys::Inputs<'_> {
+        super::keys::Inputs {
+            images: self.images,
+            context: self.context,
+            cache: Some(self.cache),
+        }
+    }
+
+    /// Records what an executed step produced, once its layer is complete in the store.
+    fn record(
+        &self,
+        scope: &Scope,
+        step: &Step,
+        key: Option<&NodeKey>,
+        layer: Option<&Layer>,
+    ) -> anyhow::Result<()> {
+        let Some(key) = self.cache_key(step, key) else {
+            return Ok(());
+        };
+        self.cache.record(
+            scope,
+            key,
+            StepRecord {
+                layer: layer.cloned().map(Into::into),
+                recorded: kiln_cas::record::now(),
+            },
+        )
+    }
+
+    /// Applies a cached layer onto a stage being built, as the step would have changed it.
+    fn apply_cached(&self, root: &RootFs, layer: &Layer) -> anyhow::Result<()> {
+        self.blobs.ensure_blocking(std::slice::from_ref(layer))?;
+        self.unpack(root.path(), std::slice::from_ref(layer))
+    }
+
+    /// The image a stage starts as: its base's layers, history and platform. Nothing is
+    /// unpacked yet.
+    fn base_image(
+        &self,
+        stage: &Stage,
         built: &dyn Progress<StageImage>,
     ) -> anyhow::Result<StageImage> {
-        let rootfs = rootfs.to_path_buf();
-        let image = match &stage.base {
-            BaseRef::Scratch => {
-                create_rootfs(&rootfs)?;
-                StageImage {
-                    rootfs: rootfs.clone(),
-                    layers: Vec::new(),
-                    history: Vec::new(),
-                    platform: platform_fields(&stage.platform),
-                    state: stage.base_state.clone(),
-                }
-            }
+        Ok(match &stage.base {
+            BaseRef::Scratch => StageImage {
+                rootfs: None,
+                layers: Vec::new(),
+                history: Vec::new(),
+                platform: platform_fields(&stage.platform),
+                state: stage.base_state.clone(),
+            },
             BaseRef::Image(reference) => {
                 let pulled = self
                     .images
                     .get(reference)
-                    .with_context(|| format!("base image {reference} was not pulled"))?;
-                create_rootfs(&rootfs)?;
-                tracing::info!("Unpacking rootfs of {reference}");
-                self.unpack(&rootfs, &pulled.layers)?;
+                    .with_context(|| format!("base image {reference} was not resolved"))?;
                 StageImage {
-                    rootfs: rootfs.clone(),
+                    rootfs: None,
                     layers: pulled.layers.clone(),
                     history: pulled.config.history.clone(),
                     platform: pulled.config.platform.clone(),
@@ -241,27 +421,86 @@ impl Executor<'_> {
                 }
             }
             BaseRef::Stage(parent) => {
-                let needed_later = self.stage_needed_by(*parent, stage, built);
                 let source = built
                     .output(*parent)
                     .with_context(|| format!("stage {parent} was not built"))?;
-                if needed_later {
-                    create_rootfs(&rootfs)?;
-                    self.unpack(&rootfs, &source.layers)?;
-                } else {
-                    // Nobody else reads the parent's tree: take it over instead of rebuilding it.
-                    std::fs::rename(&source.rootfs, &rootfs).with_context(|| {
-                        format!("moving {} to {}", source.rootfs.display(), rootfs.display())
-                    })?;
-                }
                 StageImage {
-                    rootfs: rootfs.clone(),
+                    rootfs: None,
                     state: stage.base_state.clone(),
                     ..source
                 }
             }
-        };
-        Ok(image)
+        })
+    }
+
+    /// Creates the stage's root filesystem holding `image`'s layers so far: the parent stage's
+    /// tree taken over when nobody else reads it, else unpacked (downloading what the store
+    /// lacks).
+    fn materialize(
+        &self,
+        stage: &Stage,
+        image: &mut StageImage,
+        built: &dyn Progress<StageImage>,
+    ) -> anyhow::Result<(RootFs, Snapshotter)> {
+        let rootfs = self.work.join(format!("stage-{}", stage.index));
+        let mut applied = 0;
+        if let BaseRef::Stage(parent) = stage.base
+            && let Some(source) = built.output(parent)
+            && let Some(tree) = &source.rootfs
+            && !self.stage_needed_by(parent, stage, built)
+        {
+            // Nobody else reads the parent's tree: take it over instead of rebuilding it.
+            std::fs::rename(tree, &rootfs)
+                .with_context(|| format!("moving {} to {}", tree.display(), rootfs.display()))?;
+            applied = source.layers.len();
+        } else {
+            create_rootfs(&rootfs)?;
+            if let BaseRef::Image(reference) = &stage.base {
+                tracing::info!("Unpacking rootfs of {reference}");
+            }
+        }
+        let rest = &image.layers[applied.min(image.layers.len())..];
+        self.blobs.ensure_blocking(rest)?;
+        self.unpack(&rootfs, rest)?;
+        image.rootfs = Some(rootfs.clone());
+        let root = RootFs::open(&rootfs)
+            .with_context(|| format!("opening the root filesystem {}", rootfs.display()))?;
+        let snapshotter = Snapshotter::new(
+            self.snapshots.strategy,
+            &self.snapshots.ignore_paths,
+            self.snapshots.overlay_available,
+            self.work.join(format!("stage-{}.snapshot", stage.index)),
+        );
+        Ok((root, snapshotter))
+    }
+
+    /// The root filesystem of a finished stage, for `COPY --from` and `RUN --mount from=`:
+    /// its own tree, or, when every step came from the cache, its layers unpacked once on
+    /// first use.
+    fn stage_root(
+        &self,
+        index: usize,
+        built: &dyn Progress<StageImage>,
+    ) -> anyhow::Result<PathBuf> {
+        let stage = built
+            .output(index)
+            .with_context(|| format!("stage {index} was not built"))?;
+        if let Some(rootfs) = stage.rootfs {
+            return Ok(rootfs);
+        }
+        let mut views = self
+            .stage_views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(dir) = views.get(&index) {
+            return Ok(dir.clone());
+        }
+        let dir = self.work.join(format!("stage-{index}-view"));
+        create_rootfs(&dir)?;
+        self.blobs.ensure_blocking(&stage.layers)?;
+        self.unpack(&dir, &stage.layers)?;
+        views.insert(index, dir.clone());
+        Ok(dir)
     }
 
     /// Whether anything but `current`'s base still reads `parent`'s root filesystem: another
@@ -366,12 +605,7 @@ impl Executor<'_> {
         for (index, from) in &run_step.mount_sources {
             let root = match from {
                 CopyFrom::Context => self.context.root().path().to_path_buf(),
-                CopyFrom::Stage(stage) => {
-                    built
-                        .output(*stage)
-                        .with_context(|| format!("stage {stage} was not built"))?
-                        .rootfs
-                }
+                CopyFrom::Stage(stage) => self.stage_root(*stage, built)?,
                 CopyFrom::Image(reference) => self.image_root(reference)?,
             };
             sources.insert(*index, root);
@@ -467,10 +701,7 @@ impl Executor<'_> {
                 },
             ),
             CopyFrom::Stage(index) => {
-                let stage = built
-                    .output(*index)
-                    .with_context(|| format!("stage {index} was not built"))?;
-                source_root = RootFs::open(&stage.rootfs)?;
+                source_root = RootFs::open(&self.stage_root(*index, built)?)?;
                 (&source_root, from_options(chown, chmod))
             }
             CopyFrom::Image(reference) => {
@@ -507,6 +738,7 @@ impl Executor<'_> {
             .with_context(|| format!("image {reference} was not pulled"))?;
         let dir = self.work.join(format!("image-{}", roots.len()));
         create_rootfs(&dir)?;
+        self.blobs.ensure_blocking(&pulled.layers)?;
         self.unpack(&dir, &pulled.layers)?;
         roots.insert(reference.to_owned(), dir.clone());
         Ok(dir)

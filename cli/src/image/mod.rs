@@ -16,3 +16,25 @@ pub struct Layer {
     /// The blob's media type as it will appear in the manifest.
     pub media_type: String,
 }
+
+impl From<Layer> for kiln_cas::LayerRecord {
+    fn from(layer: Layer) -> Self {
+        kiln_cas::LayerRecord {
+            digest: layer.digest,
+            size: layer.size,
+            diff_id: layer.diff_id,
+            media_type: layer.media_type,
+        }
+    }
+}
+
+impl From<kiln_cas::LayerRecord> for Layer {
+    fn from(layer: kiln_cas::LayerRecord) -> Self {
+        Layer {
+            digest: layer.digest,
+            size: layer.size,
+            diff_id: layer.diff_id,
+            media_type: layer.media_type,
+        }
+    }
+}

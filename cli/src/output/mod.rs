@@ -5,7 +5,7 @@
 
 mod push;
 
-pub use push::MountSources;
+pub use push::{Missing, MountSources};
 
 use std::path::Path;
 
@@ -23,8 +23,13 @@ pub async fn write_all(
     store: &Store,
     image: &StoredImage,
     mut sources: MountSources,
+    missing: Missing<'_>,
 ) -> anyhow::Result<()> {
     let digest = image.manifest.to_string();
+    if settings.oci_layout_path.is_some() || settings.tar_path.is_some() {
+        // Files hold every layer: download those the build never needed.
+        missing.fetch_all().await?;
+    }
     // Exporting copies blobs across filesystems when it cannot hard-link them: blocking work.
     tokio::task::block_in_place(|| write_local(settings, store, image))?;
     if settings.no_push {
@@ -35,7 +40,16 @@ pub async fn write_all(
         };
         // One destination after another, so the later ones can mount from the earlier.
         for destination in &settings.destinations {
-            push::push(client, store, image, destination, &sources, options).await?;
+            push::push(
+                client,
+                store,
+                image,
+                destination,
+                &sources,
+                options,
+                &missing,
+            )
+            .await?;
             sources.pushed(destination);
             tracing::info!("Pushed {}", destination.with_digest(&digest));
         }

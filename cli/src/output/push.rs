@@ -11,6 +11,9 @@ use kiln_cas::export::StoredImage;
 use kiln_registry::{Access, BlobUpload, Client, Pushed, Reference};
 use oci_spec::image::Digest;
 
+use crate::build::Blobs;
+use crate::image::Layer;
+
 /// How many blobs are uploaded at once.
 const PARALLEL_PUSHES: usize = 3;
 
@@ -18,7 +21,7 @@ const PARALLEL_PUSHES: usize = 3;
 /// instead of receiving their bytes again.
 #[derive(Debug, Default)]
 pub struct MountSources {
-    /// Base image layers, by digest: the repository they were pulled from.
+    /// Base image and cached layers, by digest: a repository that holds each.
     bases: HashMap<Digest, Reference>,
     /// Destinations this build finished pushing: they hold every blob of the image.
     pushed: Vec<Reference>,
@@ -31,6 +34,13 @@ impl MountSources {
             bases,
             pushed: Vec::new(),
         }
+    }
+
+    /// Records that `repository` (the cache repository) holds the layer `digest`.
+    pub fn add(&mut self, digest: Digest, repository: &Reference) {
+        self.bases
+            .entry(digest)
+            .or_insert_with(|| repository.clone());
     }
 
     /// Records a destination that now holds the whole image.
@@ -65,11 +75,12 @@ pub async fn push(
     destination: &Reference,
     sources: &MountSources,
     options: PushOptions,
+    missing: &Missing<'_>,
 ) -> anyhow::Result<()> {
     tracing::info!("Pushing image to {destination}");
     let blobs: Vec<&Digest> = image.layers.iter().chain([&image.config]).collect();
     futures_util::stream::iter(blobs)
-        .map(|digest| push_blob(client, store, destination, digest, sources))
+        .map(|digest| push_blob(client, store, destination, digest, sources, missing))
         .buffer_unordered(PARALLEL_PUSHES)
         .try_collect::<Vec<()>>()
         .await?;
@@ -105,6 +116,7 @@ async fn push_blob(
     destination: &Reference,
     digest: &Digest,
     sources: &MountSources,
+    missing: &Missing<'_>,
 ) -> anyhow::Result<()> {
     let name = digest.to_string();
     if client
@@ -115,11 +127,25 @@ async fn push_blob(
         tracing::debug!("{destination} already has {name}");
         return Ok(());
     }
+    let source = sources.source(digest, destination);
+    if !store.contains(digest) {
+        // Never downloaded (a cached layer, a base layer of a stage that never ran): link it
+        // from a repository that has it, and only download it when that is refused.
+        if let Some(source) = source
+            && client
+                .mount_blob(destination, &name, source.repository())
+                .await
+                .with_context(|| format!("mounting blob {name} into {destination}"))?
+        {
+            tracing::debug!("mounted {name} into {destination} from {source}");
+            return Ok(());
+        }
+        missing.fetch(digest).await?;
+    }
     let path = store.blob_path(digest);
     let size = std::fs::metadata(&path)
         .with_context(|| format!("blob {name} is missing from the store"))?
         .len();
-    let source = sources.source(digest, destination);
     let pushed = client
         .upload_blob(
             destination,
@@ -139,6 +165,32 @@ async fn push_blob(
         _ => tracing::debug!("uploaded {name} ({size} bytes) to {destination}"),
     }
     Ok(())
+}
+
+/// Layers of the image the store may lack, and where to download them from.
+#[derive(Debug, Clone, Copy)]
+pub struct Missing<'a> {
+    /// Downloads blobs into the store.
+    pub blobs: &'a Blobs,
+    /// The image's layers.
+    pub layers: &'a [Layer],
+}
+
+impl Missing<'_> {
+    /// Downloads the layer with `digest` into the store.
+    pub async fn fetch(&self, digest: &Digest) -> anyhow::Result<()> {
+        let layer = self
+            .layers
+            .iter()
+            .find(|layer| &layer.digest == digest)
+            .with_context(|| format!("blob {digest} is missing from the store"))?;
+        self.blobs.ensure(std::slice::from_ref(layer)).await
+    }
+
+    /// Downloads every layer the store lacks.
+    pub async fn fetch_all(&self) -> anyhow::Result<()> {
+        self.blobs.ensure(self.layers).await
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub mod tools;
 
 use std::path::{Path, PathBuf};
 
-pub use kiln::Kiln;
+pub use kiln::{Kiln, Outcome};
 pub use registry::Registry;
 
 /// Builds `project`, pushes it to `name` on `registry` and returns the image's root filesystem

@@ -1,0 +1,244 @@
+//! One locked use of the index database.
+
+use std::fs::File;
+use std::path::Path;
+
+use oci_spec::image::Digest;
+use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, WriteBatch};
+
+use super::{ALIASES, BLOBS, FAMILIES, FILES, IMAGES, STEPS};
+use crate::record::{FileIdentity, ImageRecord, StepRecord};
+use crate::{Error, Result};
+
+/// An open index, locked for as long as it lives. Reads of a database that does not exist yet
+/// find nothing.
+pub struct Session {
+    db: Option<DB>,
+    writable: bool,
+    // Released when the session ends, after the database is closed (fields drop in order).
+    _lock: Option<File>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("open", &self.db.is_some())
+            .field("writable", &self.writable)
+            .finish()
+    }
+}
+
+impl Session {
+    pub(super) fn read(path: &Path, lock: Option<File>) -> Result<Session> {
+        if !path.join("CURRENT").exists() {
+            return Ok(Session {
+                db: None,
+                writable: false,
+                _lock: lock,
+            });
+        }
+        let families = DB::list_cf(&Options::default(), path).map_err(db_error("listing", path))?;
+        let db = DB::open_cf_for_read_only(&options(), path, families, false)
+            .map_err(db_error("opening", path))?;
+        Ok(Session {
+            db: Some(db),
+            writable: false,
+            _lock: lock,
+        })
+    }
+
+    pub(super) fn write(path: &Path, lock: File) -> Result<Session> {
+        let mut opts = options();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let families = FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, options()));
+        let db =
+            DB::open_cf_descriptors(&opts, path, families).map_err(db_error("opening", path))?;
+        Ok(Session {
+            db: Some(db),
+            writable: true,
+            _lock: Some(lock),
+        })
+    }
+
+    /// The recorded result of the step with this node key.
+    pub fn step(&self, key: &[u8; 32]) -> Result<Option<StepRecord>> {
+        self.get_json(STEPS, key)
+    }
+
+    /// The content key a definition key was last resolved to (see the build's re-convergence).
+    pub fn alias(&self, key: &[u8; 32]) -> Result<Option<[u8; 32]>> {
+        Ok(self
+            .get(ALIASES, key)?
+            .and_then(|value| <[u8; 32]>::try_from(value.as_slice()).ok()))
+    }
+
+    /// The blake3 hash recorded for a file with this identity.
+    pub fn file(&self, identity: &FileIdentity) -> Result<Option<[u8; 32]>> {
+        Ok(self
+            .get(FILES, &identity.to_key())?
+            .and_then(|value| <[u8; 32]>::try_from(value.as_slice()).ok()))
+    }
+
+    /// What `reference` (with its platform folded in by the caller) last resolved to.
+    pub fn image(&self, reference: &str) -> Result<Option<ImageRecord>> {
+        self.get_json(IMAGES, reference.as_bytes())
+    }
+
+    /// Every blob with when it was last used (seconds since the epoch), for garbage collection.
+    pub fn blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        let Some(db) = &self.db else {
+            return Ok(Vec::new());
+        };
+        let Some(cf) = db.cf_handle(BLOBS) else {
+            return Ok(Vec::new());
+        };
+        let mut blobs = Vec::new();
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item.map_err(|err| Error::Index {
+                action: "reading",
+                message: err.into_string(),
+            })?;
+            let digest = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|text| text.parse::<Digest>().ok());
+            let used = <[u8; 8]>::try_from(value.as_ref())
+                .ok()
+                .map(u64::from_be_bytes);
+            if let (Some(digest), Some(used)) = (digest, used) {
+                blobs.push((digest, used));
+            }
+        }
+        Ok(blobs)
+    }
+
+    /// Records a step's result. Call only once every blob it names is complete in the store.
+    pub fn put_step(&self, key: &[u8; 32], record: &StepRecord) -> Result<()> {
+        self.put_json(STEPS, key, record)
+    }
+
+    /// Records that definition key `from` resolved to content key `to`.
+    pub fn put_alias(&self, from: &[u8; 32], to: &[u8; 32]) -> Result<()> {
+        self.put(ALIASES, from, to)
+    }
+
+    /// Records file hashes, all at once.
+    pub fn put_files(&self, files: &[(FileIdentity, [u8; 32])]) -> Result<()> {
+        let (db, cf) = self.writable_family(FILES)?;
+        let mut batch = WriteBatch::default();
+        for (identity, hash) in files {
+            batch.put_cf(cf, identity.to_key(), hash);
+        }
+        db.write(batch).map_err(write_error)
+    }
+
+    /// Records what `reference` resolved to.
+    pub fn put_image(&self, reference: &str, record: &ImageRecord) -> Result<()> {
+        self.put_json(IMAGES, reference.as_bytes(), record)
+    }
+
+    /// Marks blobs as used at `when` (seconds since the epoch).
+    pub fn touch_blobs<'a>(
+        &self,
+        digests: impl IntoIterator<Item = &'a Digest>,
+        when: u64,
+    ) -> Result<()> {
+        let (db, cf) = self.writable_family(BLOBS)?;
+        let mut batch = WriteBatch::default();
+        for digest in digests {
+            batch.put_cf(cf, digest.to_string(), when.to_be_bytes());
+        }
+        db.write(batch).map_err(write_error)
+    }
+
+    /// Forgets blobs (after garbage collection removed their files).
+    pub fn forget_blobs<'a>(&self, digests: impl IntoIterator<Item = &'a Digest>) -> Result<()> {
+        let (db, cf) = self.writable_family(BLOBS)?;
+        let mut batch = WriteBatch::default();
+        for digest in digests {
+            batch.delete_cf(cf, digest.to_string());
+        }
+        db.write(batch).map_err(write_error)
+    }
+
+    fn get(&self, family: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(db) = &self.db else {
+            return Ok(None);
+        };
+        let Some(cf) = db.cf_handle(family) else {
+            return Ok(None);
+        };
+        db.get_cf(cf, key).map_err(|err| Error::Index {
+            action: "reading",
+            message: err.into_string(),
+        })
+    }
+
+    /// A value that does not decode (written by another version, or damaged) reads as absent:
+    /// a cache miss, never a wrong hit.
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        family: &str,
+        key: &[u8],
+    ) -> Result<Option<T>> {
+        Ok(self
+            .get(family, key)?
+            .and_then(|value| serde_json::from_slice(&value).ok()))
+    }
+
+    fn put(&self, family: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let (db, cf) = self.writable_family(family)?;
+        db.put_cf(cf, key, value).map_err(write_error)
+    }
+
+    fn put_json<T: serde::Serialize>(&self, family: &str, key: &[u8], value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|source| Error::Json {
+            action: "encoding an index record",
+            source,
+        })?;
+        self.put(family, key, &bytes)
+    }
+
+    fn writable_family(&self, family: &str) -> Result<(&DB, &rocksdb::ColumnFamily)> {
+        let db = self
+            .db
+            .as_ref()
+            .filter(|_| self.writable)
+            .ok_or_else(|| Error::Index {
+                action: "writing",
+                message: "the session is read-only".into(),
+            })?;
+        let cf = db.cf_handle(family).ok_or_else(|| Error::Index {
+            action: "writing",
+            message: format!("column family {family} is missing"),
+        })?;
+        Ok((db, cf))
+    }
+}
+
+/// Options for the database and each family: small, point lookups, lz4 with zstd at the bottom.
+fn options() -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    opts.set_keep_log_file_num(2);
+    opts.set_max_log_file_size(1 << 20);
+    opts
+}
+
+fn db_error(action: &'static str, path: &Path) -> impl FnOnce(rocksdb::Error) -> Error {
+    let path = path.display().to_string();
+    move |err| Error::Index {
+        action,
+        message: format!("{path}: {}", err.into_string()),
+    }
+}
+
+fn write_error(err: rocksdb::Error) -> Error {
+    Error::Index {
+        action: "writing",
+        message: err.into_string(),
+    }
+}
