@@ -30,21 +30,6 @@ pub struct PulledImage {
     pub layers: Vec<Layer>,
 }
 
-/// Resolves each image and pulls its layers into the store.
-pub async fn pull_all(
-    client: &Client,
-    store: &Store,
-    pulls: &[ImagePull],
-) -> anyhow::Result<BTreeMap<String, PulledImage>> {
-    let images = resolve_all(client, pulls).await?;
-    for (name, image) in &images {
-        pull_layers(client, store, &image.resolved.source, &image.layers)
-            .await
-            .with_context(|| format!("cannot pull the layers of base image {name}"))?;
-    }
-    Ok(images)
-}
-
 /// Resolves each image (reference as written in the Dockerfile, for its platform) to its
 /// manifest and config, without downloading any layer; the result is keyed by the plan's image
 /// keys.

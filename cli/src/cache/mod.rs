@@ -120,11 +120,6 @@ impl Cache {
         self.settings.enabled
     }
 
-    /// The flags.
-    pub fn settings(&self) -> &CacheSettings {
-        &self.settings
-    }
-
     /// Whether the flags cache steps of this kind: RUN unless `--cache-run-layers=false`,
     /// COPY/ADD unless `--cache-copy-layers=false`, WORKDIR always. Metadata steps make no
     /// layer and run nothing: there is nothing to cache.
