@@ -248,7 +248,9 @@ fn files_deleted_by_a_cached_step_stay_deleted_and_leave_no_whiteout_files() {
     let log = world
         .build(&project, "w:2", &["--build-arg", "X=2"])
         .success_log();
-    assert_eq!(cached(&log), 2, "{log}");
+    // The two RUNs before the changed ARG, and both COPY --from: the files they take are the
+    // same as last time, so they re-converge on their content keys.
+    assert_eq!(cached(&log), 4, "{log}");
     let root = world.unpack("w:2");
     assert_eq!(read(&root, "listing"), ".\n..\nkeep\n");
     let copied: Vec<_> = std::fs::read_dir(root.join("d"))
