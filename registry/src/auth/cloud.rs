@@ -1,0 +1,213 @@
+//! Credentials from cloud identity (Google, AWS ECR, Azure ACR, Buildkite OIDC): fetched on
+//! the first challenge from a registry a source covers, reused until shortly before they
+//! expire, and dropped when the registry refuses them so the next attempt fetches anew.
+//!
+//! Each source is gated on the registry the image was *named* with (its origin), so a
+//! `--registry-map` target is reached with the credentials of the registry it stands in
+//! for, and a look-alike host never gets any.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::aws::{self, AwsCredentials, AwsSource};
+use super::secret::Credential;
+use super::sources::CredentialSource;
+use super::vars::{self, Vars};
+use super::{acr, buildkite, ecr, google};
+use crate::error::Error;
+
+/// No cloud credential could be obtained; names the source, the registry and the endpoint,
+/// never a token.
+#[derive(Debug, thiserror::Error)]
+#[error("obtaining {source_name} credentials for {registry}: {detail}")]
+pub struct CloudAuthError {
+    /// The `--credential-helpers` name of the source.
+    pub source_name: CredentialSource,
+    /// The registry the credentials were for.
+    pub registry: String,
+    /// What failed.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    credential: Credential,
+    renew_at: Instant,
+}
+
+/// The cloud credentials of one client.
+#[derive(Debug, Default)]
+pub(crate) struct Cloud {
+    tokens: tokio::sync::Mutex<HashMap<(CredentialSource, String), Cached>>,
+    /// AWS credentials, shared by every ECR registry (one STS call per build).
+    aws: tokio::sync::Mutex<Option<(AwsCredentials, AwsSource)>>,
+    /// Which source answered for a registry, for 401/403 hints.
+    tried: std::sync::Mutex<HashMap<String, String>>,
+}
+
+/// Whether `source` covers `origin`.
+pub(crate) fn covers(source: CredentialSource, origin: &str) -> bool {
+    match source {
+        CredentialSource::Google => google::is_google_registry(origin),
+        CredentialSource::Ecr => ecr::parse_host(origin).is_some(),
+        CredentialSource::Acr => acr::is_acr_registry(origin),
+        CredentialSource::Buildkite => buildkite::is_buildkite_registry(origin),
+        CredentialSource::Env | CredentialSource::GitLab => false,
+    }
+}
+
+/// What to set up when `source` covers a registry but found nothing.
+pub(crate) fn missing_hint(source: CredentialSource) -> &'static str {
+    match source {
+        CredentialSource::Google => {
+            "no Google credentials: set GOOGLE_APPLICATION_CREDENTIALS or run on Google Cloud"
+        }
+        CredentialSource::Ecr => {
+            "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, \
+             AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE, or run with container credentials"
+        }
+        CredentialSource::Acr => {
+            "no Azure credentials: set AZURE_CLIENT_ID and AZURE_TENANT_ID with \
+             AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE"
+        }
+        CredentialSource::Buildkite => {
+            "no Buildkite credentials: run inside a Buildkite job with buildkite-agent on PATH, \
+             or log in with the OIDC token"
+        }
+        CredentialSource::Env | CredentialSource::GitLab => "",
+    }
+}
+
+impl Cloud {
+    /// `source`'s credential for `repository` on `origin`, if it covers it and has one.
+    pub(crate) async fn credential(
+        &self,
+        source: CredentialSource,
+        origin: &str,
+        repository: &str,
+        realm: Option<&str>,
+        client: &reqwest::Client,
+    ) -> Result<Option<Credential>, Error> {
+        if !covers(source, origin) {
+            return Ok(None);
+        }
+        let key = match source {
+            // One Google identity serves every Google registry.
+            CredentialSource::Google => String::new(),
+            CredentialSource::Buildkite => {
+                format!(
+                    "{origin}/{}",
+                    buildkite::audience_path(repository).unwrap_or_default()
+                )
+            }
+            _ => origin.to_ascii_lowercase(),
+        };
+        let mut tokens = self.tokens.lock().await;
+        if let Some(cached) = tokens
+            .get(&(source, key.clone()))
+            .filter(|c| c.renew_at > Instant::now())
+        {
+            return Ok(Some(cached.credential.clone()));
+        }
+        let vars: Vars<'_> = &vars::process;
+        let failed = |detail: String| CloudAuthError {
+            source_name: source,
+            registry: origin.to_owned(),
+            detail,
+        };
+        let fetched = match source {
+            CredentialSource::Google => {
+                google::application_default(client, vars)
+                    .await?
+                    .map(|(token, via)| {
+                        let credential = Credential::Basic {
+                            username: google::ACCESS_TOKEN_USER.to_owned(),
+                            password: token.token,
+                        };
+                        (credential, token.renew_at, via)
+                    })
+            }
+            CredentialSource::Ecr => {
+                let Some(host) = ecr::parse_host(origin) else {
+                    return Ok(None);
+                };
+                let Some((aws_credentials, aws_source)) =
+                    self.aws_credentials(client, vars).await.map_err(failed)?
+                else {
+                    return Ok(None);
+                };
+                let token = ecr::authorization_token(client, &host, &aws_credentials, vars)
+                    .await
+                    .map_err(failed)?;
+                let via = format!(
+                    "Amazon ECR GetAuthorizationToken with AWS credentials from {aws_source}"
+                );
+                Some((token.credential, token.renew_at, via))
+            }
+            CredentialSource::Acr => acr::credential(client, origin, realm, vars)
+                .await
+                .map_err(failed)?,
+            CredentialSource::Buildkite => buildkite::credential(origin, repository, vars)
+                .await
+                .map_err(failed)?,
+            CredentialSource::Env | CredentialSource::GitLab => None,
+        };
+        let Some((credential, renew_at, via)) = fetched else {
+            return Ok(None);
+        };
+        tracing::debug!(registry = origin, %source, via = %via, "obtained cloud credentials");
+        if let Ok(mut tried) = self.tried.lock() {
+            tried.insert(origin.to_ascii_lowercase(), via);
+        }
+        tokens.insert(
+            (source, key),
+            Cached {
+                credential: credential.clone(),
+                renew_at,
+            },
+        );
+        Ok(Some(credential))
+    }
+
+    /// The chain's AWS credentials, reused while valid.
+    async fn aws_credentials(
+        &self,
+        client: &reqwest::Client,
+        vars: Vars<'_>,
+    ) -> Result<Option<(AwsCredentials, AwsSource)>, String> {
+        let mut cached = self.aws.lock().await;
+        if let Some((credentials, source)) = cached.as_ref().filter(|(c, _)| {
+            c.expires_unix
+                .is_none_or(|at| at > super::clock::now_unix() + 300)
+        }) {
+            return Ok(Some((credentials.clone(), *source)));
+        }
+        let found = aws::credentials(client, vars).await?;
+        cached.clone_from(&found);
+        Ok(found)
+    }
+
+    /// Drops what is cached for `origin` (the registry refused it), so the next challenge
+    /// fetches fresh credentials.
+    pub(crate) async fn forget(&self, origin: &str) {
+        let origin = origin.to_ascii_lowercase();
+        let google = google::is_google_registry(&origin);
+        self.tokens.lock().await.retain(|(source, key), _| {
+            !(key == &origin
+                || key.starts_with(&format!("{origin}/"))
+                || (google && *source == CredentialSource::Google))
+        });
+        if ecr::parse_host(&origin).is_some() {
+            *self.aws.lock().await = None;
+        }
+    }
+
+    /// How credentials for `origin` were obtained, if a cloud source provided them.
+    pub(crate) fn tried(&self, origin: &str) -> Option<String> {
+        self.tried
+            .lock()
+            .ok()?
+            .get(&origin.to_ascii_lowercase())
+            .cloned()
+    }
+}
