@@ -12,6 +12,7 @@ mod support;
 mod auth;
 mod bench_smoke;
 mod build;
+mod cloud_auth;
 mod corpus;
 mod env_auth;
 mod errors;

@@ -1,0 +1,506 @@
+//! Cloud registry credentials end to end: the registry is the real `docker-registry` with the
+//! htpasswd user each cloud expects (`AWS`, `oauth2accesstoken`, `buildkite`), reached through
+//! `--registry-map` from the cloud host name an image is written with; only the cloud's token
+//! endpoints (STS, the ECR API, OAuth token_uri, metadata server) are local fakes, and they
+//! check what they receive (a valid SigV4 signature, a signed JWT, the subject token, the
+//! `Metadata-Flavor` header). Credentials are chosen by the name the image was written with,
+//! fetched once per build, and never printed.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::json;
+
+use crate::support::base::{busybox_layout, copy_to_registry};
+use crate::support::fake_cloud::{FakeCloud, Reply, Request};
+use crate::support::tools::exists;
+use crate::support::{Kiln, Project, Registry, sigv4};
+
+const ECR_HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
+const REPOSITORY: &str = "team/busybox";
+
+/// A registry that only `user`/`password` may read, holding `repository:latest`, and an open
+/// registry to push results to.
+struct World {
+    private: Registry,
+    target: Registry,
+    repository: String,
+}
+
+impl World {
+    fn new(user: &str, password: &str, repository: &str) -> World {
+        let private = Registry::start_with_auth(user, password);
+        copy_to_registry(
+            &busybox_layout(private.scratch()),
+            "latest",
+            &private.image(&format!("{repository}:latest")),
+            false,
+            Some(&format!("{user}:{password}")),
+        );
+        World {
+            private,
+            target: Registry::start(),
+            repository: repository.to_owned(),
+        }
+    }
+
+    /// A build `FROM host/<repository>` with `host` mapped to the private registry, pushing to
+    /// the open one; no cloud variables inherited from the test's environment.
+    fn build_from(&self, host: &str) -> (Kiln, Project, String) {
+        let project =
+            Project::new().dockerfile(&format!("FROM {host}/{}\nENV FROM_CLOUD=1\n", self.repository));
+        let destination = self.target.image("cloud/app:1");
+        let mut kiln = Kiln::build(project.path())
+            .push_to(&destination)
+            .args([
+                "--registry-map",
+                &format!("{host}={}", self.private.addr()),
+                "--skip-default-registry-fallback",
+            ]);
+        for variable in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "GCE_METADATA_HOST",
+            "BUILDKITE_AGENT_ACCESS_TOKEN",
+            "AZURE_CLIENT_ID",
+        ] {
+            kiln = kiln.env_remove(variable);
+        }
+        (kiln, project, destination)
+    }
+}
+
+/// Fails the test if any of `secrets` (or the Basic header of `user:secret`) was printed.
+fn assert_never_printed(printed: &str, user: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!printed.contains(secret), "{secret} was printed:\n{printed}");
+        let basic = STANDARD.encode(format!("{user}:{secret}"));
+        assert!(!printed.contains(&basic), "Basic {user}:{secret} was printed");
+    }
+}
+
+/// A fake ECR API accepting requests signed with `secret` (and `session`, if any) for
+/// eu-west-1, answering with `AWS:<password>`.
+fn fake_ecr(access_key: &'static str, secret: &'static str, session: Option<&'static str>, password: &'static str) -> FakeCloud {
+    FakeCloud::start(move |request: &Request| {
+        let signed = match sigv4::verify(request, secret) {
+            Ok(signed) => signed,
+            Err(why) => {
+                return Reply::error("403 Forbidden", "InvalidSignatureException")
+                    .header("X-Why", &why);
+            }
+        };
+        let session_ok = match session {
+            Some(token) => {
+                request.header("x-amz-security-token") == Some(token)
+                    && signed.signed_headers.iter().any(|h| h == "x-amz-security-token")
+            }
+            None => request.header("x-amz-security-token").is_none(),
+        };
+        if signed.access_key != access_key
+            || signed.region != "eu-west-1"
+            || signed.service != "ecr"
+            || !session_ok
+            || request.method != "POST"
+            || request.header("x-amz-target") != Some(ECR_TARGET)
+            || !signed.signed_headers.iter().any(|h| h == "x-amz-target")
+        {
+            return Reply::error("400 Bad Request", "UnrecognizedClientException");
+        }
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 12 * 3600;
+        Reply::json(json!({"authorizationData": [{
+            "authorizationToken": STANDARD.encode(format!("AWS:{password}")),
+            "expiresAt": expires as f64,
+            "proxyEndpoint": format!("https://{ECR_HOST}"),
+        }]}))
+    })
+}
+
+#[test]
+fn ecr_images_are_pulled_with_irsa_web_identity_and_a_sigv4_signed_authorization_token() {
+    const PASSWORD: &str = "ecr-password-from-irsa-never-print";
+    const IRSA_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.irsa-projected-token.signature";
+    const ROLE: &str = "arn:aws:iam::123456789012:role/kiln-builder";
+    const STS_SECRET: &str = "sts-secret-access-key-never-print";
+    const STS_SESSION: &str = "sts-session-token/never+print=";
+    let world = World::new("AWS", PASSWORD, REPOSITORY);
+    let sts = FakeCloud::start(|request: &Request| {
+        let form = request.form();
+        let get = |k: &str| form.get(k).map(String::as_str);
+        if request.method != "POST"
+            || get("Action") != Some("AssumeRoleWithWebIdentity")
+            || get("RoleArn") != Some(ROLE)
+            || get("WebIdentityToken") != Some(IRSA_TOKEN)
+            || get("RoleSessionName").is_none_or(str::is_empty)
+        {
+            return Reply::error("403 Forbidden", "AccessDenied");
+        }
+        Reply {
+            status: "200 OK",
+            headers: vec![("Content-Type".into(), "text/xml".into())],
+            body: format!(
+                "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+                 <AccessKeyId>ASIAIRSAKEY</AccessKeyId><SecretAccessKey>{STS_SECRET}</SecretAccessKey>\
+                 <SessionToken>{STS_SESSION}</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>\
+                 </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+            ),
+        }
+    });
+    let ecr = fake_ecr("ASIAIRSAKEY", STS_SECRET, Some(STS_SESSION), PASSWORD);
+    let tokens = tempfile::tempdir().unwrap();
+    let token_file = tokens.path().join("token");
+    std::fs::write(&token_file, format!("{IRSA_TOKEN}\n")).unwrap();
+
+    let (kiln, _project, destination) = world.build_from(ECR_HOST);
+    let outcome = kiln
+        .env("AWS_ROLE_ARN", ROLE)
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ENDPOINT_URL_STS", sts.url())
+        .env("AWS_ENDPOINT_URL_ECR", ecr.url())
+        .env("KILN_LOG", "trace")
+        .run();
+    let printed = outcome.everything_printed();
+    assert!(outcome.succeeded(), "{printed}");
+    assert!(exists(&destination));
+    // Once per build: one STS call and one ECR call for the manifest, config and layers.
+    assert_eq!(sts.requests().len(), 1);
+    assert_eq!(ecr.requests().len(), 1);
+    assert_never_printed(
+        &printed,
+        "AWS",
+        &[PASSWORD, IRSA_TOKEN, STS_SECRET, STS_SESSION],
+    );
+}
+
+#[test]
+fn ecr_credentials_go_to_ecr_hosts_only_follow_credential_helpers_and_failures_name_the_source() {
+    const PASSWORD: &str = "ecr-password-from-env-keys";
+    const SECRET: &str = "env-secret-access-key-never-print";
+    let world = World::new("AWS", PASSWORD, REPOSITORY);
+    let ecr = fake_ecr("AKIAENVKEY", SECRET, None, PASSWORD);
+    let with_keys = |kiln: Kiln, endpoint: &str| {
+        kiln.env("AWS_ACCESS_KEY_ID", "AKIAENVKEY")
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_ENDPOINT_URL_ECR", endpoint)
+    };
+
+    // A look-alike host gets nothing, and the ECR API is never asked.
+    let (kiln, _p, _) = world.build_from(&format!("{ECR_HOST}.attacker.net"));
+    let stderr = with_keys(kiln, &ecr.url()).run().failure();
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(ecr.requests().is_empty());
+
+    // ECR switched off by --credential-helpers: anonymous, with a hint; then on by its
+    // Kaniko helper name.
+    let (kiln, _p, _) = world.build_from(ECR_HOST);
+    let stderr = with_keys(kiln.args(["--credential-helpers", "env,gitlab"]), &ecr.url())
+        .run()
+        .failure();
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(ecr.requests().is_empty());
+    let (kiln, _p, destination) = world.build_from(ECR_HOST);
+    with_keys(kiln.args(["--credential-helpers", "ecr-login"]), &ecr.url())
+        .run()
+        .success();
+    assert!(exists(&destination));
+    assert_eq!(ecr.requests().len(), 1);
+
+    let (kiln, _p, _) = world.build_from(ECR_HOST);
+    let stderr = kiln.args(["--credential-helpers", "env,acr-docker"]).run().failure();
+    assert!(stderr.contains("unknown credential helper \"acr-docker\""), "{stderr}");
+
+    // The registry refuses what ECR issued: the error names the source, not the secret.
+    let stale = fake_ecr("AKIAENVKEY", SECRET, None, "stale-ecr-password");
+    let (kiln, _p, _) = world.build_from(ECR_HOST);
+    let stderr = with_keys(kiln, &stale.url()).run().failure();
+    assert!(
+        stderr.contains("401")
+            && stderr.contains("Amazon ECR GetAuthorizationToken")
+            && stderr.contains("AWS_ACCESS_KEY_ID"),
+        "{stderr}"
+    );
+    assert_never_printed(&stderr, "AWS", &["stale-ecr-password", SECRET]);
+
+    // The ECR API refuses the signature (wrong secret): its status and code, no secret.
+    let (kiln, _p, _) = world.build_from(ECR_HOST);
+    let stderr = kiln
+        .env("AWS_ACCESS_KEY_ID", "AKIAENVKEY")
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret-never-print")
+        .env("AWS_ENDPOINT_URL", ecr.url())
+        .run()
+        .failure();
+    assert!(
+        stderr.contains("GetAuthorizationToken")
+            && stderr.contains("403")
+            && stderr.contains("InvalidSignatureException"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong-secret-never-print"), "{stderr}");
+}
+
+const GOOGLE_HOST: &str = "europe-docker.pkg.dev";
+const GOOGLE_REPOSITORY: &str = "proj/images/busybox";
+const GOOGLE_TOKEN: &str = "ya29.e2e-google-access-token-never-print";
+
+/// Verifies an RS256 JWT signed by `key` and returns its claims.
+fn verify_jwt(jwt: &str, key: &rcgen::KeyPair) -> Option<serde_json::Value> {
+    let (signing_input, signature) = jwt.rsplit_once('.')?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+        key.public_key_raw(),
+    )
+    .verify(signing_input.as_bytes(), &signature)
+    .ok()?;
+    let (_, claims) = signing_input.split_once('.')?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()
+}
+
+#[test]
+fn google_service_account_keys_authenticate_a_mapped_artifact_registry_end_to_end() {
+    let world = World::new("oauth2accesstoken", GOOGLE_TOKEN, GOOGLE_REPOSITORY);
+    let key = std::sync::Arc::new(rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap());
+    let checking = key.clone();
+    let oauth = FakeCloud::start(move |request: &Request| {
+        let form = request.form();
+        let claims = form
+            .get("assertion")
+            .and_then(|jwt| verify_jwt(jwt, &checking));
+        match claims {
+            Some(claims)
+                if form.get("grant_type").map(String::as_str)
+                    == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+                    && claims["iss"] == "builder@proj.iam.gserviceaccount.com"
+                    && claims["scope"] == "https://www.googleapis.com/auth/cloud-platform" =>
+            {
+                Reply::json(json!({"access_token": GOOGLE_TOKEN, "expires_in": 3599}))
+            }
+            _ => Reply::error("400 Bad Request", "invalid_grant"),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("sa.json");
+    std::fs::write(
+        &key_file,
+        json!({
+            "type": "service_account",
+            "client_email": "builder@proj.iam.gserviceaccount.com",
+            "private_key_id": "k1",
+            "private_key": key.serialize_pem(),
+            "token_uri": format!("{}/token", oauth.url()),
+        })
+        .to_string(),
+    )
+    .unwrap();
+
+    // A look-alike of the Google host gets no token.
+    let (kiln, _p, _) = world.build_from(&format!("{GOOGLE_HOST}.attacker.net"));
+    let stderr = kiln
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &key_file)
+        .run()
+        .failure();
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(oauth.requests().is_empty());
+
+    let (kiln, _p, destination) = world.build_from(GOOGLE_HOST);
+    let outcome = kiln
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &key_file)
+        .env("KILN_LOG", "trace")
+        .run();
+    let printed = outcome.everything_printed();
+    assert!(outcome.succeeded(), "{printed}");
+    assert!(exists(&destination));
+    assert_eq!(oauth.requests().len(), 1, "one token per build");
+    assert_never_printed(&printed, "oauth2accesstoken", &[GOOGLE_TOKEN]);
+}
+
+/// A fake OAuth token endpoint answering [`GOOGLE_TOKEN`] to requests `accept` approves.
+fn google_token_endpoint(accept: impl Fn(&Request) -> bool + Send + Sync + 'static) -> FakeCloud {
+    FakeCloud::start(move |request: &Request| {
+        if accept(request) {
+            Reply::json(json!({"access_token": GOOGLE_TOKEN, "expires_in": 3599}))
+        } else {
+            Reply::error("400 Bad Request", "invalid_grant")
+        }
+    })
+}
+
+#[test]
+fn google_authorized_user_files_exchange_their_refresh_token() {
+    let world = World::new("oauth2accesstoken", GOOGLE_TOKEN, GOOGLE_REPOSITORY);
+    let oauth = google_token_endpoint(|request| {
+        let form = request.form();
+        form.get("grant_type").map(String::as_str) == Some("refresh_token")
+            && form.get("refresh_token").map(String::as_str) == Some("1//user-refresh-token")
+            && form.get("client_id").map(String::as_str) == Some("client.apps")
+            && form.get("client_secret").map(String::as_str) == Some("client-secret")
+    });
+    // gcloud's well-known file under CLOUDSDK_CONFIG, no GOOGLE_APPLICATION_CREDENTIALS.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("application_default_credentials.json"),
+        json!({
+            "type": "authorized_user",
+            "client_id": "client.apps",
+            "client_secret": "client-secret",
+            "refresh_token": "1//user-refresh-token",
+            "token_uri": format!("{}/token", oauth.url()),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (kiln, _p, destination) = world.build_from(GOOGLE_HOST);
+    let outcome = kiln.env("CLOUDSDK_CONFIG", dir.path()).run();
+    let printed = outcome.everything_printed();
+    assert!(outcome.succeeded(), "{printed}");
+    assert!(exists(&destination));
+    assert_eq!(oauth.requests().len(), 1);
+    assert_never_printed(
+        &printed,
+        "oauth2accesstoken",
+        &[GOOGLE_TOKEN, "1//user-refresh-token", "client-secret"],
+    );
+}
+
+#[test]
+fn google_external_account_files_exchange_a_file_sourced_subject_token_at_sts_and_impersonate() {
+    const SUBJECT: &str = "eyJ.github-oidc-subject-token.sig";
+    const AUDIENCE: &str =
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/ci/providers/gh";
+    let world = World::new("oauth2accesstoken", GOOGLE_TOKEN, GOOGLE_REPOSITORY);
+    let google = FakeCloud::start(|request: &Request| {
+        if request.target == "/v1/token" {
+            let form = request.form();
+            let get = |k: &str| form.get(k).map(String::as_str);
+            if get("grant_type") == Some("urn:ietf:params:oauth:grant-type:token-exchange")
+                && get("subject_token") == Some(SUBJECT)
+                && get("audience") == Some(AUDIENCE)
+                && get("subject_token_type") == Some("urn:ietf:params:oauth:token-type:jwt")
+                && get("requested_token_type")
+                    == Some("urn:ietf:params:oauth:token-type:access_token")
+            {
+                return Reply::json(json!({"access_token": "federated-token", "expires_in": 3600}));
+            }
+        } else if request.target.ends_with("builder@proj.iam.gserviceaccount.com:generateAccessToken")
+            && request.header("authorization") == Some("Bearer federated-token")
+        {
+            return Reply::json(json!({"accessToken": GOOGLE_TOKEN, "expireTime": "2099-01-01T00:00:00Z"}));
+        }
+        Reply::error("401 Unauthorized", "invalid_token")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let subject_file = dir.path().join("oidc-token");
+    std::fs::write(&subject_file, SUBJECT).unwrap();
+    let config = dir.path().join("wif.json");
+    std::fs::write(
+        &config,
+        json!({
+            "type": "external_account",
+            "audience": AUDIENCE,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": format!("{}/v1/token", google.url()),
+            "service_account_impersonation_url": format!(
+                "{}/v1/projects/-/serviceAccounts/builder@proj.iam.gserviceaccount.com:generateAccessToken",
+                google.url()
+            ),
+            "credential_source": {"file": subject_file, "format": {"type": "text"}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (kiln, _p, destination) = world.build_from(GOOGLE_HOST);
+    let outcome = kiln.env("GOOGLE_APPLICATION_CREDENTIALS", &config).run();
+    let printed = outcome.everything_printed();
+    assert!(outcome.succeeded(), "{printed}");
+    assert!(exists(&destination));
+    assert_eq!(google.requests().len(), 2, "one exchange, one impersonation");
+    assert_never_printed(
+        &printed,
+        "oauth2accesstoken",
+        &[GOOGLE_TOKEN, SUBJECT, "federated-token"],
+    );
+}
+
+#[test]
+fn google_metadata_server_tokens_are_used_without_a_credentials_file() {
+    let world = World::new("oauth2accesstoken", GOOGLE_TOKEN, GOOGLE_REPOSITORY);
+    let metadata = FakeCloud::start(|request: &Request| {
+        if request.method == "GET"
+            && request.target == "/computeMetadata/v1/instance/service-accounts/default/token"
+            && request.header("metadata-flavor") == Some("Google")
+        {
+            Reply::json(json!({"access_token": GOOGLE_TOKEN, "expires_in": 3599, "token_type": "Bearer"}))
+                .header("Metadata-Flavor", "Google")
+        } else {
+            Reply::error("403 Forbidden", "missing Metadata-Flavor").header("Metadata-Flavor", "Google")
+        }
+    });
+    let (kiln, _p, destination) = world.build_from(GOOGLE_HOST);
+    let outcome = kiln.env("GCE_METADATA_HOST", metadata.addr()).run();
+    let printed = outcome.everything_printed();
+    assert!(outcome.succeeded(), "{printed}");
+    assert!(exists(&destination));
+    assert_eq!(metadata.requests().len(), 1);
+    assert_never_printed(&printed, "oauth2accesstoken", &[GOOGLE_TOKEN]);
+}
+
+#[test]
+fn buildkite_jobs_get_an_oidc_token_from_buildkite_agent_for_the_package_registry() {
+    const TOKEN: &str = "eyJ.buildkite-oidc-token.never-print";
+    let world = World::new("buildkite", TOKEN, "acme/images/busybox");
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    let agent = dir.path().join("buildkite-agent");
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\n[ \"$BUILDKITE_AGENT_ACCESS_TOKEN\" = agent-token ] || exit 3\necho {TOKEN}\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &agent,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    // Outside a job (no agent token), the agent is not asked.
+    let (kiln, _p, _) = world.build_from("packages.buildkite.com");
+    let stderr = kiln.env("PATH", &path).run().failure();
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(!calls.exists());
+
+    let (kiln, _p, destination) = world.build_from("packages.buildkite.com");
+    let outcome = kiln
+        .env("PATH", &path)
+        .env("BUILDKITE_AGENT_ACCESS_TOKEN", "agent-token")
+        .env("BUILDKITE_JOB_ID", "0190-job")
+        .run();
+    let printed = outcome.everything_printed();
+    assert!(outcome.succeeded(), "{printed}");
+    assert!(exists(&destination));
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "oidc request-token --audience https://packages.buildkite.com/acme/images --lifetime 300\n",
+        "one token per build, for the org's registry"
+    );
+    assert_never_printed(&printed, "buildkite", &[TOKEN]);
+}
