@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::support::base::{busybox_layout, copy_to_registry};
 use crate::support::fake_cloud::{FakeCloud, Reply, Request};
+use crate::support::token_server::TokenServer;
 use crate::support::tools::exists;
 use crate::support::{Kiln, Project, Registry, sigv4};
 
@@ -47,16 +48,16 @@ impl World {
     /// A build `FROM host/<repository>` with `host` mapped to the private registry, pushing to
     /// the open one; no cloud variables inherited from the test's environment.
     fn build_from(&self, host: &str) -> (Kiln, Project, String) {
-        let project =
-            Project::new().dockerfile(&format!("FROM {host}/{}\nENV FROM_CLOUD=1\n", self.repository));
+        let project = Project::new().dockerfile(&format!(
+            "FROM {host}/{}\nENV FROM_CLOUD=1\n",
+            self.repository
+        ));
         let destination = self.target.image("cloud/app:1");
-        let mut kiln = Kiln::build(project.path())
-            .push_to(&destination)
-            .args([
-                "--registry-map",
-                &format!("{host}={}", self.private.addr()),
-                "--skip-default-registry-fallback",
-            ]);
+        let mut kiln = Kiln::build(project.path()).push_to(&destination).args([
+            "--registry-map",
+            &format!("{host}={}", self.private.addr()),
+            "--skip-default-registry-fallback",
+        ]);
         for variable in [
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
@@ -80,15 +81,26 @@ impl World {
 /// Fails the test if any of `secrets` (or the Basic header of `user:secret`) was printed.
 fn assert_never_printed(printed: &str, user: &str, secrets: &[&str]) {
     for secret in secrets {
-        assert!(!printed.contains(secret), "{secret} was printed:\n{printed}");
+        assert!(
+            !printed.contains(secret),
+            "{secret} was printed:\n{printed}"
+        );
         let basic = STANDARD.encode(format!("{user}:{secret}"));
-        assert!(!printed.contains(&basic), "Basic {user}:{secret} was printed");
+        assert!(
+            !printed.contains(&basic),
+            "Basic {user}:{secret} was printed"
+        );
     }
 }
 
 /// A fake ECR API accepting requests signed with `secret` (and `session`, if any) for
 /// eu-west-1, answering with `AWS:<password>`.
-fn fake_ecr(access_key: &'static str, secret: &'static str, session: Option<&'static str>, password: &'static str) -> FakeCloud {
+fn fake_ecr(
+    access_key: &'static str,
+    secret: &'static str,
+    session: Option<&'static str>,
+    password: &'static str,
+) -> FakeCloud {
     FakeCloud::start(move |request: &Request| {
         let signed = match sigv4::verify(request, secret) {
             Ok(signed) => signed,
@@ -100,7 +112,10 @@ fn fake_ecr(access_key: &'static str, secret: &'static str, session: Option<&'st
         let session_ok = match session {
             Some(token) => {
                 request.header("x-amz-security-token") == Some(token)
-                    && signed.signed_headers.iter().any(|h| h == "x-amz-security-token")
+                    && signed
+                        .signed_headers
+                        .iter()
+                        .any(|h| h == "x-amz-security-token")
             }
             None => request.header("x-amz-security-token").is_none(),
         };
@@ -205,9 +220,12 @@ fn ecr_credentials_go_to_ecr_hosts_only_follow_credential_helpers_and_failures_n
     // ECR switched off by --credential-helpers: anonymous, with a hint; then on by its
     // Kaniko helper name.
     let (kiln, _p, _) = world.build_from(ECR_HOST);
-    let stderr = with_keys(kiln.args(["--credential-helpers", "env,gitlab"]), &ecr.url())
-        .run()
-        .failure();
+    let stderr = with_keys(
+        kiln.args(["--credential-helpers", "env,gitlab"]),
+        &ecr.url(),
+    )
+    .run()
+    .failure();
     assert!(stderr.contains("401"), "{stderr}");
     assert!(ecr.requests().is_empty());
     let (kiln, _p, destination) = world.build_from(ECR_HOST);
@@ -218,8 +236,14 @@ fn ecr_credentials_go_to_ecr_hosts_only_follow_credential_helpers_and_failures_n
     assert_eq!(ecr.requests().len(), 1);
 
     let (kiln, _p, _) = world.build_from(ECR_HOST);
-    let stderr = kiln.args(["--credential-helpers", "env,acr-docker"]).run().failure();
-    assert!(stderr.contains("unknown credential helper \"acr-docker\""), "{stderr}");
+    let stderr = kiln
+        .args(["--credential-helpers", "env,acr-docker"])
+        .run()
+        .failure();
+    assert!(
+        stderr.contains("unknown credential helper \"acr-docker\""),
+        "{stderr}"
+    );
 
     // The registry refuses what ECR issued: the error names the source, not the secret.
     let stale = fake_ecr("AKIAENVKEY", SECRET, None, "stale-ecr-password");
@@ -393,10 +417,14 @@ fn google_external_account_files_exchange_a_file_sourced_subject_token_at_sts_an
             {
                 return Reply::json(json!({"access_token": "federated-token", "expires_in": 3600}));
             }
-        } else if request.target.ends_with("builder@proj.iam.gserviceaccount.com:generateAccessToken")
+        } else if request
+            .target
+            .ends_with("builder@proj.iam.gserviceaccount.com:generateAccessToken")
             && request.header("authorization") == Some("Bearer federated-token")
         {
-            return Reply::json(json!({"accessToken": GOOGLE_TOKEN, "expireTime": "2099-01-01T00:00:00Z"}));
+            return Reply::json(
+                json!({"accessToken": GOOGLE_TOKEN, "expireTime": "2099-01-01T00:00:00Z"}),
+            );
         }
         Reply::error("401 Unauthorized", "invalid_token")
     });
@@ -425,7 +453,11 @@ fn google_external_account_files_exchange_a_file_sourced_subject_token_at_sts_an
     let printed = outcome.everything_printed();
     assert!(outcome.succeeded(), "{printed}");
     assert!(exists(&destination));
-    assert_eq!(google.requests().len(), 2, "one exchange, one impersonation");
+    assert_eq!(
+        google.requests().len(),
+        2,
+        "one exchange, one impersonation"
+    );
     assert_never_printed(
         &printed,
         "oauth2accesstoken",
@@ -441,10 +473,13 @@ fn google_metadata_server_tokens_are_used_without_a_credentials_file() {
             && request.target == "/computeMetadata/v1/instance/service-accounts/default/token"
             && request.header("metadata-flavor") == Some("Google")
         {
-            Reply::json(json!({"access_token": GOOGLE_TOKEN, "expires_in": 3599, "token_type": "Bearer"}))
-                .header("Metadata-Flavor", "Google")
+            Reply::json(
+                json!({"access_token": GOOGLE_TOKEN, "expires_in": 3599, "token_type": "Bearer"}),
+            )
+            .header("Metadata-Flavor", "Google")
         } else {
-            Reply::error("403 Forbidden", "missing Metadata-Flavor").header("Metadata-Flavor", "Google")
+            Reply::error("403 Forbidden", "missing Metadata-Flavor")
+                .header("Metadata-Flavor", "Google")
         }
     });
     let (kiln, _p, destination) = world.build_from(GOOGLE_HOST);
@@ -471,11 +506,7 @@ fn buildkite_jobs_get_an_oidc_token_from_buildkite_agent_for_the_package_registr
         ),
     )
     .unwrap();
-    std::fs::set_permissions(
-        &agent,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!(
         "{}:{}",
         dir.path().display(),
@@ -503,4 +534,81 @@ fn buildkite_jobs_get_an_oidc_token_from_buildkite_agent_for_the_package_registr
         "one token per build, for the org's registry"
     );
     assert_never_printed(&printed, "buildkite", &[TOKEN]);
+}
+
+#[test]
+fn acr_workload_identity_tokens_are_exchanged_for_a_refresh_token_next_to_the_realm() {
+    const FEDERATED: &str = "eyJ.aks-workload-identity-token.sig";
+    const AAD_TOKEN: &str = "aad-access-token-never-print";
+    const REFRESH: &str = "acr-refresh-token-never-print";
+    const ACR_HOST: &str = "contoso.azurecr.io";
+    let tokens = TokenServer::start("admin", "admin-password", REFRESH);
+    tokens.accept_acr_exchange(ACR_HOST, AAD_TOKEN);
+    let private = Registry::start_with_token_auth(&tokens);
+    copy_to_registry(
+        &busybox_layout(private.scratch()),
+        "latest",
+        &private.image("team/busybox:latest"),
+        false,
+        Some("admin:admin-password"),
+    );
+    let entra = FakeCloud::start(|request: &Request| {
+        let form = request.form();
+        let get = |k: &str| form.get(k).map(String::as_str);
+        if request.target == "/tenant-1/oauth2/v2.0/token"
+            && get("grant_type") == Some("client_credentials")
+            && get("client_id") == Some("client-1")
+            && get("scope") == Some("https://containerregistry.azure.net/.default")
+            && get("client_assertion_type")
+                == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            && get("client_assertion") == Some(FEDERATED)
+        {
+            Reply::json(
+                json!({"access_token": AAD_TOKEN, "expires_in": 3599, "token_type": "Bearer"}),
+            )
+        } else {
+            Reply::error("401 Unauthorized", "invalid_client")
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let federated = dir.path().join("azure-identity-token");
+    std::fs::write(&federated, FEDERATED).unwrap();
+    let target = Registry::start();
+    let destination = target.image("cloud/app:1");
+    let project = Project::new().dockerfile(&format!("FROM {ACR_HOST}/team/busybox\nENV ACR=1\n"));
+    let azure = |kiln: Kiln| {
+        kiln.args(["--registry-map", &format!("{ACR_HOST}={}", private.addr())])
+            .env("AZURE_CLIENT_ID", "client-1")
+            .env("AZURE_TENANT_ID", "tenant-1")
+            .env("AZURE_FEDERATED_TOKEN_FILE", &federated)
+            .env("AZURE_AUTHORITY_HOST", entra.url())
+            .env_remove("AZURE_CLIENT_SECRET")
+    };
+
+    // Switched off, the anonymous token grants nothing.
+    let stderr = azure(Kiln::build(project.path()).push_to(&destination))
+        .args([
+            "--credential-helpers",
+            "env,google,ecr",
+            "--skip-default-registry-fallback",
+        ])
+        .run()
+        .failure();
+    assert!(
+        stderr.contains("401") || stderr.contains("UNAUTHORIZED"),
+        "{stderr}"
+    );
+    assert!(entra.requests().is_empty());
+
+    let outcome = azure(Kiln::build(project.path()).push_to(&destination))
+        .args(["--credential-helpers", "acr-env"])
+        .env("KILN_LOG", "trace")
+        .run();
+    let printed = outcome.everything_printed();
+    assert!(outcome.succeeded(), "{printed}");
+    assert!(exists(&destination));
+    assert_eq!(entra.requests().len(), 1);
+    assert_eq!(tokens.acr_exchanges(), 1);
+    assert!(tokens.grants().iter().any(|g| g == "refresh_token"));
+    assert_never_printed(&printed, "x", &[FEDERATED, AAD_TOKEN, REFRESH]);
 }
