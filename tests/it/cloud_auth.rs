@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::support::base::{busybox_layout, copy_to_registry};
 use crate::support::fake_cloud::{FakeCloud, Reply, Request};
 use crate::support::token_server::TokenServer;
-use crate::support::tools::exists;
+use crate::support::tools::{config_of, exists};
 use crate::support::{Kiln, Project, Registry, sigv4};
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -91,6 +91,26 @@ fn assert_never_printed(printed: &str, user: &str, secrets: &[&str]) {
             "Basic {user}:{secret} was printed"
         );
     }
+}
+
+/// Runs `kiln` with trace logging for every crate and requires success; then fails the test
+/// if any of `secrets` appears in what it printed or in the pushed image's config (history,
+/// environment, labels).
+fn succeeds_without_leaking(kiln: Kiln, destination: &str, user: &str, secrets: &[&str]) {
+    let outcome = kiln
+        .args(["--verbosity", "trace"])
+        .env("KILN_LOG", "trace")
+        .run();
+    let printed = outcome.everything_printed();
+    assert!(outcome.succeeded(), "{printed}");
+    assert!(
+        printed.contains("registry request"),
+        "trace logging was not on: {printed}"
+    );
+    assert_never_printed(&printed, user, secrets);
+    let config = config_of(destination).to_string();
+    assert!(config.contains("FROM_CLOUD"), "{config}");
+    assert_never_printed(&config, user, secrets);
 }
 
 /// A fake ECR API accepting requests signed with `secret` (and `session`, if any) for
@@ -178,25 +198,19 @@ fn ecr_images_are_pulled_with_irsa_web_identity_and_a_sigv4_signed_authorization
     std::fs::write(&token_file, format!("{IRSA_TOKEN}\n")).unwrap();
 
     let (kiln, _project, destination) = world.build_from(ECR_HOST);
-    let outcome = kiln
-        .env("AWS_ROLE_ARN", ROLE)
-        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
-        .env("AWS_REGION", "eu-west-1")
-        .env("AWS_ENDPOINT_URL_STS", sts.url())
-        .env("AWS_ENDPOINT_URL_ECR", ecr.url())
-        .env("KILN_LOG", "trace")
-        .run();
-    let printed = outcome.everything_printed();
-    assert!(outcome.succeeded(), "{printed}");
-    assert!(exists(&destination));
-    // Once per build: one STS call and one ECR call for the manifest, config and layers.
-    assert_eq!(sts.requests().len(), 1);
-    assert_eq!(ecr.requests().len(), 1);
-    assert_never_printed(
-        &printed,
+    succeeds_without_leaking(
+        kiln.env("AWS_ROLE_ARN", ROLE)
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ENDPOINT_URL_STS", sts.url())
+            .env("AWS_ENDPOINT_URL_ECR", ecr.url()),
+        &destination,
         "AWS",
         &[PASSWORD, IRSA_TOKEN, STS_SECRET, STS_SESSION],
     );
+    // Once per build: one STS call and one ECR call for the manifest, config and layers.
+    assert_eq!(sts.requests().len(), 1);
+    assert_eq!(ecr.requests().len(), 1);
 }
 
 #[test]
@@ -339,15 +353,13 @@ fn google_service_account_keys_authenticate_a_mapped_artifact_registry_end_to_en
     assert!(oauth.requests().is_empty());
 
     let (kiln, _p, destination) = world.build_from(GOOGLE_HOST);
-    let outcome = kiln
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &key_file)
-        .env("KILN_LOG", "trace")
-        .run();
-    let printed = outcome.everything_printed();
-    assert!(outcome.succeeded(), "{printed}");
-    assert!(exists(&destination));
+    succeeds_without_leaking(
+        kiln.env("GOOGLE_APPLICATION_CREDENTIALS", &key_file),
+        &destination,
+        "oauth2accesstoken",
+        &[GOOGLE_TOKEN],
+    );
     assert_eq!(oauth.requests().len(), 1, "one token per build");
-    assert_never_printed(&printed, "oauth2accesstoken", &[GOOGLE_TOKEN]);
 }
 
 /// A fake OAuth token endpoint answering [`GOOGLE_TOKEN`] to requests `accept` approves.
@@ -386,16 +398,13 @@ fn google_authorized_user_files_exchange_their_refresh_token() {
     )
     .unwrap();
     let (kiln, _p, destination) = world.build_from(GOOGLE_HOST);
-    let outcome = kiln.env("CLOUDSDK_CONFIG", dir.path()).run();
-    let printed = outcome.everything_printed();
-    assert!(outcome.succeeded(), "{printed}");
-    assert!(exists(&destination));
-    assert_eq!(oauth.requests().len(), 1);
-    assert_never_printed(
-        &printed,
+    succeeds_without_leaking(
+        kiln.env("CLOUDSDK_CONFIG", dir.path()),
+        &destination,
         "oauth2accesstoken",
         &[GOOGLE_TOKEN, "1//user-refresh-token", "client-secret"],
     );
+    assert_eq!(oauth.requests().len(), 1);
 }
 
 #[test]
@@ -449,19 +458,16 @@ fn google_external_account_files_exchange_a_file_sourced_subject_token_at_sts_an
     )
     .unwrap();
     let (kiln, _p, destination) = world.build_from(GOOGLE_HOST);
-    let outcome = kiln.env("GOOGLE_APPLICATION_CREDENTIALS", &config).run();
-    let printed = outcome.everything_printed();
-    assert!(outcome.succeeded(), "{printed}");
-    assert!(exists(&destination));
+    succeeds_without_leaking(
+        kiln.env("GOOGLE_APPLICATION_CREDENTIALS", &config),
+        &destination,
+        "oauth2accesstoken",
+        &[GOOGLE_TOKEN, SUBJECT, "federated-token"],
+    );
     assert_eq!(
         google.requests().len(),
         2,
         "one exchange, one impersonation"
-    );
-    assert_never_printed(
-        &printed,
-        "oauth2accesstoken",
-        &[GOOGLE_TOKEN, SUBJECT, "federated-token"],
     );
 }
 
@@ -483,12 +489,13 @@ fn google_metadata_server_tokens_are_used_without_a_credentials_file() {
         }
     });
     let (kiln, _p, destination) = world.build_from(GOOGLE_HOST);
-    let outcome = kiln.env("GCE_METADATA_HOST", metadata.addr()).run();
-    let printed = outcome.everything_printed();
-    assert!(outcome.succeeded(), "{printed}");
-    assert!(exists(&destination));
+    succeeds_without_leaking(
+        kiln.env("GCE_METADATA_HOST", metadata.addr()),
+        &destination,
+        "oauth2accesstoken",
+        &[GOOGLE_TOKEN],
+    );
     assert_eq!(metadata.requests().len(), 1);
-    assert_never_printed(&printed, "oauth2accesstoken", &[GOOGLE_TOKEN]);
 }
 
 #[test]
@@ -520,20 +527,19 @@ fn buildkite_jobs_get_an_oidc_token_from_buildkite_agent_for_the_package_registr
     assert!(!calls.exists());
 
     let (kiln, _p, destination) = world.build_from("packages.buildkite.com");
-    let outcome = kiln
-        .env("PATH", &path)
-        .env("BUILDKITE_AGENT_ACCESS_TOKEN", "agent-token")
-        .env("BUILDKITE_JOB_ID", "0190-job")
-        .run();
-    let printed = outcome.everything_printed();
-    assert!(outcome.succeeded(), "{printed}");
-    assert!(exists(&destination));
+    succeeds_without_leaking(
+        kiln.env("PATH", &path)
+            .env("BUILDKITE_AGENT_ACCESS_TOKEN", "agent-token")
+            .env("BUILDKITE_JOB_ID", "0190-job"),
+        &destination,
+        "buildkite",
+        &[TOKEN],
+    );
     assert_eq!(
         std::fs::read_to_string(&calls).unwrap(),
         "oidc request-token --audience https://packages.buildkite.com/acme/images --lifetime 300\n",
         "one token per build, for the org's registry"
     );
-    assert_never_printed(&printed, "buildkite", &[TOKEN]);
 }
 
 #[test]
@@ -600,15 +606,31 @@ fn acr_workload_identity_tokens_are_exchanged_for_a_refresh_token_next_to_the_re
     );
     assert!(entra.requests().is_empty());
 
-    let outcome = azure(Kiln::build(project.path()).push_to(&destination))
-        .args(["--credential-helpers", "acr-env"])
+    let issued_before = tokens.issued().len();
+    let mut secrets = vec![
+        FEDERATED.to_owned(),
+        AAD_TOKEN.to_owned(),
+        REFRESH.to_owned(),
+    ];
+    // The registry tokens issued for this build must not show either.
+    let kiln = azure(Kiln::build(project.path()).push_to(&destination))
+        .args(["--credential-helpers", "acr-env"]);
+    let outcome = kiln
+        .args(["--verbosity", "trace"])
         .env("KILN_LOG", "trace")
         .run();
     let printed = outcome.everything_printed();
     assert!(outcome.succeeded(), "{printed}");
-    assert!(exists(&destination));
+    secrets.extend(tokens.issued().into_iter().skip(issued_before));
+    let config = config_of(&destination).to_string();
+    for secret in &secrets {
+        assert!(!printed.contains(secret.as_str()), "{secret} was printed");
+        assert!(
+            !config.contains(secret.as_str()),
+            "{secret} is in the image"
+        );
+    }
     assert_eq!(entra.requests().len(), 1);
     assert_eq!(tokens.acr_exchanges(), 1);
     assert!(tokens.grants().iter().any(|g| g == "refresh_token"));
-    assert_never_printed(&printed, "x", &[FEDERATED, AAD_TOKEN, REFRESH]);
 }

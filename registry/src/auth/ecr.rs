@@ -75,7 +75,7 @@ pub(crate) fn parse_host(registry: &str) -> Option<EcrHost> {
 }
 
 impl EcrHost {
-    fn region<'a>(&'a self) -> &'a str {
+    fn region(&self) -> &str {
         match self {
             EcrHost::Private { region, .. } => region,
             EcrHost::Public => PUBLIC_REGION,

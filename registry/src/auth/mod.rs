@@ -170,7 +170,7 @@ impl Authenticator {
 
     /// What a Docker config holds for `repository` on `registry`, resolved once (helpers
     /// can be slow); `from_env` picks `DOCKER_AUTH_CONFIG` instead of `config.json`.
-    async fn from_docker_config(
+    async fn docker_config_credential(
         &self,
         registry: &str,
         repository: &str,
@@ -205,38 +205,51 @@ impl Authenticator {
         realm: Option<&str>,
     ) -> Result<Option<Credential>, Error> {
         let (registry, repository) = (ctx.registry, ctx.repository);
-        if let Some(credential) = self.from_docker_config(registry, repository, false).await? {
+        if let Some(credential) = self
+            .docker_config_credential(registry, repository, false)
+            .await?
+        {
             return Ok(Some(credential));
         }
         for source in self.sources.iter() {
-            let found = match source {
-                CredentialSource::Env => {
-                    match self.from_docker_config(registry, repository, true).await? {
-                        Some(credential) => Some(credential),
-                        None => env::kaniko(registry, vars::process).map(|(credential, from)| {
-                            tracing::debug!(registry, %from, "credentials from the environment");
-                            credential
-                        }),
-                    }
-                }
-                CredentialSource::GitLab => {
-                    env::gitlab(registry, vars::process).map(|(credential, from)| {
-                        tracing::debug!(registry, %from, "credentials from the environment");
-                        credential
-                    })
-                }
-                cloud_source => {
-                    self.cloud
-                        .credential(cloud_source, ctx.origin, repository, realm, ctx.client)
-                        .await?
-                }
-            };
-            if found.is_some() {
-                return Ok(found);
+            if let Some(credential) = self.native_credential(source, ctx, realm).await? {
+                return Ok(Some(credential));
             }
         }
         tracing::debug!(registry, repository, "no credentials: anonymous");
         Ok(None)
+    }
+
+    /// What one native source holds for the request in `ctx`.
+    async fn native_credential(
+        &self,
+        source: CredentialSource,
+        ctx: &ChallengeContext<'_>,
+        realm: Option<&str>,
+    ) -> Result<Option<Credential>, Error> {
+        let (registry, repository) = (ctx.registry, ctx.repository);
+        let from_env = match source {
+            CredentialSource::Env => {
+                if let Some(credential) = self
+                    .docker_config_credential(registry, repository, true)
+                    .await?
+                {
+                    return Ok(Some(credential));
+                }
+                env::kaniko(registry, vars::process)
+            }
+            CredentialSource::GitLab => env::gitlab(registry, vars::process),
+            cloud_source => {
+                return self
+                    .cloud
+                    .credential(cloud_source, ctx.origin, repository, realm, ctx.client)
+                    .await;
+            }
+        };
+        Ok(from_env.map(|(credential, from)| {
+            tracing::debug!(registry, %from, "credentials from the environment");
+            credential
+        }))
     }
 
     /// Where credentials for `registry` were (or would be) found, for 401/403 messages.
