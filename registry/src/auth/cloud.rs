@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::aws::{self, AwsCredentials, AwsSource};
 use super::secret::Credential;
 use super::sources::CredentialSource;
-use super::vars::{self, Vars};
+use super::vars::Vars;
 use super::{acr, buildkite, ecr, google};
 use crate::error::Error;
 
@@ -33,6 +33,8 @@ pub struct CloudAuthError {
 struct Cached {
     credential: Credential,
     renew_at: Instant,
+    /// Where it came from, for hints.
+    via: String,
 }
 
 /// The cloud credentials of one client.
@@ -87,6 +89,7 @@ impl Cloud {
         repository: &str,
         realm: Option<&str>,
         client: &reqwest::Client,
+        vars: Vars<'_>,
     ) -> Result<Option<Credential>, Error> {
         if !covers(source, origin) {
             return Ok(None);
@@ -107,9 +110,9 @@ impl Cloud {
             .get(&(source, key.clone()))
             .filter(|c| c.renew_at > Instant::now())
         {
+            self.remember(origin, &cached.via);
             return Ok(Some(cached.credential.clone()));
         }
-        let vars: Vars<'_> = &vars::process;
         let failed = |detail: String| CloudAuthError {
             source_name: source,
             registry: origin.to_owned(),
@@ -156,17 +159,22 @@ impl Cloud {
             return Ok(None);
         };
         tracing::debug!(registry = origin, %source, via = %via, "obtained cloud credentials");
-        if let Ok(mut tried) = self.tried.lock() {
-            tried.insert(origin.to_ascii_lowercase(), via);
-        }
+        self.remember(origin, &via);
         tokens.insert(
             (source, key),
             Cached {
                 credential: credential.clone(),
                 renew_at,
+                via,
             },
         );
         Ok(Some(credential))
+    }
+
+    fn remember(&self, origin: &str, via: &str) {
+        if let Ok(mut tried) = self.tried.lock() {
+            tried.insert(origin.to_ascii_lowercase(), via.to_owned());
+        }
     }
 
     /// The chain's AWS credentials, reused while valid.
@@ -209,5 +217,81 @@ impl Cloud {
             .ok()?
             .get(&origin.to_ascii_lowercase())
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::aws::tests::table;
+    use crate::auth::google::exchange_tests::token_endpoint;
+
+    #[tokio::test]
+    async fn cloud_tokens_are_fetched_once_shared_and_fetched_again_after_a_refusal() {
+        let (token_uri, bodies) = token_endpoint(2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("adc.json");
+        std::fs::write(
+            &path,
+            serde_json::json!({"type": "authorized_user", "client_id": "c",
+                "client_secret": "s", "refresh_token": "r", "token_uri": token_uri})
+            .to_string(),
+        )
+        .unwrap();
+        let shown = path.to_str().unwrap().to_owned();
+        let pairs = [("GOOGLE_APPLICATION_CREDENTIALS", shown.as_str())];
+        let vars = table(&pairs);
+        let (cloud, client) = (Cloud::default(), reqwest::Client::new());
+        let google = CredentialSource::Google;
+        for registry in ["gcr.io", "europe-docker.pkg.dev", "gcr.io"] {
+            let credential = cloud
+                .credential(google, registry, "p/i", None, &client, &vars)
+                .await
+                .unwrap();
+            assert!(
+                matches!(credential, Some(Credential::Basic { ref username, .. }) if username == "oauth2accesstoken")
+            );
+        }
+        assert_eq!(
+            bodies.lock().unwrap().len(),
+            1,
+            "one token for every Google registry"
+        );
+        assert!(
+            cloud
+                .tried("europe-docker.pkg.dev")
+                .unwrap()
+                .contains("authorized_user")
+        );
+
+        cloud.forget("gcr.io").await;
+        cloud
+            .credential(google, "gcr.io", "p/i", None, &client, &vars)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            bodies.lock().unwrap().len(),
+            2,
+            "fetched again after a refusal"
+        );
+
+        // Hosts a source does not cover get nothing, and nothing is asked.
+        for (source, host) in [
+            (google, "gcr.io.attacker.net"),
+            (
+                CredentialSource::Ecr,
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil",
+            ),
+            (CredentialSource::Acr, "contoso.azurecr.io.evil"),
+            (CredentialSource::Buildkite, "packages.buildkite.com.evil"),
+        ] {
+            let found = cloud
+                .credential(source, host, "a/b", None, &client, &vars)
+                .await
+                .unwrap();
+            assert!(found.is_none(), "{host}");
+            assert!(cloud.tried(host).is_none());
+        }
     }
 }

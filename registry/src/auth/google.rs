@@ -318,7 +318,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod exchange_tests {
+pub(crate) mod exchange_tests {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
@@ -326,7 +326,7 @@ mod exchange_tests {
     use super::*;
 
     /// A token endpoint answering `requests` POSTs; records each request's form body.
-    pub(super) fn token_endpoint(requests: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+    pub(crate) fn token_endpoint(requests: usize) -> (String, Arc<Mutex<Vec<String>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let uri = format!("http://{}/token", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));

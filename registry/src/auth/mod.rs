@@ -242,7 +242,14 @@ impl Authenticator {
             cloud_source => {
                 return self
                     .cloud
-                    .credential(cloud_source, ctx.origin, repository, realm, ctx.client)
+                    .credential(
+                        cloud_source,
+                        ctx.origin,
+                        repository,
+                        realm,
+                        ctx.client,
+                        &vars::process,
+                    )
                     .await;
             }
         };
