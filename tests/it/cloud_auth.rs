@@ -121,6 +121,25 @@ fn fake_ecr(
     session: Option<&'static str>,
     password: &'static str,
 ) -> FakeCloud {
+    fake_ecr_api(EcrApi::Private, access_key, secret, session, password)
+}
+
+/// Which ECR API a fake plays.
+#[derive(Clone, Copy, PartialEq)]
+enum EcrApi {
+    /// `ecr` in eu-west-1 (the region of [`ECR_HOST`]).
+    Private,
+    /// `ecr-public`, always in us-east-1.
+    Public,
+}
+
+fn fake_ecr_api(
+    api: EcrApi,
+    access_key: &'static str,
+    secret: &'static str,
+    session: Option<&'static str>,
+    password: &'static str,
+) -> FakeCloud {
     FakeCloud::start(move |request: &Request| {
         let signed = match sigv4::verify(request, secret) {
             Ok(signed) => signed,
@@ -139,12 +158,20 @@ fn fake_ecr(
             }
             None => request.header("x-amz-security-token").is_none(),
         };
+        let (region, service, target) = match api {
+            EcrApi::Private => ("eu-west-1", "ecr", ECR_TARGET),
+            EcrApi::Public => (
+                "us-east-1",
+                "ecr-public",
+                "SpencerFrontendService.GetAuthorizationToken",
+            ),
+        };
         if signed.access_key != access_key
-            || signed.region != "eu-west-1"
-            || signed.service != "ecr"
+            || signed.region != region
+            || signed.service != service
             || !session_ok
             || request.method != "POST"
-            || request.header("x-amz-target") != Some(ECR_TARGET)
+            || request.header("x-amz-target") != Some(target)
             || !signed.signed_headers.iter().any(|h| h == "x-amz-target")
         {
             return Reply::error("400 Bad Request", "UnrecognizedClientException");
@@ -154,11 +181,14 @@ fn fake_ecr(
             .unwrap()
             .as_secs()
             + 12 * 3600;
-        Reply::json(json!({"authorizationData": [{
+        let data = json!({
             "authorizationToken": STANDARD.encode(format!("AWS:{password}")),
             "expiresAt": expires as f64,
-            "proxyEndpoint": format!("https://{ECR_HOST}"),
-        }]}))
+        });
+        Reply::json(match api {
+            EcrApi::Private => json!({"authorizationData": [data]}),
+            EcrApi::Public => json!({"authorizationData": data}),
+        })
     })
 }
 
@@ -286,6 +316,55 @@ fn ecr_credentials_go_to_ecr_hosts_only_follow_credential_helpers_and_failures_n
         "{stderr}"
     );
     assert!(!stderr.contains("wrong-secret-never-print"), "{stderr}");
+}
+
+#[test]
+fn public_ecr_is_signed_for_ecr_public_with_container_credentials() {
+    const PASSWORD: &str = "public-ecr-password-never-print";
+    const CONTAINER_SECRET: &str = "container-secret-never-print";
+    const CONTAINER_AUTH: &str = "pod-identity-authorization-never-print";
+    let world = World::new("AWS", PASSWORD, REPOSITORY);
+    // EKS Pod Identity / ECS: credentials from the container endpoint, with its token.
+    let container = FakeCloud::start(|request: &Request| {
+        if request.target == "/v1/credentials"
+            && request.header("authorization") == Some(CONTAINER_AUTH)
+        {
+            Reply::json(json!({
+                "AccessKeyId": "ASIACONTAINER",
+                "SecretAccessKey": CONTAINER_SECRET,
+                "Token": "container-session",
+                "Expiration": "2099-01-01T00:00:00Z",
+            }))
+        } else {
+            Reply::error("401 Unauthorized", "bad token")
+        }
+    });
+    let ecr = fake_ecr_api(
+        EcrApi::Public,
+        "ASIACONTAINER",
+        CONTAINER_SECRET,
+        Some("container-session"),
+        PASSWORD,
+    );
+    let (kiln, _p, destination) = world.build_from("public.ecr.aws");
+    succeeds_without_leaking(
+        kiln.env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("{}/v1/credentials", container.url()),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", CONTAINER_AUTH)
+        .env("AWS_ENDPOINT_URL_ECR_PUBLIC", ecr.url()),
+        &destination,
+        "AWS",
+        &[
+            PASSWORD,
+            CONTAINER_SECRET,
+            CONTAINER_AUTH,
+            "container-session",
+        ],
+    );
+    assert_eq!(container.requests().len(), 1);
+    assert_eq!(ecr.requests().len(), 1);
 }
 
 const GOOGLE_HOST: &str = "europe-docker.pkg.dev";
