@@ -37,10 +37,22 @@ struct Cached {
     via: String,
 }
 
+/// What a source gave for one key during this build.
+#[derive(Debug, Clone)]
+enum Entry {
+    Found(Cached),
+    /// Nothing configured: not asked again this build (a metadata probe off Google Cloud
+    /// costs seconds), unless a refusal makes [`Cloud::forget`] drop it.
+    Absent,
+}
+
+/// A fetched credential, when to renew it and where it came from.
+type Fetched = (Credential, Instant, String);
+
 /// The cloud credentials of one client.
 #[derive(Debug, Default)]
 pub(crate) struct Cloud {
-    tokens: tokio::sync::Mutex<HashMap<(CredentialSource, String), Cached>>,
+    tokens: tokio::sync::Mutex<HashMap<(CredentialSource, String), Entry>>,
     /// AWS credentials, shared by every ECR registry (one STS call per build).
     aws: tokio::sync::Mutex<Option<(AwsCredentials, AwsSource)>>,
     /// Which source answered for a registry, for 401/403 hints.
@@ -105,20 +117,55 @@ impl Cloud {
             }
             _ => origin.to_ascii_lowercase(),
         };
-        let mut tokens = self.tokens.lock().await;
-        if let Some(cached) = tokens
-            .get(&(source, key.clone()))
-            .filter(|c| c.renew_at > Instant::now())
-        {
-            self.remember(origin, &cached.via);
-            return Ok(Some(cached.credential.clone()));
+        // ACR's exchange lives next to the Bearer realm: nothing to do (or remember) without.
+        if source == CredentialSource::Acr && realm.is_none() {
+            return Ok(None);
         }
+        let mut tokens = self.tokens.lock().await;
+        match tokens.get(&(source, key.clone())) {
+            Some(Entry::Found(cached)) if cached.renew_at > Instant::now() => {
+                self.remember(origin, &cached.via);
+                return Ok(Some(cached.credential.clone()));
+            }
+            Some(Entry::Absent) => return Ok(None),
+            _ => {}
+        }
+        let Some((credential, renew_at, via)) = self
+            .fetch(source, origin, repository, realm, client, vars)
+            .await?
+        else {
+            tokens.insert((source, key), Entry::Absent);
+            return Ok(None);
+        };
+        tracing::debug!(registry = origin, %source, via = %via, "obtained cloud credentials");
+        self.remember(origin, &via);
+        tokens.insert(
+            (source, key),
+            Entry::Found(Cached {
+                credential: credential.clone(),
+                renew_at,
+                via,
+            }),
+        );
+        Ok(Some(credential))
+    }
+
+    /// Asks `source` for a credential for `origin`.
+    async fn fetch(
+        &self,
+        source: CredentialSource,
+        origin: &str,
+        repository: &str,
+        realm: Option<&str>,
+        client: &reqwest::Client,
+        vars: Vars<'_>,
+    ) -> Result<Option<Fetched>, Error> {
         let failed = |detail: String| CloudAuthError {
             source_name: source,
             registry: origin.to_owned(),
             detail,
         };
-        let fetched = match source {
+        Ok(match source {
             CredentialSource::Google => {
                 google::application_default(client, vars)
                     .await?
@@ -154,21 +201,7 @@ impl Cloud {
                 .await
                 .map_err(failed)?,
             CredentialSource::Env | CredentialSource::GitLab => None,
-        };
-        let Some((credential, renew_at, via)) = fetched else {
-            return Ok(None);
-        };
-        tracing::debug!(registry = origin, %source, via = %via, "obtained cloud credentials");
-        self.remember(origin, &via);
-        tokens.insert(
-            (source, key),
-            Cached {
-                credential: credential.clone(),
-                renew_at,
-                via,
-            },
-        );
-        Ok(Some(credential))
+        })
     }
 
     fn remember(&self, origin: &str, via: &str) {
