@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::support::base::{busybox_layout, copy_to_registry};
 use crate::support::fake_cloud::{FakeCloud, Reply, Request};
+use crate::support::proxy::{Action, Proxy};
 use crate::support::token_server::TokenServer;
 use crate::support::tools::{config_of, exists};
 use crate::support::{Kiln, Project, Registry, sigv4};
@@ -48,6 +49,11 @@ impl World {
     /// A build `FROM host/<repository>` with `host` mapped to the private registry, pushing to
     /// the open one; no cloud variables inherited from the test's environment.
     fn build_from(&self, host: &str) -> (Kiln, Project, String) {
+        self.build_through(host, self.private.addr())
+    }
+
+    /// [`World::build_from`] with `host` mapped to `mirror` (a proxy in front of the registry).
+    fn build_through(&self, host: &str, mirror: &str) -> (Kiln, Project, String) {
         let project = Project::new().dockerfile(&format!(
             "FROM {host}/{}\nENV FROM_CLOUD=1\n",
             self.repository
@@ -55,7 +61,7 @@ impl World {
         let destination = self.target.image("cloud/app:1");
         let mut kiln = Kiln::build(project.path()).push_to(&destination).args([
             "--registry-map",
-            &format!("{host}={}", self.private.addr()),
+            &format!("{host}={mirror}"),
             "--skip-default-registry-fallback",
         ]);
         for variable in [
@@ -316,6 +322,44 @@ fn ecr_credentials_go_to_ecr_hosts_only_follow_credential_helpers_and_failures_n
         "{stderr}"
     );
     assert!(!stderr.contains("wrong-secret-never-print"), "{stderr}");
+}
+
+#[test]
+fn a_cached_cloud_credential_the_registry_refuses_is_fetched_again() {
+    const PASSWORD: &str = "ecr-password-refetched";
+    const SECRET: &str = "refetch-secret-access-key";
+    let world = World::new("AWS", PASSWORD, REPOSITORY);
+    let ecr = fake_ecr("AKIAENVKEY", SECRET, None, PASSWORD);
+    // The first blob request, sent with the credentials cached after the manifest, is refused
+    // once, as a registry does when a token was revoked or expired early.
+    let proxy = Proxy::start(world.private.addr());
+    proxy.fail(
+        "GET",
+        "/blobs/",
+        1,
+        Action::Respond(
+            401,
+            vec![(
+                "WWW-Authenticate".to_owned(),
+                "Basic realm=\"Registry Realm\"".to_owned(),
+            )],
+            String::new(),
+        ),
+    );
+    let (kiln, _p, destination) = world.build_through(ECR_HOST, proxy.addr());
+    succeeds_without_leaking(
+        kiln.env("AWS_ACCESS_KEY_ID", "AKIAENVKEY")
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_ENDPOINT_URL_ECR", ecr.url()),
+        &destination,
+        "AWS",
+        &[PASSWORD, SECRET],
+    );
+    assert_eq!(
+        ecr.requests().len(),
+        2,
+        "one token for the build, one more after the refusal"
+    );
 }
 
 #[test]
