@@ -285,6 +285,35 @@ fn ecr_credentials_go_to_ecr_hosts_only_follow_credential_helpers_and_failures_n
     assert!(exists(&destination));
     assert_eq!(ecr.requests().len(), 1);
 
+    // The order is the flag's: stale KANIKO_<HOST> variables for the mirror win when `env`
+    // comes first, ECR wins when it does.
+    let prefix = format!("KANIKO_{}", world.private.addr().replace(['.', ':'], "_"));
+    let stale_env = |kiln: Kiln| {
+        kiln.env(format!("{prefix}_USER").as_str(), "AWS")
+            .env(format!("{prefix}_PASSWORD").as_str(), "stale-env-password")
+    };
+    let (kiln, _p, _) = world.build_from(ECR_HOST);
+    let stderr = with_keys(
+        stale_env(kiln.args(["--credential-helpers", "env,ecr"])),
+        &ecr.url(),
+    )
+    .run()
+    .failure();
+    assert!(stderr.contains("401"), "{stderr}");
+    assert_eq!(
+        ecr.requests().len(),
+        1,
+        "ECR is not asked when env answered"
+    );
+    let (kiln, _p, _) = world.build_from(ECR_HOST);
+    with_keys(
+        stale_env(kiln.args(["--credential-helpers", "ecr,env"])),
+        &ecr.url(),
+    )
+    .run()
+    .success();
+    assert_eq!(ecr.requests().len(), 2);
+
     let (kiln, _p, _) = world.build_from(ECR_HOST);
     let stderr = kiln
         .args(["--credential-helpers", "env,acr-docker"])

@@ -46,7 +46,7 @@ const EARLY_RENEWAL: Duration = Duration::from_secs(300);
 #[non_exhaustive]
 pub enum GoogleAuthError {
     /// The key file could not be read.
-    #[error("reading Google credentials {} (from GOOGLE_APPLICATION_CREDENTIALS): {source}", path.display())]
+    #[error("reading Google credentials {}: {source}", path.display())]
     Read {
         /// The key file.
         path: PathBuf,
