@@ -79,14 +79,23 @@ pub(crate) struct Authenticator {
     config: tokio::sync::OnceCell<Option<DockerConfig>>,
     /// `DOCKER_AUTH_CONFIG`: a whole `config.json` in a variable (GitLab's convention).
     env_config: tokio::sync::OnceCell<Option<DockerConfig>>,
-    /// What `config.json` and `DOCKER_AUTH_CONFIG` hold per `(registry, repository)`:
+    /// What `config.json` and `DOCKER_AUTH_CONFIG` hold per `(config, registry, repository)`:
     /// helpers run once per repository, and path-scoped entries make the answer depend on it.
-    credentials: tokio::sync::Mutex<HashMap<(String, String), Option<Credential>>>,
+    credentials: tokio::sync::Mutex<HashMap<(WhichConfig, String, String), Option<Credential>>>,
     cache: Mutex<HashMap<(String, String), CachedAuth>>,
     /// The native sources after `config.json`, in order (`--credential-helpers`).
     sources: CredentialSources,
     /// Credentials from cloud identities, cached until shortly before they expire.
     cloud: cloud::Cloud,
+}
+
+/// Which Docker config a credential is looked up in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum WhichConfig {
+    /// `config.json`, always consulted first.
+    File,
+    /// `DOCKER_AUTH_CONFIG`, part of the `env` source.
+    Variable,
 }
 
 /// One 401 to answer.
@@ -168,26 +177,22 @@ impl Authenticator {
         Ok(self.env_config.get().and_then(Option::as_ref))
     }
 
-    /// What a Docker config holds for `repository` on `registry`, resolved once (helpers
-    /// can be slow); `from_env` picks `DOCKER_AUTH_CONFIG` instead of `config.json`.
+    /// What Docker config `which` holds for `repository` on `registry`, resolved once
+    /// (helpers can be slow).
     async fn docker_config_credential(
         &self,
+        which: WhichConfig,
         registry: &str,
         repository: &str,
-        from_env: bool,
     ) -> Result<Option<Credential>, Error> {
-        let key = (
-            format!("{}{registry}", if from_env { "$" } else { "" }),
-            repository.to_owned(),
-        );
+        let key = (which, registry.to_owned(), repository.to_owned());
         let mut known = self.credentials.lock().await;
         if let Some(credential) = known.get(&key) {
             return Ok(credential.clone());
         }
-        let config = if from_env {
-            self.env_docker_config()?
-        } else {
-            self.docker_config().await?
+        let config = match which {
+            WhichConfig::Variable => self.env_docker_config()?,
+            WhichConfig::File => self.docker_config().await?,
         };
         let credential = match config {
             Some(config) => from_config(config, registry, repository).await?,
@@ -206,7 +211,7 @@ impl Authenticator {
     ) -> Result<Option<Credential>, Error> {
         let (registry, repository) = (ctx.registry, ctx.repository);
         if let Some(credential) = self
-            .docker_config_credential(registry, repository, false)
+            .docker_config_credential(WhichConfig::File, registry, repository)
             .await?
         {
             return Ok(Some(credential));
@@ -231,7 +236,7 @@ impl Authenticator {
         let from_env = match source {
             CredentialSource::Env => {
                 if let Some(credential) = self
-                    .docker_config_credential(registry, repository, true)
+                    .docker_config_credential(WhichConfig::Variable, registry, repository)
                     .await?
                 {
                     return Ok(Some(credential));
@@ -289,11 +294,23 @@ impl Authenticator {
                 Lookup::Anonymous => format!("no credentials for {registry} in {shown}"),
             },
         };
+        let env_enabled = self.sources.contains(CredentialSource::Env);
         let from_env = match self.env_docker_config() {
-            Ok(Some(config)) if config.lookup(registry, repository) != Lookup::Anonymous => {
+            Ok(Some(config))
+                if env_enabled && config.lookup(registry, repository) != Lookup::Anonymous =>
+            {
                 Some(DOCKER_AUTH_CONFIG.to_owned())
             }
-            _ => env::lookup(registry, vars::process).map(|(_, source)| source.to_string()),
+            _ => env_enabled
+                .then(|| env::kaniko(registry, vars::process))
+                .flatten()
+                .or_else(|| {
+                    self.sources
+                        .contains(CredentialSource::GitLab)
+                        .then(|| env::gitlab(registry, vars::process))
+                        .flatten()
+                })
+                .map(|(_, source)| source.to_string()),
         };
         let text = match from_env {
             Some(source) if text.starts_with("no credentials") => {
