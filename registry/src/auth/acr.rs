@@ -7,7 +7,10 @@
 //!
 //! The exchange endpoint is the origin of the registry's token realm
 //! (`https://<name>.azurecr.io/oauth2/token` -> `/oauth2/exchange`), so it is only
-//! attempted when answering a Bearer challenge.
+//! attempted when answering a Bearer challenge, and only when the realm is on the ACR host
+//! itself or on the host actually contacted (a `--registry-map` target the user chose): the
+//! Entra ID token is good for every registry of the tenant and must not go to a third host a
+//! challenge names.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,7 @@ use reqwest::Url;
 use reqwest::header;
 use serde::Deserialize;
 
+use super::cloud::Want;
 use super::cloud_http;
 use super::secret::{Credential, Secret};
 use super::vars::Vars;
@@ -50,10 +54,10 @@ struct ExchangeAnswer {
 /// `None` without Azure service-principal variables or without a realm.
 pub(crate) async fn credential(
     client: &reqwest::Client,
-    origin: &str,
-    realm: Option<&str>,
+    want: Want<'_>,
     vars: Vars<'_>,
 ) -> Result<Option<(Credential, Instant, String)>, String> {
+    let origin = want.origin;
     let (Some(client_id), Some(tenant)) = (vars("AZURE_CLIENT_ID"), vars("AZURE_TENANT_ID")) else {
         return Ok(None);
     };
@@ -69,9 +73,10 @@ pub(crate) async fn credential(
     } else {
         return Ok(None);
     };
-    let Some(realm) = realm else {
+    let Some(realm) = want.realm else {
         return Ok(None);
     };
+    let exchange_url = exchange_url(realm, origin, want.registry)?;
     let authority = vars("AZURE_AUTHORITY_HOST")
         .unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned())
         .trim_end_matches('/')
@@ -100,9 +105,6 @@ pub(crate) async fn credential(
     }
     let aad: AadAnswer = answer.json("Entra ID token").map_err(failed)?;
 
-    let exchange_url = Url::parse(realm)
-        .and_then(|u| u.join("/oauth2/exchange"))
-        .map_err(|e| format!("the registry's token realm {realm:?} is not a URL: {e}"))?;
     let failed = |detail: String| format!("ACR token exchange at {exchange_url}: {detail}");
     let service = origin.to_ascii_lowercase();
     let answer = cloud_http::send(
@@ -130,6 +132,28 @@ pub(crate) async fn credential(
     )))
 }
 
+/// `/oauth2/exchange` next to `realm`, if the realm is on the ACR host or the contacted host.
+fn exchange_url(realm: &str, origin: &str, contacted: &str) -> Result<Url, String> {
+    let url = Url::parse(realm)
+        .and_then(|u| u.join("/oauth2/exchange"))
+        .map_err(|e| format!("the registry's token realm {realm:?} is not a URL: {e}"))?;
+    let host_of = |registry: &str| {
+        registry
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(registry, |(host, _)| host)
+            .to_ascii_lowercase()
+    };
+    let realm_host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    if realm_host != host_of(origin) && realm_host != host_of(contacted) {
+        return Err(format!(
+            "the registry's token realm is on {realm_host}, neither {origin} nor {contacted}: \
+             the Entra ID token is not sent there"
+        ));
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +175,33 @@ mod tests {
         ] {
             assert_eq!(is_acr_registry(host), want, "{host}");
         }
+    }
+
+    #[test]
+    fn the_exchange_is_next_to_a_realm_on_the_acr_host_or_the_mirror_only() {
+        let url = |realm: &str, contacted: &str| {
+            exchange_url(realm, "contoso.azurecr.io", contacted).map(|u| u.to_string())
+        };
+        assert_eq!(
+            url(
+                "https://contoso.azurecr.io/oauth2/token",
+                "contoso.azurecr.io"
+            )
+            .unwrap(),
+            "https://contoso.azurecr.io/oauth2/exchange"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:5001/token", "127.0.0.1:5000").unwrap(),
+            "http://127.0.0.1:5001/oauth2/exchange"
+        );
+        let refused = url("https://attacker.net/oauth2/token", "contoso.azurecr.io").unwrap_err();
+        assert!(refused.contains("attacker.net"), "{refused}");
+        assert!(
+            url(
+                "https://contoso.azurecr.io.attacker.net/t",
+                "contoso.azurecr.io"
+            )
+            .is_err()
+        );
     }
 }

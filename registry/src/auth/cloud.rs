@@ -46,6 +46,18 @@ enum Entry {
     Absent,
 }
 
+/// What a credential is wanted for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Want<'a> {
+    /// The registry the image was named with: sources are chosen by it.
+    pub origin: &'a str,
+    /// The registry actually contacted (a mirror's address when mapped).
+    pub registry: &'a str,
+    pub repository: &'a str,
+    /// The Bearer challenge's realm, if the registry sent one.
+    pub realm: Option<&'a str>,
+}
+
 /// A fetched credential, when to renew it and where it came from.
 type Fetched = (Credential, Instant, String);
 
@@ -97,12 +109,16 @@ impl Cloud {
     pub(crate) async fn credential(
         &self,
         source: CredentialSource,
-        origin: &str,
-        repository: &str,
-        realm: Option<&str>,
+        want: Want<'_>,
         client: &reqwest::Client,
         vars: Vars<'_>,
     ) -> Result<Option<Credential>, Error> {
+        let Want {
+            origin,
+            repository,
+            realm,
+            ..
+        } = want;
         if !covers(source, origin) {
             return Ok(None);
         }
@@ -130,9 +146,7 @@ impl Cloud {
             Some(Entry::Absent) => return Ok(None),
             _ => {}
         }
-        let Some((credential, renew_at, via)) = self
-            .fetch(source, origin, repository, realm, client, vars)
-            .await?
+        let Some((credential, renew_at, via)) = self.fetch(source, want, client, vars).await?
         else {
             tokens.insert((source, key), Entry::Absent);
             return Ok(None);
@@ -154,12 +168,13 @@ impl Cloud {
     async fn fetch(
         &self,
         source: CredentialSource,
-        origin: &str,
-        repository: &str,
-        realm: Option<&str>,
+        want: Want<'_>,
         client: &reqwest::Client,
         vars: Vars<'_>,
     ) -> Result<Option<Fetched>, Error> {
+        let Want {
+            origin, repository, ..
+        } = want;
         let failed = |detail: String| CloudAuthError {
             source_name: source,
             registry: origin.to_owned(),
@@ -194,9 +209,7 @@ impl Cloud {
                 );
                 Some((token.credential, token.renew_at, via))
             }
-            CredentialSource::Acr => acr::credential(client, origin, realm, vars)
-                .await
-                .map_err(failed)?,
+            CredentialSource::Acr => acr::credential(client, want, vars).await.map_err(failed)?,
             CredentialSource::Buildkite => buildkite::credential(origin, repository, vars)
                 .await
                 .map_err(failed)?,
@@ -259,6 +272,15 @@ mod tests {
     use crate::auth::aws::tests::table;
     use crate::auth::google::exchange_tests::token_endpoint;
 
+    fn want(origin: &str) -> Want<'_> {
+        Want {
+            origin,
+            registry: origin,
+            repository: "p/i",
+            realm: None,
+        }
+    }
+
     #[tokio::test]
     async fn cloud_tokens_are_fetched_once_shared_and_fetched_again_after_a_refusal() {
         let (token_uri, bodies) = token_endpoint(2);
@@ -278,7 +300,7 @@ mod tests {
         let google = CredentialSource::Google;
         for registry in ["gcr.io", "europe-docker.pkg.dev", "gcr.io"] {
             let credential = cloud
-                .credential(google, registry, "p/i", None, &client, &vars)
+                .credential(google, want(registry), &client, &vars)
                 .await
                 .unwrap();
             assert!(
@@ -299,7 +321,7 @@ mod tests {
 
         cloud.forget("gcr.io").await;
         cloud
-            .credential(google, "gcr.io", "p/i", None, &client, &vars)
+            .credential(google, want("gcr.io"), &client, &vars)
             .await
             .unwrap()
             .unwrap();
@@ -320,7 +342,7 @@ mod tests {
             (CredentialSource::Buildkite, "packages.buildkite.com.evil"),
         ] {
             let found = cloud
-                .credential(source, host, "a/b", None, &client, &vars)
+                .credential(source, want(host), &client, &vars)
                 .await
                 .unwrap();
             assert!(found.is_none(), "{host}");

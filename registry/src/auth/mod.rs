@@ -249,9 +249,12 @@ impl Authenticator {
                     .cloud
                     .credential(
                         cloud_source,
-                        ctx.origin,
-                        repository,
-                        realm,
+                        cloud::Want {
+                            origin: ctx.origin,
+                            registry,
+                            repository,
+                            realm,
+                        },
                         ctx.client,
                         &vars::process,
                     )
