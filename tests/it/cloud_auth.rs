@@ -73,6 +73,7 @@ impl World {
             "AWS_WEB_IDENTITY_TOKEN_FILE",
             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
             "GOOGLE_APPLICATION_CREDENTIALS",
             "GCE_METADATA_HOST",
             "BUILDKITE_AGENT_ACCESS_TOKEN",
@@ -389,6 +390,60 @@ fn a_cached_cloud_credential_the_registry_refuses_is_fetched_again() {
         2,
         "one token for the build, one more after the refusal"
     );
+}
+
+#[test]
+fn ecr_on_ec2_uses_the_instance_profile_through_an_imdsv2_session() {
+    const PASSWORD: &str = "ecr-password-for-instance-profile";
+    const SECRET: &str = "instance-profile-secret-never-print";
+    const SESSION: &str = "instance-profile-session-never-print";
+    const IMDS_TOKEN: &str = "imds-session-token-never-print";
+    let world = World::new("AWS", PASSWORD, REPOSITORY);
+    let imds = FakeCloud::start(|request: &Request| {
+        let with_token = request.header("x-aws-ec2-metadata-token") == Some(IMDS_TOKEN);
+        match (request.method.as_str(), request.target.as_str()) {
+            ("PUT", "/latest/api/token")
+                if request
+                    .header("x-aws-ec2-metadata-token-ttl-seconds")
+                    .is_some() =>
+            {
+                Reply {
+                    status: "200 OK",
+                    headers: Vec::new(),
+                    body: IMDS_TOKEN.to_owned(),
+                }
+            }
+            ("GET", "/latest/meta-data/iam/security-credentials/") if with_token => Reply {
+                status: "200 OK",
+                headers: Vec::new(),
+                body: "kiln-runner-role".to_owned(),
+            },
+            ("GET", "/latest/meta-data/iam/security-credentials/kiln-runner-role")
+                if with_token =>
+            {
+                Reply::json(json!({
+                    "Code": "Success",
+                    "Type": "AWS-HMAC",
+                    "AccessKeyId": "ASIAINSTANCE",
+                    "SecretAccessKey": SECRET,
+                    "Token": SESSION,
+                    "Expiration": "2099-01-01T00:00:00Z",
+                }))
+            }
+            _ => Reply::error("401 Unauthorized", "no session token"),
+        }
+    });
+    let ecr = fake_ecr("ASIAINSTANCE", SECRET, Some(SESSION), PASSWORD);
+    let (kiln, _p, destination) = world.build_from(ECR_HOST);
+    succeeds_without_leaking(
+        kiln.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())
+            .env("AWS_ENDPOINT_URL_ECR", ecr.url()),
+        &destination,
+        "AWS",
+        &[PASSWORD, SECRET, SESSION, IMDS_TOKEN],
+    );
+    assert_eq!(imds.requests().len(), 3, "session, role name, credentials");
+    assert_eq!(ecr.requests().len(), 1);
 }
 
 #[test]

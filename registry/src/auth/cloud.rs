@@ -90,7 +90,8 @@ pub(crate) fn missing_hint(source: CredentialSource) -> &'static str {
         }
         CredentialSource::Ecr => {
             "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, \
-             AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE, or run with container credentials"
+             AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE, or run with container credentials \
+             or an EC2 instance profile"
         }
         CredentialSource::Acr => {
             "no Azure credentials: set AZURE_CLIENT_ID and AZURE_TENANT_ID with \

@@ -1,10 +1,11 @@
 //! AWS credentials for ECR, found the way the AWS SDKs' default chain finds them: access
 //! keys in the environment, then the shared `credentials`/`config` files' profile, then web
 //! identity (EKS IRSA: `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, exchanged at STS),
-//! then the container credentials endpoint (ECS, EKS Pod Identity). The instance metadata
-//! service (IMDS) is not consulted.
+//! then the container credentials endpoint (ECS, EKS Pod Identity), then the EC2 instance
+//! metadata service (IMDSv2).
 
 mod container;
+mod imds;
 mod profile;
 pub(crate) mod sigv4;
 mod web_identity;
@@ -40,6 +41,7 @@ pub(crate) enum AwsSource {
     Profile,
     WebIdentity,
     Container,
+    InstanceMetadata,
 }
 
 impl fmt::Display for AwsSource {
@@ -51,6 +53,7 @@ impl fmt::Display for AwsSource {
                 "web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE via STS)"
             }
             AwsSource::Container => "the container credentials endpoint",
+            AwsSource::InstanceMetadata => "the EC2 instance metadata service (instance profile)",
         })
     }
 }
@@ -84,6 +87,9 @@ pub(crate) async fn credentials(
     }
     if let Some(credentials) = container::credentials(client, vars).await? {
         return Ok(Some((credentials, AwsSource::Container)));
+    }
+    if let Some(credentials) = imds::credentials(client, vars).await? {
+        return Ok(Some((credentials, AwsSource::InstanceMetadata)));
     }
     Ok(None)
 }
@@ -135,7 +141,10 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn nothing_configured_is_no_credentials() {
-        let vars = table(&[("HOME", "/nonexistent")]);
+        let vars = table(&[
+            ("HOME", "/nonexistent"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]);
         assert!(
             credentials(&reqwest::Client::new(), &vars)
                 .await
