@@ -749,14 +749,13 @@ fn buildkite_jobs_get_an_oidc_token_from_buildkite_agent_for_the_package_registr
     );
 }
 
-#[test]
-fn acr_workload_identity_tokens_are_exchanged_for_a_refresh_token_next_to_the_realm() {
-    const FEDERATED: &str = "eyJ.aks-workload-identity-token.sig";
-    const AAD_TOKEN: &str = "aad-access-token-never-print";
-    const REFRESH: &str = "acr-refresh-token-never-print";
-    const ACR_HOST: &str = "contoso.azurecr.io";
-    let tokens = TokenServer::start("admin", "admin-password", REFRESH);
-    tokens.accept_acr_exchange(ACR_HOST, AAD_TOKEN);
+const ACR_HOST: &str = "contoso.azurecr.io";
+
+/// A token-auth registry standing in for [`ACR_HOST`] holding `team/busybox`, whose token
+/// server exchanges `entra_token` for `refresh` at `/oauth2/exchange`.
+fn acr_registry(refresh: &str, entra_token: &str) -> (TokenServer, Registry) {
+    let tokens = TokenServer::start("admin", "admin-password", refresh);
+    tokens.accept_acr_exchange(ACR_HOST, entra_token);
     let private = Registry::start_with_token_auth(&tokens);
     copy_to_registry(
         &busybox_layout(private.scratch()),
@@ -765,6 +764,58 @@ fn acr_workload_identity_tokens_are_exchanged_for_a_refresh_token_next_to_the_re
         false,
         Some("admin:admin-password"),
     );
+    (tokens, private)
+}
+
+#[test]
+fn acr_managed_identity_tokens_from_instance_metadata_are_exchanged() {
+    const MI_TOKEN: &str = "managed-identity-token-never-print";
+    const REFRESH: &str = "acr-refresh-for-managed-identity";
+    let (tokens, private) = acr_registry(REFRESH, MI_TOKEN);
+    let imds = FakeCloud::start(|request: &Request| {
+        let target = &request.target;
+        if request.method == "GET"
+            && target.starts_with("/metadata/identity/oauth2/token?")
+            && target.contains("api-version=2018-02-01")
+            && target.contains("resource=https%3A%2F%2Fcontainerregistry.azure.net")
+            && target.contains("client_id=user-assigned-1")
+            && request.header("metadata") == Some("true")
+        {
+            // The metadata service sends expires_in as a string.
+            Reply::json(
+                json!({"access_token": MI_TOKEN, "expires_in": "86399", "token_type": "Bearer"}),
+            )
+        } else {
+            Reply::error("400 Bad Request", "invalid_request")
+        }
+    });
+    let target = Registry::start();
+    let destination = target.image("cloud/app:1");
+    let project =
+        Project::new().dockerfile(&format!("FROM {ACR_HOST}/team/busybox\nENV FROM_CLOUD=1\n"));
+    succeeds_without_leaking(
+        Kiln::build(project.path())
+            .push_to(&destination)
+            .args(["--registry-map", &format!("{ACR_HOST}={}", private.addr())])
+            .env("AZURE_CLIENT_ID", "user-assigned-1")
+            .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", imds.url())
+            .env_remove("AZURE_TENANT_ID")
+            .env_remove("AZURE_CLIENT_SECRET")
+            .env_remove("AZURE_FEDERATED_TOKEN_FILE"),
+        &destination,
+        "x",
+        &[MI_TOKEN, REFRESH],
+    );
+    assert_eq!(imds.requests().len(), 1);
+    assert_eq!(tokens.acr_exchanges(), 1);
+}
+
+#[test]
+fn acr_workload_identity_tokens_are_exchanged_for_a_refresh_token_next_to_the_realm() {
+    const FEDERATED: &str = "eyJ.aks-workload-identity-token.sig";
+    const AAD_TOKEN: &str = "aad-access-token-never-print";
+    const REFRESH: &str = "acr-refresh-token-never-print";
+    let (tokens, private) = acr_registry(REFRESH, AAD_TOKEN);
     let entra = FakeCloud::start(|request: &Request| {
         let form = request.form();
         let get = |k: &str| form.get(k).map(String::as_str);
@@ -796,6 +847,7 @@ fn acr_workload_identity_tokens_are_exchanged_for_a_refresh_token_next_to_the_re
             .env("AZURE_FEDERATED_TOKEN_FILE", &federated)
             .env("AZURE_AUTHORITY_HOST", entra.url())
             .env_remove("AZURE_CLIENT_SECRET")
+            .env_remove("AZURE_POD_IDENTITY_AUTHORITY_HOST")
     };
 
     // Switched off, the anonymous token grants nothing.

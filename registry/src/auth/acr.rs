@@ -1,9 +1,10 @@
 //! Azure Container Registry (`<name>.azurecr.io`, and the `.cn`/`.us` clouds; whole-host
 //! match): a Microsoft Entra ID token for the service principal in `AZURE_CLIENT_ID` /
 //! `AZURE_TENANT_ID`, authenticated by `AZURE_CLIENT_SECRET` or, under workload identity,
-//! the federated token in `AZURE_FEDERATED_TOKEN_FILE` (`AZURE_AUTHORITY_HOST` honoured), is
-//! exchanged at the registry's `/oauth2/exchange` for an ACR refresh token. That refresh
-//! token then answers the registry's Bearer challenge as an identity token does.
+//! the federated token in `AZURE_FEDERATED_TOKEN_FILE` (`AZURE_AUTHORITY_HOST` honoured), or
+//! else a managed identity's token from the instance metadata service, is exchanged at the
+//! registry's `/oauth2/exchange` for an ACR refresh token. That refresh token then answers the
+//! registry's Bearer challenge as an identity token does.
 //!
 //! The exchange endpoint is the origin of the registry's token realm
 //! (`https://<name>.azurecr.io/oauth2/token` -> `/oauth2/exchange`), so it is only
@@ -24,6 +25,10 @@ use super::secret::{Credential, Secret};
 use super::vars::Vars;
 
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+const DEFAULT_IMDS: &str = "http://169.254.169.254";
+const IMDS_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The resource managed identities ask for (the v1 form of [`SCOPE`]).
+const RESOURCE: &str = "https://containerregistry.azure.net";
 const SCOPE: &str = "https://containerregistry.azure.net/.default";
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const EARLY_RENEWAL: Duration = Duration::from_secs(300);
@@ -41,8 +46,20 @@ pub(crate) fn is_acr_registry(registry: &str) -> bool {
 #[derive(Deserialize)]
 struct AadAnswer {
     access_token: String,
+    /// A number from Entra ID, a string from the instance metadata service.
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<serde_json::Value>,
+}
+
+impl AadAnswer {
+    fn lifetime(&self) -> Duration {
+        let seconds = match &self.expires_in {
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        Duration::from_secs(seconds.unwrap_or(3600))
+    }
 }
 
 #[derive(Deserialize)]
@@ -50,14 +67,68 @@ struct ExchangeAnswer {
     refresh_token: String,
 }
 
-/// An ACR refresh token for `origin`, obtained through the exchange next to `realm`;
-/// `None` without Azure service-principal variables or without a realm.
+/// An Entra ID access token for ACR and what it came from.
+struct EntraToken {
+    answer: AadAnswer,
+    /// Sent with the exchange when known (service principals); managed identities omit it.
+    tenant: Option<String>,
+    via: String,
+}
+
+/// An ACR refresh token for `origin`, obtained through the exchange next to the Bearer
+/// realm; `None` without an Azure identity or without a realm.
 pub(crate) async fn credential(
     client: &reqwest::Client,
     want: Want<'_>,
     vars: Vars<'_>,
 ) -> Result<Option<(Credential, Instant, String)>, String> {
     let origin = want.origin;
+    let Some(realm) = want.realm else {
+        return Ok(None);
+    };
+    let exchange_url = exchange_url(realm, origin, want.registry)?;
+    let entra = match service_principal(client, vars).await? {
+        Some(token) => token,
+        None => match managed_identity(client, vars).await? {
+            Some(token) => token,
+            None => return Ok(None),
+        },
+    };
+    let failed = |detail: String| format!("ACR token exchange at {exchange_url}: {detail}");
+    let service = origin.to_ascii_lowercase();
+    let mut form = vec![
+        ("grant_type", "access_token"),
+        ("service", service.as_str()),
+        ("access_token", entra.answer.access_token.as_str()),
+    ];
+    if let Some(tenant) = &entra.tenant {
+        form.push(("tenant", tenant.as_str()));
+    }
+    let answer = cloud_http::send(
+        client
+            .post(exchange_url.clone())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(cloud_http::form(&form)),
+    )
+    .await
+    .map_err(failed)?;
+    if !answer.status.is_success() {
+        return Err(failed(answer.failure()));
+    }
+    let exchanged: ExchangeAnswer = answer.json("ACR exchange").map_err(failed)?;
+    Ok(Some((
+        Credential::IdentityToken(Secret::new(exchanged.refresh_token)),
+        Instant::now() + entra.answer.lifetime().saturating_sub(EARLY_RENEWAL),
+        format!("an ACR refresh token for {}", entra.via),
+    )))
+}
+
+/// A service principal's token: `AZURE_CLIENT_ID` + `AZURE_TENANT_ID` with a secret or a
+/// federated token file (workload identity).
+async fn service_principal(
+    client: &reqwest::Client,
+    vars: Vars<'_>,
+) -> Result<Option<EntraToken>, String> {
     let (Some(client_id), Some(tenant)) = (vars("AZURE_CLIENT_ID"), vars("AZURE_TENANT_ID")) else {
         return Ok(None);
     };
@@ -73,10 +144,6 @@ pub(crate) async fn credential(
     } else {
         return Ok(None);
     };
-    let Some(realm) = want.realm else {
-        return Ok(None);
-    };
-    let exchange_url = exchange_url(realm, origin, want.registry)?;
     let authority = vars("AZURE_AUTHORITY_HOST")
         .unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned())
         .trim_end_matches('/')
@@ -103,33 +170,57 @@ pub(crate) async fn credential(
     if !answer.status.is_success() {
         return Err(failed(answer.failure()));
     }
-    let aad: AadAnswer = answer.json("Entra ID token").map_err(failed)?;
+    Ok(Some(EntraToken {
+        answer: answer.json("Entra ID token").map_err(failed)?,
+        tenant: Some(tenant),
+        via: format!("Azure client {client_id} ({via})"),
+    }))
+}
 
-    let failed = |detail: String| format!("ACR token exchange at {exchange_url}: {detail}");
-    let service = origin.to_ascii_lowercase();
-    let answer = cloud_http::send(
-        client
-            .post(exchange_url.clone())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(cloud_http::form(&[
-                ("grant_type", "access_token"),
-                ("service", &service),
-                ("tenant", &tenant),
-                ("access_token", &aad.access_token),
-            ])),
-    )
-    .await
-    .map_err(failed)?;
+/// A managed identity's token from the instance metadata service (Azure VMs, AKS node
+/// identity); `AZURE_CLIENT_ID` picks a user-assigned identity and
+/// `AZURE_POD_IDENTITY_AUTHORITY_HOST` another endpoint (as in Azure's SDKs). Off Azure the
+/// default address does not answer within a second and counts as absent.
+async fn managed_identity(
+    client: &reqwest::Client,
+    vars: Vars<'_>,
+) -> Result<Option<EntraToken>, String> {
+    let configured = vars("AZURE_POD_IDENTITY_AUTHORITY_HOST");
+    let explicit = configured.is_some();
+    let endpoint = configured
+        .unwrap_or_else(|| DEFAULT_IMDS.to_owned())
+        .trim_end_matches('/')
+        .to_owned();
+    let url = format!("{endpoint}/metadata/identity/oauth2/token");
+    let failed = |detail: String| format!("managed identity token at {url}: {detail}");
+    let client_id = vars("AZURE_CLIENT_ID");
+    let mut query = vec![("api-version", "2018-02-01"), ("resource", RESOURCE)];
+    if let Some(id) = &client_id {
+        query.push(("client_id", id.as_str()));
+    }
+    let mut request = client
+        .get(format!("{url}?{}", cloud_http::form(&query)))
+        .header("Metadata", "true");
+    if !explicit {
+        request = request.timeout(IMDS_PROBE_TIMEOUT);
+    }
+    let answer = match cloud_http::send(request).await {
+        Ok(answer) => answer,
+        Err(_) if !explicit => return Ok(None),
+        Err(detail) => return Err(failed(detail)),
+    };
     if !answer.status.is_success() {
         return Err(failed(answer.failure()));
     }
-    let exchanged: ExchangeAnswer = answer.json("ACR exchange").map_err(failed)?;
-    let lifetime = Duration::from_secs(aad.expires_in.unwrap_or(3600));
-    Ok(Some((
-        Credential::IdentityToken(Secret::new(exchanged.refresh_token)),
-        Instant::now() + lifetime.saturating_sub(EARLY_RENEWAL),
-        format!("an ACR refresh token for Azure client {client_id} ({via})"),
-    )))
+    let who = client_id.map_or_else(
+        || "the system-assigned managed identity".to_owned(),
+        |id| format!("managed identity {id}"),
+    );
+    Ok(Some(EntraToken {
+        answer: answer.json("managed identity token").map_err(failed)?,
+        tenant: None,
+        via: who,
+    }))
 }
 
 /// `/oauth2/exchange` next to `realm`, if the realm is on the ACR host or the contacted host.
