@@ -210,6 +210,10 @@ async fn managed_identity(
         Err(detail) => return Err(failed(detail)),
     };
     if !answer.status.is_success() {
+        // No managed identity here, or another cloud's metadata server on the same address.
+        if !explicit {
+            return Ok(None);
+        }
         return Err(failed(answer.failure()));
     }
     let who = client_id.map_or_else(

@@ -1,8 +1,9 @@
 //! The EC2 instance metadata service (IMDSv2): the instance profile's role credentials, as on
 //! EC2-hosted CI runners. A session token is fetched with `PUT /latest/api/token` and sent on
 //! each read. `AWS_EC2_METADATA_SERVICE_ENDPOINT` names another endpoint and
-//! `AWS_EC2_METADATA_DISABLED=true` switches it off; off EC2 the default address does not
-//! answer within a second and counts as absent.
+//! `AWS_EC2_METADATA_DISABLED=true` switches it off. Off EC2 the default address does not
+//! answer within a second, or answers as another cloud's metadata server; both count as
+//! absent, so anonymous pulls (public ECR) keep working elsewhere.
 
 use std::time::Duration;
 
@@ -56,6 +57,10 @@ pub(super) async fn credentials(
         Err(detail) => return Err(failed(detail)),
     };
     if !answer.status.is_success() {
+        // Another cloud's metadata server answers on the same address: not EC2.
+        if !explicit {
+            return Ok(None);
+        }
         return Err(failed(format!("session token: {}", answer.failure())));
     }
     let token = String::from_utf8(answer.body)
