@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kiln_registry::{ClientCertificate, RegistryCertificate};
+use kiln_registry::{ClientCertificate, CredentialSources, RegistryCertificate};
 
 use crate::image::format::ImageFormat;
 
@@ -350,6 +350,17 @@ pub struct BuildOptions {
     /// own registry.
     #[arg(long, help_heading = "Registry")]
     pub skip_default_registry_fallback: bool,
+
+    /// Native credential sources tried after config.json, in this order: env, google, ecr,
+    /// acr, gitlab, buildkite (also Kaniko's helper names gcr, ecr-login, acr-env). Default:
+    /// all of them; an empty value switches them off.
+    #[arg(
+        long = "credential-helpers",
+        value_name = "NAME[,NAME...]",
+        value_parser = CredentialSources::parse,
+        help_heading = "Registry"
+    )]
+    pub credential_helpers: Option<CredentialSources>,
 
     /// Retries of a failed push request (5xx, 429, 408, dropped connections), with
     /// exponential backoff from 1 s. Kaniko's default is 0; kiln's is 3.

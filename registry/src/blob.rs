@@ -327,6 +327,7 @@ impl Client {
             operation: Operation::PullBlob,
             target,
             registry: repo.registry(),
+            origin: repo.origin(),
             repository: repo.repository(),
             access: Access::Pull,
         };
@@ -358,6 +359,7 @@ impl Client {
             operation: Operation::CheckBlob,
             target: &target,
             registry: repo.registry(),
+            origin: repo.origin(),
             repository: repo.repository(),
             access,
         };

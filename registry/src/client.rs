@@ -46,6 +46,9 @@ pub struct ClientOptions {
     pub skip_default_registry_fallback: bool,
     /// Directory holding `config.json`; else `$DOCKER_CONFIG`, else `~/.docker`.
     pub docker_config_dir: Option<PathBuf>,
+    /// Native credential sources tried after `config.json`, in order
+    /// (`--credential-helpers`).
+    pub credential_sources: auth::sources::CredentialSources,
     /// `User-Agent` sent with every request.
     pub user_agent: String,
     /// Retries of uploads and manifest pushes (`--push-retry`).
@@ -70,6 +73,7 @@ impl Default for ClientOptions {
             registry_maps: RegistryMaps::default(),
             skip_default_registry_fallback: false,
             docker_config_dir: None,
+            credential_sources: auth::sources::CredentialSources::default(),
             user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")).to_owned(),
             push_retry: RetryPolicy::none(),
             pull_retry: RetryPolicy::none(),
@@ -111,6 +115,8 @@ pub(crate) struct Call<'a> {
     /// Image or blob named in messages.
     pub target: &'a str,
     pub registry: &'a str,
+    /// The registry the image was named with (differs from `registry` for a mirror).
+    pub origin: &'a str,
     pub repository: &'a str,
     pub access: Access,
 }
@@ -122,7 +128,10 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 transport: Transport::new(&options)?,
-                auth: Authenticator::new(options.docker_config_dir.clone()),
+                auth: Authenticator::new(
+                    options.docker_config_dir.clone(),
+                    options.credential_sources.clone(),
+                ),
                 registry_maps: options.registry_maps,
                 skip_default_registry_fallback: options.skip_default_registry_fallback,
                 push_retry: options.push_retry,
@@ -186,8 +195,10 @@ impl Client {
         );
         let ctx = ChallengeContext {
             registry: call.registry,
+            origin: call.origin,
             repository: call.repository,
             scope,
+            rejected: cached.is_some(),
             target: call.target,
             client: self.inner.transport.client(call.registry, call.access),
         };
@@ -218,7 +229,10 @@ impl Client {
             response.status(),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
         ) {
-            self.inner.auth.hint(call.registry, call.repository).await
+            self.inner
+                .auth
+                .hint(call.registry, call.origin, call.repository)
+                .await
         } else {
             AuthHint::default()
         };

@@ -135,6 +135,9 @@ pub enum Error {
     /// No Google access token could be obtained for a Google registry.
     #[error(transparent)]
     GoogleAuth(#[from] crate::auth::google::GoogleAuthError),
+    /// No credentials could be obtained from a cloud identity (AWS, Azure, Buildkite).
+    #[error(transparent)]
+    CloudAuth(#[from] crate::auth::cloud::CloudAuthError),
     /// The HTTP client could not be set up (TLS backend initialisation).
     #[error("setting up the HTTP client: {source}")]
     ClientSetup {

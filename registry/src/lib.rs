@@ -25,6 +25,7 @@ mod tls;
 mod transport;
 mod upload;
 
+pub use auth::sources::{CredentialSource, CredentialSources, UnknownCredentialSource};
 pub use blob::BlobStream;
 pub use client::{Access, Client, ClientOptions};
 pub use error::{AuthHint, Error, ErrorBody, Operation, RegistryError};

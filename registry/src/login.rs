@@ -20,6 +20,7 @@ impl Client {
             operation: Operation::Login,
             target: registry,
             registry,
+            origin: registry,
             repository: "",
             access: Access::Pull,
         };

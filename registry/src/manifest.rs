@@ -156,6 +156,7 @@ impl Client {
             operation: Operation::PullManifest,
             target: &target,
             registry: image.registry(),
+            origin: image.origin(),
             repository: image.repository(),
             access: Access::Pull,
         };
@@ -256,6 +257,7 @@ impl Client {
             operation: op,
             target: &display,
             registry: target.registry(),
+            origin: target.origin(),
             repository: target.repository(),
             access: Access::Push,
         };

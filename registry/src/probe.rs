@@ -19,6 +19,7 @@ impl Client {
             operation: Operation::CheckPushAccess,
             target: &target,
             registry: repo.registry(),
+            origin: repo.origin(),
             repository: repo.repository(),
             access: Access::Push,
         };

@@ -25,6 +25,9 @@ pub struct Reference {
     repository: String,
     tag: Option<String>,
     digest: Option<String>,
+    /// The registry this copy was relocated from (a mirror or `--registry-map` target):
+    /// cloud credential sources are chosen by the name the user wrote, not the mirror's.
+    mapped_from: Option<String>,
 }
 
 /// Why a string is not a valid image reference; each variant names the input.
@@ -99,6 +102,12 @@ impl Reference {
         &self.repository
     }
 
+    /// The registry whose cloud credentials apply: the one this reference was relocated
+    /// from, else its own.
+    pub fn origin(&self) -> &str {
+        self.mapped_from.as_deref().unwrap_or(&self.registry)
+    }
+
     /// The tag, if the reference names one.
     pub fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
@@ -168,6 +177,7 @@ impl Reference {
         Ok(Reference {
             registry: registry.to_owned(),
             repository,
+            mapped_from: Some(self.origin().to_owned()),
             ..self.clone()
         })
     }
@@ -267,6 +277,7 @@ impl FromStr for Reference {
             repository,
             tag,
             digest: digest.map(str::to_owned),
+            mapped_from: None,
         })
     }
 }

@@ -175,6 +175,7 @@ impl Client {
             operation: op,
             target: &target,
             registry: image.registry(),
+            origin: image.origin(),
             repository: image.repository(),
             access: Access::Pull,
         };

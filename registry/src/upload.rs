@@ -235,6 +235,7 @@ impl Client {
             operation: op,
             target,
             registry: repo.registry(),
+            origin: repo.origin(),
             repository: repo.repository(),
             access: Access::Push,
         };

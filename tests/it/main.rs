@@ -13,6 +13,7 @@ mod auth;
 mod bench_smoke;
 mod build;
 mod cache;
+mod cloud_auth;
 mod corpus;
 mod env_auth;
 mod errors;

@@ -150,6 +150,7 @@ impl Settings {
             registry_maps,
             skip_default_registry_fallback: options.skip_default_registry_fallback,
             docker_config_dir: None,
+            credential_sources: options.credential_helpers.unwrap_or_default(),
             user_agent: format!("kiln/{}", env!("CARGO_PKG_VERSION")),
             push_retry: RetryPolicy::with_retries(options.push_retry),
             pull_retry: RetryPolicy::with_retries(options.image_download_retry),

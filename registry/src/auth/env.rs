@@ -63,19 +63,32 @@ fn gitlab_host(value: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Credentials for `registry` from the variables `get` returns, and where they came from.
+/// Credentials for `registry` from the variables `get` returns, and where they came from:
+/// [`kaniko`], then [`gitlab`].
 pub fn lookup(
     registry: &str,
     get: impl Fn(&str) -> Option<String>,
 ) -> Option<(Credential, EnvSource)> {
+    kaniko(registry, &get).or_else(|| gitlab(registry, &get))
+}
+
+/// `KANIKO_<HOST>_USER` and `KANIKO_<HOST>_PASSWORD` for exactly `registry`.
+pub fn kaniko(
+    registry: &str,
+    get: impl Fn(&str) -> Option<String>,
+) -> Option<(Credential, EnvSource)> {
+    let prefix = kaniko_prefix(&registry.to_ascii_lowercase());
+    let username = get(&format!("{prefix}_USER"))?;
+    let password = get(&format!("{prefix}_PASSWORD"))?;
+    Some((basic(username, password), EnvSource::Kaniko(prefix)))
+}
+
+/// GitLab CI's variables, when `CI_REGISTRY` names exactly `registry`.
+pub fn gitlab(
+    registry: &str,
+    get: impl Fn(&str) -> Option<String>,
+) -> Option<(Credential, EnvSource)> {
     let registry = registry.to_ascii_lowercase();
-    let prefix = kaniko_prefix(&registry);
-    if let (Some(username), Some(password)) = (
-        get(&format!("{prefix}_USER")),
-        get(&format!("{prefix}_PASSWORD")),
-    ) {
-        return Some((basic(username, password), EnvSource::Kaniko(prefix)));
-    }
     get("CI_REGISTRY").filter(|host| gitlab_host(host) == registry)?;
     if let (Some(username), Some(password)) = (
         get("CI_REGISTRY_USER").filter(|u| !u.is_empty()),

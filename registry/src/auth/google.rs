@@ -1,22 +1,33 @@
-//! Google Artifact Registry and Container Registry: a service-account key named by
-//! `GOOGLE_APPLICATION_CREDENTIALS` is turned into an OAuth2 access token (an RS256-signed JWT
-//! exchanged at the key's `token_uri`), sent as the password of user `oauth2accesstoken`.
+//! Google Artifact Registry and Container Registry: application default credentials turned
+//! into an OAuth2 access token, sent as the password of user `oauth2accesstoken`.
+//!
+//! Where the identity comes from, in the order Google's client libraries use:
+//! `GOOGLE_APPLICATION_CREDENTIALS` (else gcloud's `application_default_credentials.json`)
+//! holding a service-account key (an RS256-signed JWT exchanged at the key's `token_uri`),
+//! an authorized-user file (refresh token, [`authorized_user`]) or an external-account file
+//! (workload identity federation, [`external_account`]); else the metadata server
+//! ([`metadata`], as on GKE and GCE).
 //!
 //! Only `gcr.io`, `*.gcr.io` and `*-docker.pkg.dev` get it, matched on whole labels, so
 //! `gcr.io.attacker.net` or `evil-gcr.io` never see a Google token.
+
+mod authorized_user;
+mod external_account;
+mod metadata;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use reqwest::StatusCode;
 use reqwest::header;
 use rustls::SignatureScheme;
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject as _;
 use serde::Deserialize;
 
+use super::cloud_http;
 use super::secret::Secret;
+use super::vars::Vars;
 
 /// The registry user Google expects with an access token as password.
 pub const ACCESS_TOKEN_USER: &str = "oauth2accesstoken";
@@ -29,14 +40,13 @@ const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
 /// Stop using an access token this long before Google says it expires.
 const EARLY_RENEWAL: Duration = Duration::from_secs(300);
-const RESPONSE_LIMIT: usize = 64 * 1024;
 
 /// Why no Google access token could be obtained; names the key file or token endpoint.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GoogleAuthError {
     /// The key file could not be read.
-    #[error("reading Google credentials {} (from GOOGLE_APPLICATION_CREDENTIALS): {source}", path.display())]
+    #[error("reading Google credentials {}: {source}", path.display())]
     Read {
         /// The key file.
         path: PathBuf,
@@ -44,7 +54,7 @@ pub enum GoogleAuthError {
         #[source]
         source: std::io::Error,
     },
-    /// The key file is not a usable service-account key.
+    /// The key file is not a usable credentials file.
     #[error("Google credentials {}: {detail}", path.display())]
     Key {
         /// The key file.
@@ -53,10 +63,10 @@ pub enum GoogleAuthError {
         detail: String,
     },
     /// The token endpoint could not be reached or answered badly.
-    #[error(
-        "exchanging the Google service-account key for an access token at {token_uri}: {detail}"
-    )]
+    #[error("obtaining a Google access token ({what}) at {token_uri}: {detail}")]
     Exchange {
+        /// Which exchange: `service-account key`, `refresh token`, `STS token exchange`, ...
+        what: &'static str,
         /// The endpoint.
         token_uri: String,
         /// What went wrong (status and Google's error code, never tokens).
@@ -105,6 +115,61 @@ pub(crate) struct AccessToken {
     pub renew_at: Instant,
 }
 
+/// The credentials file Google's libraries would use: `GOOGLE_APPLICATION_CREDENTIALS`, else
+/// gcloud's well-known file if it exists.
+fn credentials_file(vars: Vars<'_>) -> Option<PathBuf> {
+    if let Some(path) = vars(CREDENTIALS_VARIABLE) {
+        return Some(PathBuf::from(path));
+    }
+    let config = vars("CLOUDSDK_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| vars("HOME").map(|h| PathBuf::from(h).join(".config/gcloud")))?;
+    let well_known = config.join("application_default_credentials.json");
+    well_known.is_file().then_some(well_known)
+}
+
+/// An access token from application default credentials, and a description of where the
+/// identity came from; `None` when there is no credentials file and no metadata server.
+pub(crate) async fn application_default(
+    client: &reqwest::Client,
+    vars: Vars<'_>,
+) -> Result<Option<(AccessToken, String)>, GoogleAuthError> {
+    let Some(path) = credentials_file(vars) else {
+        return Ok(metadata::access_token(client, vars)
+            .await?
+            .map(|token| (token, "the Google metadata server".to_owned())));
+    };
+    let text = std::fs::read(&path).map_err(|source| GoogleAuthError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(rename = "type", default)]
+        kind: String,
+    }
+    let kind: Kind = serde_json::from_slice(&text).map_err(|e| GoogleAuthError::Key {
+        path: path.clone(),
+        detail: format!("not JSON (line {} column {})", e.line(), e.column()),
+    })?;
+    let token = match kind.kind.as_str() {
+        "service_account" => access_token(client, &path).await?,
+        "authorized_user" => authorized_user::access_token(client, &path, &text).await?,
+        "external_account" => external_account::access_token(client, &path, &text).await?,
+        other => {
+            return Err(GoogleAuthError::Key {
+                path,
+                detail: format!(
+                    "\"type\": {other:?} is not supported (expected service_account, \
+                     authorized_user or external_account)"
+                ),
+            });
+        }
+    };
+    let via = format!("Google {} credentials {}", kind.kind, path.display());
+    Ok(Some((token, via)))
+}
+
 /// Reads the service-account key at `path`, signs an assertion and exchanges it.
 pub(crate) async fn access_token(
     client: &reqwest::Client,
@@ -140,7 +205,8 @@ pub(crate) async fn access_token(
         .unwrap_or_default()
         .as_secs();
     let assertion = sign_assertion(&raw, &token_uri, now).map_err(key_error)?;
-    exchange(client, &token_uri, &assertion).await
+    let body = cloud_http::form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)]);
+    exchange(client, "service-account key", &token_uri, body).await
 }
 
 /// The RS256 JWT Google's token endpoint accepts for a service account.
@@ -175,70 +241,52 @@ fn sign_assertion(key: &RawKey, token_uri: &str, now: u64) -> Result<String, &'s
     Ok(format!("{signing_input}.{}", encode(&signature)))
 }
 
+/// An OAuth2 token answer (`access_token`, `expires_in`).
 #[derive(Deserialize)]
 struct TokenAnswer {
     #[serde(default)]
     access_token: String,
     #[serde(default)]
     expires_in: Option<u64>,
-    #[serde(default)]
-    error: Option<String>,
 }
 
+/// POSTs form `body` to an OAuth2 token endpoint and reads its access token.
 async fn exchange(
     client: &reqwest::Client,
+    what: &'static str,
     token_uri: &str,
-    assertion: &str,
+    body: String,
 ) -> Result<AccessToken, GoogleAuthError> {
     let failed = |detail: String| GoogleAuthError::Exchange {
+        what,
         token_uri: token_uri.to_owned(),
         detail,
     };
-    let body = format!(
-        "grant_type={}&assertion={assertion}",
-        form_encode(JWT_BEARER_GRANT)
-    );
-    let response = client
-        .post(token_uri)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| failed(crate::error::root_cause(&e)))?;
-    let status = response.status();
-    let mut response = response;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| failed(crate::error::root_cause(&e)))?
-    {
-        if bytes.len() + chunk.len() > RESPONSE_LIMIT {
-            return Err(failed(format!("response exceeds {RESPONSE_LIMIT} bytes")));
-        }
-        bytes.extend_from_slice(&chunk);
+    let answer = cloud_http::send(
+        client
+            .post(token_uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body),
+    )
+    .await
+    .map_err(failed)?;
+    if !answer.status.is_success() {
+        return Err(failed(answer.failure()));
     }
-    let answer: Option<TokenAnswer> = serde_json::from_slice(&bytes).ok();
-    if status != StatusCode::OK {
-        let code = answer
-            .and_then(|a| a.error)
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
-        return Err(failed(format!("HTTP {status}{code}")));
-    }
-    let answer = answer
-        .filter(|a| !a.access_token.is_empty())
-        .ok_or_else(|| failed("the response has no \"access_token\"".to_owned()))?;
-    let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
-    Ok(AccessToken {
-        token: Secret::new(answer.access_token),
-        renew_at: Instant::now() + lifetime.saturating_sub(EARLY_RENEWAL),
-    })
+    token_from(&answer).map_err(failed)
 }
 
-/// Percent-encoding for the one fixed form value with reserved characters (`:`).
-fn form_encode(value: &str) -> String {
-    value.replace(':', "%3A")
+/// The access token in an OAuth2 answer, renewed [`EARLY_RENEWAL`] before `expires_in`.
+fn token_from(answer: &cloud_http::Answer) -> Result<AccessToken, String> {
+    let parsed: TokenAnswer = answer.json("OAuth2 token")?;
+    if parsed.access_token.is_empty() {
+        return Err("the response has no \"access_token\"".to_owned());
+    }
+    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+    Ok(AccessToken {
+        token: Secret::new(parsed.access_token),
+        renew_at: Instant::now() + lifetime.saturating_sub(EARLY_RENEWAL),
+    })
 }
 
 #[cfg(test)]
@@ -270,7 +318,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod exchange_tests {
+pub(crate) mod exchange_tests {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
@@ -278,7 +326,7 @@ mod exchange_tests {
     use super::*;
 
     /// A token endpoint answering `requests` POSTs; records each request's form body.
-    fn token_endpoint(requests: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+    pub(crate) fn token_endpoint(requests: usize) -> (String, Arc<Mutex<Vec<String>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let uri = format!("http://{}/token", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));

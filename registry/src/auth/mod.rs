@@ -1,14 +1,26 @@
 //! Registry authentication: answering `WWW-Authenticate` challenges with Basic credentials
 //! or Bearer tokens, caching tokens per (registry, scope) until they expire.
+//!
+//! Credentials come from `config.json` first, then from the native sources
+//! `--credential-helpers` enables, in its order (see [`sources`]).
 
+mod acr;
+mod aws;
+mod buildkite;
 pub mod challenge;
+mod clock;
+pub mod cloud;
+mod cloud_http;
 pub mod docker_config;
+mod ecr;
 pub mod env;
 pub mod google;
 pub mod helper;
 pub mod login_store;
 pub mod secret;
+pub mod sources;
 pub(crate) mod token;
+mod vars;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,7 +33,8 @@ use crate::client::Access;
 use crate::error::{AuthHint, Error};
 use challenge::Challenge;
 use docker_config::{DockerConfig, Lookup};
-use secret::{Credential, Secret};
+use secret::Credential;
+use sources::{CredentialSource, CredentialSources};
 
 /// The variable holding a whole Docker config, as GitLab CI sets it.
 const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
@@ -66,32 +79,49 @@ pub(crate) struct Authenticator {
     config: tokio::sync::OnceCell<Option<DockerConfig>>,
     /// `DOCKER_AUTH_CONFIG`: a whole `config.json` in a variable (GitLab's convention).
     env_config: tokio::sync::OnceCell<Option<DockerConfig>>,
-    /// Resolved credentials per `(registry, repository)`: helpers run once per repository,
-    /// and path-scoped config entries make the answer depend on it.
-    credentials: tokio::sync::Mutex<HashMap<(String, String), Option<Credential>>>,
+    /// What `config.json` and `DOCKER_AUTH_CONFIG` hold per `(config, registry, repository)`:
+    /// helpers run once per repository, and path-scoped entries make the answer depend on it.
+    credentials: tokio::sync::Mutex<HashMap<(WhichConfig, String, String), Option<Credential>>>,
     cache: Mutex<HashMap<(String, String), CachedAuth>>,
-    /// The Google access token, shared by every Google registry until shortly before expiry.
-    google: tokio::sync::Mutex<Option<google::AccessToken>>,
+    /// The native sources after `config.json`, in order (`--credential-helpers`).
+    sources: CredentialSources,
+    /// Credentials from cloud identities, cached until shortly before they expire.
+    cloud: cloud::Cloud,
+}
+
+/// Which Docker config a credential is looked up in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum WhichConfig {
+    /// `config.json`, always consulted first.
+    File,
+    /// `DOCKER_AUTH_CONFIG`, part of the `env` source.
+    Variable,
 }
 
 /// One 401 to answer.
 pub(crate) struct ChallengeContext<'a> {
     pub registry: &'a str,
+    /// The registry the image was named with; cloud sources are chosen by it.
+    pub origin: &'a str,
     pub repository: &'a str,
+    /// Whether the request carried cached authorization the registry refused (so cached
+    /// cloud credentials are stale).
+    pub rejected: bool,
     pub scope: &'a str,
     pub target: &'a str,
     pub client: &'a reqwest::Client,
 }
 
 impl Authenticator {
-    pub(crate) fn new(config_dir: Option<PathBuf>) -> Authenticator {
+    pub(crate) fn new(config_dir: Option<PathBuf>, sources: CredentialSources) -> Authenticator {
         Authenticator {
             config_dir: DockerConfig::default_dir(config_dir.as_deref()),
             config: tokio::sync::OnceCell::new(),
             env_config: tokio::sync::OnceCell::new(),
             credentials: tokio::sync::Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
-            google: tokio::sync::Mutex::new(None),
+            sources,
+            cloud: cloud::Cloud::default(),
         }
     }
 
@@ -147,72 +177,104 @@ impl Authenticator {
         Ok(self.env_config.get().and_then(Option::as_ref))
     }
 
-    /// The credentials for `repository` on `registry`, resolved once (helpers can be slow).
-    async fn credential(
+    /// What Docker config `which` holds for `repository` on `registry`, resolved once
+    /// (helpers can be slow).
+    async fn docker_config_credential(
         &self,
+        which: WhichConfig,
         registry: &str,
         repository: &str,
-        client: &reqwest::Client,
     ) -> Result<Option<Credential>, Error> {
-        let key = (registry.to_owned(), repository.to_owned());
+        let key = (which, registry.to_owned(), repository.to_owned());
         let mut known = self.credentials.lock().await;
         if let Some(credential) = known.get(&key) {
             return Ok(credential.clone());
         }
-        let mut credential = match self.docker_config().await? {
+        let config = match which {
+            WhichConfig::Variable => self.env_docker_config()?,
+            WhichConfig::File => self.docker_config().await?,
+        };
+        let credential = match config {
             Some(config) => from_config(config, registry, repository).await?,
             None => None,
         };
-        if credential.is_none()
-            && let Some(config) = self.env_docker_config()?
-        {
-            credential = from_config(config, registry, repository).await?;
-        }
-        if credential.is_none()
-            && let Some((found, source)) = env::lookup(registry, |name| std::env::var(name).ok())
-        {
-            tracing::debug!(registry, %source, "credentials from the environment");
-            credential = Some(found);
-        }
-        if credential.is_none() && google::is_google_registry(registry) {
-            // Not remembered in `known`: the token expires and is refreshed on its own.
-            if let Some(token) = self.google_token(client).await? {
-                return Ok(Some(Credential::Basic {
-                    username: google::ACCESS_TOKEN_USER.to_owned(),
-                    password: token,
-                }));
-            }
-        }
-        tracing::debug!(
-            registry,
-            repository,
-            authenticated = credential.is_some(),
-            "resolved credentials"
-        );
         known.insert(key, credential.clone());
         Ok(credential)
     }
 
-    /// A Google access token from `GOOGLE_APPLICATION_CREDENTIALS`, reused until shortly
-    /// before it expires; `None` when the variable is unset.
-    async fn google_token(&self, client: &reqwest::Client) -> Result<Option<Secret>, Error> {
-        let Some(path) = std::env::var_os(google::CREDENTIALS_VARIABLE).filter(|p| !p.is_empty())
-        else {
-            return Ok(None);
-        };
-        let mut cached = self.google.lock().await;
-        if let Some(token) = cached.as_ref().filter(|t| t.renew_at > Instant::now()) {
-            return Ok(Some(token.token.clone()));
+    /// The credentials for the request in `ctx`: `config.json`, then each enabled source in
+    /// order. `realm` is the Bearer challenge's, which ACR's exchange needs.
+    async fn credential(
+        &self,
+        ctx: &ChallengeContext<'_>,
+        realm: Option<&str>,
+    ) -> Result<Option<Credential>, Error> {
+        let (registry, repository) = (ctx.registry, ctx.repository);
+        if let Some(credential) = self
+            .docker_config_credential(WhichConfig::File, registry, repository)
+            .await?
+        {
+            return Ok(Some(credential));
         }
-        let token = google::access_token(client, std::path::Path::new(&path)).await?;
-        tracing::debug!("obtained a Google access token");
-        let secret = token.token.clone();
-        *cached = Some(token);
-        Ok(Some(secret))
+        for source in self.sources.iter() {
+            if let Some(credential) = self.native_credential(source, ctx, realm).await? {
+                return Ok(Some(credential));
+            }
+        }
+        tracing::debug!(registry, repository, "no credentials: anonymous");
+        Ok(None)
+    }
+
+    /// What one native source holds for the request in `ctx`.
+    async fn native_credential(
+        &self,
+        source: CredentialSource,
+        ctx: &ChallengeContext<'_>,
+        realm: Option<&str>,
+    ) -> Result<Option<Credential>, Error> {
+        let (registry, repository) = (ctx.registry, ctx.repository);
+        let from_env = match source {
+            CredentialSource::Env => {
+                if let Some(credential) = self
+                    .docker_config_credential(WhichConfig::Variable, registry, repository)
+                    .await?
+                {
+                    return Ok(Some(credential));
+                }
+                env::kaniko(registry, vars::process)
+            }
+            CredentialSource::GitLab => env::gitlab(registry, vars::process),
+            cloud_source => {
+                return self
+                    .cloud
+                    .credential(
+                        cloud_source,
+                        cloud::Want {
+                            origin: ctx.origin,
+                            registry,
+                            repository,
+                            realm,
+                        },
+                        ctx.client,
+                        &vars::process,
+                    )
+                    .await;
+            }
+        };
+        Ok(from_env.map(|(credential, from)| {
+            tracing::debug!(registry, %from, "credentials from the environment");
+            credential
+        }))
     }
 
     /// Where credentials for `registry` were (or would be) found, for 401/403 messages.
-    pub(crate) async fn hint(&self, registry: &str, repository: &str) -> AuthHint {
+    pub(crate) async fn hint(&self, registry: &str, origin: &str, repository: &str) -> AuthHint {
+        if let Some(via) = self.cloud.tried(origin) {
+            return AuthHint(Some(format!(
+                "credentials for {origin} came from {via}; check that this identity may access \
+                 {repository}"
+            )));
+        }
         let path = match self.config_path() {
             Some(path) => path,
             None => {
@@ -235,16 +297,37 @@ impl Authenticator {
                 Lookup::Anonymous => format!("no credentials for {registry} in {shown}"),
             },
         };
+        let env_enabled = self.sources.contains(CredentialSource::Env);
         let from_env = match self.env_docker_config() {
-            Ok(Some(config)) if config.lookup(registry, repository) != Lookup::Anonymous => {
+            Ok(Some(config))
+                if env_enabled && config.lookup(registry, repository) != Lookup::Anonymous =>
+            {
                 Some(DOCKER_AUTH_CONFIG.to_owned())
             }
-            _ => env::lookup(registry, |name| std::env::var(name).ok())
+            _ => env_enabled
+                .then(|| env::kaniko(registry, vars::process))
+                .flatten()
+                .or_else(|| {
+                    self.sources
+                        .contains(CredentialSource::GitLab)
+                        .then(|| env::gitlab(registry, vars::process))
+                        .flatten()
+                })
                 .map(|(_, source)| source.to_string()),
         };
         let text = match from_env {
             Some(source) if text.starts_with("no credentials") => {
                 format!("check credentials for {registry} from {source}")
+            }
+            _ => text,
+        };
+        let text = match self
+            .sources
+            .iter()
+            .find(|source| cloud::covers(*source, origin))
+        {
+            Some(source) if text.starts_with("no credentials") => {
+                format!("{text}; {}", cloud::missing_hint(source))
             }
             _ => text,
         };
@@ -258,6 +341,9 @@ impl Authenticator {
         ctx: &ChallengeContext<'_>,
         challenges: &[Challenge],
     ) -> Result<Option<HeaderValue>, Error> {
+        if ctx.rejected {
+            self.cloud.forget(ctx.origin).await;
+        }
         let bearer = challenges.iter().find_map(|c| match c {
             Challenge::Bearer {
                 realm,
@@ -267,9 +353,7 @@ impl Authenticator {
             _ => None,
         });
         if let Some((realm, service, challenge_scope)) = bearer {
-            let credential = self
-                .credential(ctx.registry, ctx.repository, ctx.client)
-                .await?;
+            let credential = self.credential(ctx, Some(realm)).await?;
             // A `registrytoken` is the Bearer token itself: no token server involved.
             if let Some(header) = credential
                 .as_ref()
@@ -299,7 +383,7 @@ impl Authenticator {
                     scopes: &scopes,
                     credential: credential.as_ref(),
                     target: ctx.target,
-                    hint: self.hint(ctx.registry, ctx.repository).await,
+                    hint: self.hint(ctx.registry, ctx.origin, ctx.repository).await,
                 },
             )
             .await?;
@@ -309,7 +393,7 @@ impl Authenticator {
         }
         if challenges.contains(&Challenge::Basic) {
             let header = self
-                .credential(ctx.registry, ctx.repository, ctx.client)
+                .credential(ctx, None)
                 .await?
                 .as_ref()
                 .and_then(Credential::basic_header);
@@ -343,10 +427,12 @@ mod tests {
             r#"{"auths":{"reg.test:5000":{"auth":"dXNlcjpwYXNz"}}}"#,
         )
         .unwrap();
-        let auth = Authenticator::new(Some(dir.path().to_path_buf()));
+        let auth = Authenticator::new(Some(dir.path().to_path_buf()), CredentialSources::default());
         let client = reqwest::Client::new();
         let ctx = ChallengeContext {
             registry: "reg.test:5000",
+            origin: "reg.test:5000",
+            rejected: false,
             repository: "a",
             scope: "repository:a:pull",
             target: "reg.test:5000/a:latest",
@@ -364,7 +450,7 @@ mod tests {
         );
         assert_eq!(auth.cached("reg.test:5000", "repository:b:pull"), None);
         assert!(
-            auth.hint("reg.test:5000", "a")
+            auth.hint("reg.test:5000", "reg.test:5000", "a")
                 .await
                 .0
                 .unwrap()
@@ -380,10 +466,12 @@ mod tests {
             r#"{"auths":{"reg.test":{"registrytoken":"opaque-bearer"}}}"#,
         )
         .unwrap();
-        let auth = Authenticator::new(Some(dir.path().to_path_buf()));
+        let auth = Authenticator::new(Some(dir.path().to_path_buf()), CredentialSources::default());
         let client = reqwest::Client::new();
         let ctx = ChallengeContext {
             registry: "reg.test",
+            origin: "reg.test",
+            rejected: false,
             repository: "a",
             scope: "repository:a:pull",
             target: "reg.test/a:latest",
@@ -403,17 +491,19 @@ mod tests {
     #[tokio::test]
     async fn no_credentials_means_no_basic_header_and_a_helpful_hint() {
         let dir = tempfile::tempdir().unwrap();
-        let auth = Authenticator::new(Some(dir.path().to_path_buf()));
+        let auth = Authenticator::new(Some(dir.path().to_path_buf()), CredentialSources::default());
         let client = reqwest::Client::new();
         let ctx = ChallengeContext {
             registry: "reg.test",
+            origin: "reg.test",
+            rejected: false,
             repository: "a",
             scope: "repository:a:pull",
             target: "reg.test/a:latest",
             client: &client,
         };
         assert_eq!(auth.respond(&ctx, &[Challenge::Basic]).await.unwrap(), None);
-        let hint = auth.hint("reg.test", "a").await.0.unwrap();
+        let hint = auth.hint("reg.test", "reg.test", "a").await.0.unwrap();
         assert!(
             hint.contains("no credentials for reg.test") && hint.contains("does not exist"),
             "{hint}"
@@ -424,10 +514,12 @@ mod tests {
     async fn malformed_config_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
-        let auth = Authenticator::new(Some(dir.path().to_path_buf()));
+        let auth = Authenticator::new(Some(dir.path().to_path_buf()), CredentialSources::default());
         let client = reqwest::Client::new();
         let ctx = ChallengeContext {
             registry: "reg.test",
+            origin: "reg.test",
+            rejected: false,
             repository: "a",
             scope: "repository:a:pull",
             target: "reg.test/a:latest",

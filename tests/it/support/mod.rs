@@ -2,10 +2,12 @@
 //! kiln and inspection commands run against them.
 
 pub mod base;
+pub mod fake_cloud;
 pub mod kiln;
 pub mod pki;
 pub mod proxy;
 pub mod registry;
+pub mod sigv4;
 pub mod token_server;
 pub mod tools;
 

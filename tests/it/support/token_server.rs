@@ -3,6 +3,9 @@
 //! answers with an ES256 JWT, signed by a key whose certificate chains to the CA the registry
 //! trusts (`rootcertbundle`) and sent in the token's `x5c` header, granting every requested
 //! action. Anonymous requests get a token granting nothing, as public token servers do.
+//!
+//! It can also play Azure Container Registry's `/oauth2/exchange` (next to the realm): an
+//! Entra ID access token it was told to accept is exchanged for its refresh token.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -39,6 +42,9 @@ struct State {
     issued: Mutex<Vec<String>>,
     grants: Mutex<Vec<String>>,
     scopes: Mutex<Vec<Vec<String>>>,
+    /// `(service, Entra ID access token)` that `/oauth2/exchange` accepts.
+    acr_exchange: Mutex<Option<(String, String)>>,
+    exchanges: AtomicU64,
 }
 
 impl TokenServer {
@@ -58,6 +64,8 @@ impl TokenServer {
             issued: Mutex::new(Vec::new()),
             grants: Mutex::new(Vec::new()),
             scopes: Mutex::new(Vec::new()),
+            acr_exchange: Mutex::new(None),
+            exchanges: AtomicU64::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_state, thread_stop) = (state.clone(), stop.clone());
@@ -121,6 +129,16 @@ impl TokenServer {
         self.state.scopes.lock().unwrap().clone()
     }
 
+    /// Serves ACR's `/oauth2/exchange`: `aad_token` for `service` becomes the refresh token.
+    pub fn accept_acr_exchange(&self, service: &str, aad_token: &str) {
+        *self.state.acr_exchange.lock().unwrap() = Some((service.to_owned(), aad_token.to_owned()));
+    }
+
+    /// How many ACR exchanges succeeded.
+    pub fn acr_exchanges(&self) -> u64 {
+        self.state.exchanges.load(Ordering::SeqCst)
+    }
+
     /// How each token was granted, in order: `basic`, `refresh_token` or `anonymous`.
     pub fn grants(&self) -> Vec<String> {
         self.state.grants.lock().unwrap().clone()
@@ -137,6 +155,7 @@ impl Drop for TokenServer {
 
 struct Request {
     method: String,
+    path: String,
     query: String,
     authorization: Option<String>,
     body: String,
@@ -183,8 +202,10 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         .split_once('?')
         .map(|(_, q)| q.to_owned())
         .unwrap_or_default();
+    let path = target.split('?').next().unwrap_or_default().to_owned();
     Some(Request {
         method,
+        path,
         query,
         authorization,
         body: String::from_utf8(body).ok()?,
@@ -196,6 +217,25 @@ fn answer(state: &State, request: &Request) -> (&'static str, String) {
         "401 Unauthorized",
         json!({"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]}).to_string(),
     );
+    if request.path == "/oauth2/exchange" {
+        let params = form(&request.body);
+        let expected = state.acr_exchange.lock().unwrap().clone();
+        return match expected {
+            Some((service, aad))
+                if request.method == "POST"
+                    && param(&params, "grant_type") == Some("access_token")
+                    && param(&params, "service") == Some(service.as_str())
+                    && param(&params, "access_token") == Some(aad.as_str()) =>
+            {
+                state.exchanges.fetch_add(1, Ordering::SeqCst);
+                (
+                    "200 OK",
+                    json!({"refresh_token": state.refresh_token}).to_string(),
+                )
+            }
+            _ => unauthorized,
+        };
+    }
     let (params, grant) = if request.method == "POST" {
         let params = form(&request.body);
         let refresh = param(&params, "refresh_token");
