@@ -143,18 +143,71 @@ pub struct BuildOptions {
     #[arg(long = "ignore-path", value_name = "PATH", help_heading = "Snapshot")]
     pub ignore_paths: Vec<PathBuf>,
 
-    /// Leave `/var/run` out of layers, as Kaniko does by default; kiln's default is Docker's:
-    /// keep it.
+    /// Leave `/var/run` out of layers (and, with `--isolation=none`, out of extraction and
+    /// cleanup). Default: true with `--isolation=none`, as in Kaniko; false in the sandbox,
+    /// as in Docker.
     #[arg(
         long,
         alias = "whitelist-var-run",
         num_args = 0..=1,
         default_missing_value = "true",
-        default_value_t = false,
         action = clap::ArgAction::Set,
         help_heading = "Snapshot"
     )]
-    pub ignore_var_run: bool,
+    pub ignore_var_run: Option<bool>,
+
+    /// Where RUN executes: `chroot` (a sandbox with its own namespaces over a private root
+    /// filesystem), `none` (directly in this container's own `/`, over which the base image is
+    /// extracted: Kaniko's model), or `auto`: `none` when running as a container's
+    /// `$KANIKO_DIR/executor`, else `chroot`.
+    #[arg(
+        long,
+        env = "KILN_ISOLATION",
+        value_enum,
+        default_value_t = IsolationArg::Auto,
+        help_heading = "Isolation"
+    )]
+    pub isolation: IsolationArg,
+
+    /// Allow `--isolation=none` outside a container (it overwrites and deletes files in `/`).
+    #[arg(long, help_heading = "Isolation")]
+    pub force: bool,
+
+    /// kiln's own directory in its container (the executor, `.docker/config.json`), never
+    /// touched by a build with `--isolation=none`; its state lives in `<dir>/kiln` there.
+    #[arg(
+        long,
+        env = "KANIKO_DIR",
+        default_value = "/kaniko",
+        help_heading = "Isolation"
+    )]
+    pub kaniko_dir: PathBuf,
+
+    /// With `--isolation=none`: delete the build's files from `/` when done (ignored paths
+    /// stay), so the container can build again.
+    #[arg(
+        long,
+        env = "KANIKO_CLEANUP",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Isolation"
+    )]
+    pub cleanup: bool,
+
+    /// With `--isolation=none`: delete everything from `/` but the ignored paths before
+    /// building (for executor images with extra files, OSS Kaniko's flag).
+    #[arg(
+        long,
+        env = "KANIKO_PRE_CLEANUP",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Isolation"
+    )]
+    pub pre_cleanup: bool,
 
     /// Compression of the layers kiln writes: gzip (read everywhere) or zstd (2-4x faster to
     /// write and smaller; OCI images only).
@@ -301,6 +354,17 @@ pub struct BuildOptions {
     /// Do not check that every destination accepts pushes before building.
     #[arg(long, help_heading = "Registry")]
     pub skip_push_permission_check: bool,
+}
+
+/// `--isolation` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationArg {
+    /// `none` when kiln is a container's `$KANIKO_DIR/executor`, else `chroot`.
+    Auto,
+    /// RUN in a sandbox over a private root filesystem.
+    Chroot,
+    /// RUN directly in this container's own root filesystem (Kaniko's model).
+    None,
 }
 
 /// `--compression` values (Kaniko's names).
@@ -534,7 +598,7 @@ mod tests {
         let options = parse(&["kiln", "build", "--no-push"]);
         assert_eq!(options.snapshot_strategy, SnapshotStrategyArg::Auto);
         assert_eq!(options.snapshot_mode, SnapshotModeArg::Redo);
-        assert!(!options.single_snapshot && !options.ignore_var_run);
+        assert!(!options.single_snapshot && options.ignore_var_run.is_none());
         let options = parse(&[
             "/kaniko/executor",
             "--snapshot-mode=full",
@@ -548,17 +612,26 @@ mod tests {
         ]);
         assert_eq!(options.snapshot_mode, SnapshotModeArg::Full);
         assert_eq!(options.snapshot_strategy, SnapshotStrategyArg::Scan);
-        assert!(options.single_snapshot && options.ignore_var_run);
+        assert!(options.single_snapshot && options.ignore_var_run == Some(true));
         assert_eq!(
             options.ignore_paths,
             vec![PathBuf::from("/tmp"), PathBuf::from("/var/cache")]
         );
-        assert!(parse(&["kiln", "build", "--ignore-var-run"]).ignore_var_run);
-        assert!(parse(&["kiln", "build", "--whitelist-var-run=true"]).ignore_var_run);
+        assert_eq!(
+            parse(&["kiln", "build", "--ignore-var-run"]).ignore_var_run,
+            Some(true)
+        );
+        assert_eq!(
+            parse(&["kiln", "build", "--whitelist-var-run=true"]).ignore_var_run,
+            Some(true)
+        );
         let old = parse(&["kiln", "build", "--snapshotMode=time", "--use-new-run"]);
         assert_eq!(old.snapshot_mode, SnapshotModeArg::Time);
         assert!(old.use_new_run);
-        assert!(!parse(&["kiln", "build", "--ignore-var-run=false"]).ignore_var_run);
+        assert_eq!(
+            parse(&["kiln", "build", "--ignore-var-run=false"]).ignore_var_run,
+            Some(false)
+        );
     }
 
     #[test]

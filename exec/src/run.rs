@@ -10,10 +10,12 @@
 //! command's status) → command (pid 1). Both descendants die with their parent
 //! (`PR_SET_PDEATHSIG`), and the kernel kills every process of the pid namespace when pid 1 exits.
 
+mod direct;
 mod mounts;
 mod sandbox;
 mod stubs;
 
+pub use direct::run_direct;
 pub use mounts::{MountSource, RunMount};
 
 use std::ffi::{CString, OsStr};
@@ -75,6 +77,16 @@ pub struct RunSpec {
     /// `RUN --mount`s, resolved to host paths or tmpfs, mounted in this order (a later target
     /// inside an earlier one is mounted over it).
     pub mounts: Vec<RunMount>,
+}
+
+/// Where a `RUN` executes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// In the sandbox: new namespaces, `pivot_root` into the root filesystem ([`run_with`]).
+    #[default]
+    Chroot,
+    /// Directly in kiln's own root, which is the image's (Kaniko's model, [`run_direct`]).
+    None,
 }
 
 /// `RUN --network`.

@@ -5,6 +5,7 @@
 //! whole image exists in the store, so a failed build leaves every destination as it was.
 
 mod bases;
+pub(crate) mod isolation;
 mod keys;
 mod mounts;
 pub(crate) mod references;
@@ -23,6 +24,7 @@ use anyhow::Context as _;
 use kiln_cas::Store;
 use kiln_cas::export::StoredImage;
 use kiln_exec::context::BuildContext;
+use kiln_exec::run::Isolation;
 use kiln_exec::snapshot::ScanMode;
 use kiln_exec::snapshotter::Strategy;
 use kiln_graph::{PlanOptions, Planner};
@@ -68,7 +70,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .map(|(name, image)| (name.clone(), image.config.state.clone()))
         .collect();
     let mut plan = planner.plan(&states)?;
-    refuse_unsupported(&plan, &label)?;
+    refuse_unsupported(&plan, &label, settings.isolation.mode)?;
     let sources = output::MountSources::new(
         images
             .values()
@@ -82,7 +84,14 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     );
 
     let work = WorkDir::create(&settings.cache_dir)?;
-    let snapshots = snapshot_plan(&settings.snapshot, work.path())?;
+    let snapshots = snapshot_plan(&settings.snapshot, work.path(), settings.isolation.mode)?;
+    let roots = match settings.isolation.mode {
+        Isolation::Chroot => stage::Roots::PerStage,
+        Isolation::None => stage::Roots::Own(settings.isolation.ignore.clone()),
+    };
+    if settings.isolation.pre_cleanup {
+        reset_own_root(&roots, "--pre-cleanup")?;
+    }
 
     let created_at = match settings.epoch {
         Some(epoch) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch),
@@ -97,6 +106,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         let created = created.clone();
         let jobs = settings.jobs;
         let layers = settings.layers;
+        let roots = roots.clone();
         // Hashing the context for node keys reads files, like the build itself: both block.
         tokio::task::spawn_blocking(move || {
             plan.assign_keys(&keys::Inputs {
@@ -116,6 +126,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                 image_roots: Mutex::default(),
                 snapshots: &snapshots,
                 layers,
+                roots: &roots,
                 mounts: &mounts::MountInputs {
                     cache_dir: &cache_dir,
                     context: &context,
@@ -150,7 +161,25 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
 
     // Root filesystems are slow to delete: hand them to the background sweeper now.
     drop(work);
-    output::write_all(&settings, &client, &store, &image, sources).await
+    output::write_all(&settings, &client, &store, &image, sources).await?;
+    if settings.isolation.cleanup {
+        reset_own_root(&roots, "--cleanup")?;
+    }
+    Ok(())
+}
+
+/// `--pre-cleanup` / `--cleanup`: empties kiln's own root but for the ignore list; nothing to do
+/// in the sandbox, whose root filesystems are always deleted.
+fn reset_own_root(roots: &stage::Roots, flag: &str) -> anyhow::Result<()> {
+    let stage::Roots::Own(ignore) = roots else {
+        tracing::debug!("{flag}: nothing to clean with --isolation=chroot");
+        return Ok(());
+    };
+    tracing::info!("{flag}: deleting the files in / outside the ignore list");
+    let root = kiln_exec::RootFs::open(std::path::Path::new("/")).context("opening /")?;
+    ignore
+        .reset(&root)
+        .with_context(|| format!("{flag}: cleaning /"))
 }
 
 /// Fails before anything is pulled or run when a destination would refuse the push
@@ -170,7 +199,23 @@ async fn check_push_access(client: &Client, destinations: &[Reference]) -> anyho
 fn snapshot_plan(
     settings: &settings::SnapshotSettings,
     work: &std::path::Path,
+    isolation: Isolation,
 ) -> anyhow::Result<stage::Snapshots> {
+    if isolation == Isolation::None {
+        if settings.strategy == Some(Strategy::Overlay) {
+            anyhow::bail!(
+                "--snapshot-strategy overlay needs --isolation=chroot: nothing can be mounted over the container's own root"
+            );
+        }
+        // Kaniko's model: a walk of `/` before and after each RUN, the ignore list left out.
+        return Ok(stage::Snapshots {
+            strategy: Strategy::Scan(settings.mode),
+            overlay_available: false,
+            mode: settings.mode,
+            single_snapshot: settings.single_snapshot,
+            ignore_paths: settings.ignore_paths.clone(),
+        });
+    }
     let probe = kiln_exec::overlay::probe(work);
     let strategy = match (settings.strategy, &probe) {
         (Some(Strategy::Overlay), Err(err)) => {
@@ -206,7 +251,11 @@ fn unsupported_mount(mount: &kiln_graph::Mount) -> Option<String> {
 
 /// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: SSH RUN
 /// mounts, `--security=insecure`, and RUN for a platform other than the host's.
-fn refuse_unsupported(plan: &kiln_graph::Plan, dockerfile: &str) -> anyhow::Result<()> {
+fn refuse_unsupported(
+    plan: &kiln_graph::Plan,
+    dockerfile: &str,
+    isolation: Isolation,
+) -> anyhow::Result<()> {
     let host = settings::host_platform();
     for stage in &plan.stages {
         let target = &stage.platform;
@@ -217,6 +266,15 @@ fn refuse_unsupported(plan: &kiln_graph::Plan, dockerfile: &str) -> anyhow::Resu
             let at = format!("{dockerfile}:{}:{}", step.line, step.column);
             if let Some(reason) = run.mounts.iter().find_map(unsupported_mount) {
                 anyhow::bail!("{at}: {reason}\n    {} | {}", step.line, step.text);
+            }
+            if isolation == Isolation::None
+                && (!run.mounts.is_empty() || run.network == kiln_graph::NetworkMode::None)
+            {
+                anyhow::bail!(
+                    "{at}: RUN --mount and --network=none need the RUN sandbox, which --isolation=none does not have (use --isolation=chroot where namespaces can be created)\n    {} | {}",
+                    step.line,
+                    step.text
+                );
             }
             if run.security == kiln_graph::SecurityMode::Insecure {
                 anyhow::bail!(

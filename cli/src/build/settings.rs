@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use kiln_exec::compression::Compression;
+use kiln_exec::ignore::IgnoreList;
 use kiln_exec::layer::LayerOptions;
+use kiln_exec::run::Isolation;
 use kiln_exec::snapshot::ScanMode;
 use kiln_exec::snapshotter::Strategy;
 use kiln_registry::{ClientOptions, Reference, RegistryMaps, RetryPolicy};
@@ -70,6 +72,8 @@ pub struct Settings {
     /// The fixed time (seconds since 1970) the image is dated with instead of now:
     /// `SOURCE_DATE_EPOCH`, else 0 with `--reproducible`.
     pub epoch: Option<u64>,
+    /// Where RUN executes, and with `--isolation=none` what the build must not touch.
+    pub isolation: super::isolation::IsolationSettings,
 }
 
 /// `--snapshot-strategy`, `--snapshot-mode`, `--single-snapshot`, `--ignore-path`,
@@ -90,7 +94,8 @@ impl Settings {
     /// Validates `options` against the filesystem and environment.
     pub fn new(options: BuildOptions) -> anyhow::Result<Settings> {
         let context = context_dir(&options.context)?;
-        let snapshot = snapshot_settings(&options)?;
+        let mode = super::isolation::decide(&options)?;
+        let mut snapshot = snapshot_settings(&options)?;
         let dockerfile = dockerfile_path(&options.dockerfile, &context)?;
         if options.destinations.is_empty() && !options.no_push {
             bail!("no --destination given: name where to push the image, or pass --no-push");
@@ -127,9 +132,36 @@ impl Settings {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let secrets = super::secrets::Secrets::parse(&options.secrets)?;
-        let cache_dir = match options.cache_dir {
-            Some(dir) => absolute(&dir)?,
-            None => default_cache_dir()?,
+        let cache_dir = match (&options.cache_dir, mode) {
+            (Some(dir), _) => absolute(dir)?,
+            // `$HOME` is part of the root filesystem the build replaces.
+            (None, Isolation::None) => absolute(&options.kaniko_dir)?.join("kiln"),
+            (None, Isolation::Chroot) => default_cache_dir()?,
+        };
+        let ignore = match mode {
+            Isolation::Chroot => IgnoreList::default(),
+            Isolation::None => {
+                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+                    .context("reading /proc/self/mountinfo for the mount points to leave alone")?;
+                let list = super::isolation::container_ignore_list(
+                    &options,
+                    &mountinfo,
+                    &[&cache_dir, &context, &dockerfile],
+                );
+                tracing::debug!("ignore list: {:?}", list.paths());
+                snapshot.ignore_paths = list
+                    .paths()
+                    .iter()
+                    .map(|p| Path::new("/").join(p))
+                    .collect();
+                list
+            }
+        };
+        let isolation = super::isolation::IsolationSettings {
+            mode,
+            ignore,
+            cleanup: options.cleanup,
+            pre_cleanup: options.pre_cleanup,
         };
         let registry_maps =
             registry_maps(&options.registry_maps, &options.registry_mirrors, |name| {
@@ -180,7 +212,11 @@ impl Settings {
             platform: target_platform(options.custom_platform.as_deref())?,
             labels,
             secrets,
-            jobs: options.jobs.unwrap_or_else(default_jobs),
+            // One root filesystem, `/`: stages take turns in it.
+            jobs: match mode {
+                Isolation::None => NonZeroUsize::MIN,
+                Isolation::Chroot => options.jobs.unwrap_or_else(default_jobs),
+            },
             cache_dir,
             destinations,
             no_push: options.no_push,
@@ -196,6 +232,7 @@ impl Settings {
             layers,
             image_format: options.image_format,
             epoch,
+            isolation,
         })
     }
 }
@@ -236,7 +273,7 @@ fn snapshot_settings(options: &BuildOptions) -> anyhow::Result<SnapshotSettings>
         }
         ignore_paths.push(path.clone());
     }
-    if options.ignore_var_run {
+    if options.ignore_var_run == Some(true) {
         ignore_paths.push(PathBuf::from("/var/run"));
     }
     Ok(SnapshotSettings {

@@ -17,12 +17,13 @@ use kiln_exec::compression::{Compression, decompress};
 use kiln_exec::context::BuildContext;
 use kiln_exec::copy::{Chmod, CopyOptions, copy};
 use kiln_exec::dockerignore::Dockerignore;
+use kiln_exec::ignore::IgnoreList;
 use kiln_exec::layer::{LayerOptions, write_layer};
-use kiln_exec::run::{Network, RunSpec};
+use kiln_exec::run::{Isolation, Network, RunSpec};
 use kiln_exec::snapshot::{ScanMode, Snapshot};
 use kiln_exec::snapshotter::{Snapshotter, Strategy};
 use kiln_exec::sources::expand;
-use kiln_exec::unpack::{LayerStream, apply_layers};
+use kiln_exec::unpack::{LayerStream, apply_layers_except};
 use kiln_exec::users::{resolve_chown, resolve_user};
 use kiln_exec::workdir::ensure_workdir;
 use kiln_exec::{Changes, RootFs};
@@ -78,6 +79,18 @@ pub struct Executor<'a> {
     pub layers: LayerOptions,
     /// What `RUN --mount`s resolve against.
     pub mounts: &'a super::mounts::MountInputs<'a>,
+    /// Where stages build their root filesystems.
+    pub roots: &'a Roots,
+}
+
+/// Where stages build their root filesystems.
+#[derive(Debug, Clone)]
+pub enum Roots {
+    /// Each stage in its own directory of the work area; RUN in the sandbox.
+    PerStage,
+    /// Every stage in kiln's own `/`, one after another, RUN directly (`--isolation=none`):
+    /// the ignore list is never extracted over, deleted or snapshotted.
+    Own(IgnoreList),
 }
 
 /// The snapshot settings of a build, the strategy decided.
@@ -121,7 +134,10 @@ impl Executor<'_> {
         stage: &Stage,
         built: &dyn Progress<StageImage>,
     ) -> anyhow::Result<StageImage> {
-        let rootfs = self.work.join(format!("stage-{}", stage.index));
+        let rootfs = match self.roots {
+            Roots::PerStage => self.work.join(format!("stage-{}", stage.index)),
+            Roots::Own(_) => PathBuf::from("/"),
+        };
         let mut image = self.prepare(stage, &rootfs, built).with_context(|| {
             format!(
                 "{}:{}: preparing {}",
@@ -142,7 +158,11 @@ impl Executor<'_> {
             &self.snapshots.ignore_paths,
             self.snapshots.overlay_available,
             self.work.join(format!("stage-{}.snapshot", stage.index)),
-        );
+        )
+        .with_isolation(match self.roots {
+            Roots::PerStage => Isolation::Chroot,
+            Roots::Own(_) => Isolation::None,
+        });
         // `--single-snapshot`: one scan now, one after the last step, one layer (Kaniko's).
         let single_exclude = self.single_snapshot_exclusions(stage);
         let single = if self.snapshots.single_snapshot {
@@ -202,7 +222,40 @@ impl Executor<'_> {
             image.layers.extend(layer);
         }
         image.state = stage.final_state().clone();
+        if matches!(self.roots, Roots::Own(_)) && self.read_by_later_stage(stage.index) {
+            // `/` belongs to the next stage: keep a copy of this one for `COPY --from` (Kaniko
+            // saves the files it knows will be read; a copy of the stage is simpler and exact).
+            let saved = self.work.join(format!("stage-{}", stage.index));
+            create_rootfs(&saved)?;
+            self.unpack(&saved, &image.layers)
+                .with_context(|| format!("saving {} for later stages", stage_label(stage)))?;
+            image.rootfs = saved;
+        }
         Ok(image)
+    }
+
+    /// Whether a stage reads `index`'s files (`COPY --from`, `RUN --mount=from=`).
+    fn read_by_later_stage(&self, index: usize) -> bool {
+        self.plan.stages.iter().any(|stage| {
+            stage
+                .steps
+                .iter()
+                .any(|step| step.kind.source_stages().contains(&index))
+        })
+    }
+
+    /// An empty root for a stage: a new directory, or `/` emptied but for the ignore list.
+    fn fresh_root(&self, rootfs: &Path) -> anyhow::Result<()> {
+        match self.roots {
+            Roots::PerStage => create_rootfs(rootfs),
+            Roots::Own(ignore) => {
+                let root = RootFs::open(rootfs)
+                    .with_context(|| format!("opening {}", rootfs.display()))?;
+                ignore
+                    .reset(&root)
+                    .with_context(|| format!("emptying {} for the stage", rootfs.display()))
+            }
+        }
     }
 
     /// Creates the stage's root filesystem from its base and returns the image it starts as.
@@ -215,7 +268,7 @@ impl Executor<'_> {
         let rootfs = rootfs.to_path_buf();
         let image = match &stage.base {
             BaseRef::Scratch => {
-                create_rootfs(&rootfs)?;
+                self.fresh_root(&rootfs)?;
                 StageImage {
                     rootfs: rootfs.clone(),
                     layers: Vec::new(),
@@ -229,7 +282,7 @@ impl Executor<'_> {
                     .images
                     .get(reference)
                     .with_context(|| format!("base image {reference} was not pulled"))?;
-                create_rootfs(&rootfs)?;
+                self.fresh_root(&rootfs)?;
                 tracing::info!("Unpacking rootfs of {reference}");
                 self.unpack(&rootfs, &pulled.layers)?;
                 StageImage {
@@ -245,8 +298,8 @@ impl Executor<'_> {
                 let source = built
                     .output(*parent)
                     .with_context(|| format!("stage {parent} was not built"))?;
-                if needed_later {
-                    create_rootfs(&rootfs)?;
+                if needed_later || matches!(self.roots, Roots::Own(_)) {
+                    self.fresh_root(&rootfs)?;
                     self.unpack(&rootfs, &source.layers)?;
                 } else {
                     // Nobody else reads the parent's tree: take it over instead of rebuilding it.
@@ -578,6 +631,11 @@ impl Executor<'_> {
     /// ahead of the writes (`exec::unpack::apply_layers`).
     fn unpack(&self, rootfs: &Path, layers: &[Layer]) -> anyhow::Result<()> {
         let root = RootFs::open(rootfs)?;
+        let none = IgnoreList::default();
+        let ignore = match self.roots {
+            Roots::Own(ignore) if rootfs == Path::new("/") => ignore,
+            _ => &none,
+        };
         let mut streams = Vec::with_capacity(layers.len());
         for layer in layers {
             let path = self.store.blob_path(&layer.digest);
@@ -589,7 +647,7 @@ impl Executor<'_> {
                 tar: decompress(compression, BufReader::with_capacity(1 << 20, file))?,
             });
         }
-        apply_layers(&root, streams)?;
+        apply_layers_except(&root, streams, ignore)?;
         Ok(())
     }
 
