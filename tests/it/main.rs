@@ -24,6 +24,7 @@ mod mounts;
 mod outputs;
 mod plan;
 mod platform;
+mod pod;
 mod pull;
 mod registry_tls;
 mod snapshot;

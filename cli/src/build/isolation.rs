@@ -17,8 +17,9 @@ use kiln_exec::run::Isolation;
 
 use crate::args::{BuildOptions, IsolationArg};
 
-/// Paths Kaniko always ignores besides its own directory and the mount points.
-const ALWAYS_IGNORED: [&str; 4] = ["/proc", "/sys", "/dev", "/etc/mtab"];
+/// Paths always ignored besides kiln's own directory and the mount points: Kaniko's, and the
+/// debug image's shell (a `VOLUME` in Kaniko's image, which not every runtime mounts).
+const ALWAYS_IGNORED: [&str; 5] = ["/proc", "/sys", "/dev", "/etc/mtab", "/busybox"];
 
 /// The decided isolation and what it protects.
 #[derive(Debug, Clone)]

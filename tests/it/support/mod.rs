@@ -4,6 +4,7 @@
 pub mod base;
 pub mod kiln;
 pub mod pki;
+pub mod pod;
 pub mod proxy;
 pub mod registry;
 pub mod token_server;

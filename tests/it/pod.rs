@@ -1,0 +1,136 @@
+//! The executor image, built by kiln, run where Kaniko runs: a pod started from the `debug`
+//! image with the workspace and `config.json` mounted, the pipeline's command line verbatim
+//! through `/busybox/sh -c`, RUN directly in the container's own root (`--isolation=none`,
+//! chosen automatically), the result pushed to a real registry and checked with skopeo/umoci.
+
+use std::path::Path;
+
+use crate::support::base::{busybox_layout, copy_to_registry};
+use crate::support::pod::Pod;
+use crate::support::tools::{inspect_as, require, run, unpack_layout, unpack_with};
+use crate::support::{Project, Registry};
+
+const CREDS: (&str, &str) = ("pipeline", "pod-s3cret");
+
+/// Builds the `debug` executor image with `scripts/executor-image` and the kiln under test into
+/// an OCI layout, and unpacks it with umoci; returns the bundle directory.
+fn executor_bundle(scratch: &Path) -> std::path::PathBuf {
+    require("patchelf", "patchelf");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/executor-image");
+    let layout = scratch.join("executor-layout");
+    run(std::process::Command::new(script)
+        .arg("--kiln")
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(["--target", "debug", "--no-push"])
+        .arg("--oci-layout-path")
+        .arg(&layout)
+        .arg("--cache-dir")
+        .arg(scratch.join("executor-cache")));
+    let rootfs = unpack_layout(&layout, "latest", scratch);
+    rootfs.parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
+    let registry = Registry::start_with_auth(CREDS.0, CREDS.1);
+    let creds = format!("{}:{}", CREDS.0, CREDS.1);
+    let base = registry.image("base/busybox:latest");
+    copy_to_registry(
+        &busybox_layout(registry.scratch()),
+        "latest",
+        &base,
+        false,
+        Some(&creds),
+    );
+    let bundle = executor_bundle(&registry.scratch().join("executor"));
+
+    // What the pipeline mounts: the checkout at /workspace, the Docker config at /kaniko/.docker.
+    let workspace = Project::new().dockerfile(&format!(
+        "FROM {base} AS build\n\
+         RUN mkdir /out && echo artifact > /out/artifact && echo scratch > /out/log\n\
+         RUN echo second > /out/second && rm /out/log\n\
+         FROM {base}\n\
+         COPY --from=build /out/ /app/\n\
+         RUN test ! -e /out && cat /app/artifact /app/second > /app/both && ls /kaniko > /app/kaniko-seen\n"
+    ));
+    let docker_config = tempfile::tempdir().unwrap();
+    let auth = base64_encode(creds.as_bytes());
+    std::fs::write(
+        docker_config.path().join("config.json"),
+        format!(
+            "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}",
+            registry.addr()
+        ),
+    )
+    .unwrap();
+    let destination = registry.image("team/app:1.0");
+
+    let pod = Pod::from_bundle(&bundle)
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .bind(workspace.path(), "/workspace")
+        .bind(docker_config.path(), "/kaniko/.docker");
+    let started = std::time::Instant::now();
+    let output = pod.run(&[
+        "/busybox/sh",
+        "-c",
+        &format!(
+            "/kaniko/executor --dockerfile=/workspace/Dockerfile --context=dir:///workspace/ --destination={destination}"
+        ),
+    ]);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "the pod failed:\n{log}");
+    eprintln!("pod build took {:?}\n{log}", started.elapsed());
+    assert!(
+        log.contains("Isolation: none (running as /kaniko/executor in a container"),
+        "{log}"
+    );
+
+    let manifest = inspect_as(&destination, &creds);
+    assert_eq!(
+        manifest["Layers"].as_array().unwrap().len(),
+        3,
+        "base, COPY, RUN: {manifest}"
+    );
+    let image = unpack_with(
+        &format!("docker://{destination}"),
+        &registry.scratch().join("result"),
+        &["--src-creds", &creds],
+    );
+    let read = |path: &str| std::fs::read_to_string(image.join(path)).unwrap();
+    assert_eq!(read("app/artifact"), "artifact\n");
+    assert_eq!(read("app/both"), "artifact\nsecond\n");
+    assert!(!image.join("app/log").exists());
+    // RUN ran in the container's own root: the executor's directory was visible to it...
+    assert!(read("app/kaniko-seen").contains("executor"), "{log}");
+    // ...but nothing of the container reached a layer.
+    for absent in ["kaniko", "workspace", "busybox", "out"] {
+        assert!(
+            !image.join(absent).exists(),
+            "/{absent} leaked into the image"
+        );
+    }
+
+    // The container is intact after the build: its executor still runs (its libraries live under
+    // /kaniko), the mounted workspace and config are untouched, and the stage's files replaced
+    // the image's own.
+    let again = pod.run(&["/kaniko/executor", "version"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("kiln "));
+    assert!(workspace.path().join("Dockerfile").is_file());
+    assert!(docker_config.path().join("config.json").is_file());
+    assert!(pod.rootfs().join("app/both").is_file());
+    assert!(pod.rootfs().join("busybox/sh").exists());
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
