@@ -20,6 +20,21 @@ pub struct Cli {
     /// Log level: panic, fatal, error, warn, info, debug or trace.
     #[arg(short = 'v', long, global = true, default_value = "info")]
     verbosity: String,
+
+    /// Log format: text, color (text with colours on a terminal) or json (one object a line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Color)]
+    log_format: LogFormat,
+
+    /// Prefix text log lines with a timestamp.
+    #[arg(
+        long,
+        global = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    log_timestamp: bool,
 }
 
 impl Cli {
@@ -27,6 +42,22 @@ impl Cli {
     pub fn verbosity(&self) -> &str {
         &self.verbosity
     }
+
+    /// `--log-format` and `--log-timestamp`.
+    pub fn log_style(&self) -> (LogFormat, bool) {
+        (self.log_format, self.log_timestamp)
+    }
+}
+
+/// `--log-format` (Kaniko's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Plain text.
+    Text,
+    /// Text, coloured when stderr is a terminal (Kaniko's default).
+    Color,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.
@@ -85,14 +116,56 @@ pub struct BuildOptions {
     /// the TARGET* args and the config's os/architecture. RUN needs it to be the host's.
     #[arg(
         long = "custom-platform",
+        alias = "customPlatform",
         value_name = "OS/ARCH[/VARIANT]",
         help_heading = "Build"
     )]
     pub custom_platform: Option<String>,
 
+    /// A sub-directory of the context to use as the context.
+    #[arg(long, value_name = "PATH", help_heading = "Build")]
+    pub context_sub_path: Option<PathBuf>,
+
+    /// Options of a git context (`branch=`, `single-branch=`, `recurse-submodules=`,
+    /// `insecure-skip-tls=`, `depth=`); repeatable. Git contexts are refused, so these only
+    /// need to be well-formed.
+    #[arg(long = "git", value_name = "KEY=VALUE", help_heading = "Build")]
+    pub git: Vec<String>,
+
+    /// Kaniko's legacy GCS bucket context: refused (GCS contexts are not supported).
+    #[arg(short = 'b', long, hide = true, help_heading = "Build")]
+    pub bucket: Option<String>,
+
+    /// Accepted for Kaniko compatibility: kiln always builds only the stages the target needs.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Build"
+    )]
+    pub skip_unused_stages: bool,
+
+    /// Accepted for Kaniko compatibility, no effect: metadata-only instructions get a history
+    /// entry and no layer (OSS Kaniko made the flag a no-op too).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Build"
+    )]
+    pub force_build_metadata: bool,
+
     /// Add a label `KEY=VALUE` to the image config. Repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", help_heading = "Build")]
     pub labels: Vec<String>,
+
+    /// Add an annotation `KEY=VALUE` to the image manifest (Chainguard Kaniko's flag). Repeatable.
+    #[arg(long = "annotation", value_name = "KEY=VALUE", help_heading = "Image")]
+    pub annotations: Vec<String>,
 
     /// How many independent stages may build at once (default: the number of CPUs).
     #[arg(long, value_name = "N", help_heading = "Build")]
@@ -346,6 +419,15 @@ pub struct BuildOptions {
     /// content), with exponential backoff from 1 s. Kaniko's default is 0; kiln's is 3.
     #[arg(long, value_name = "N", default_value_t = 3, help_heading = "Registry")]
     pub image_download_retry: u32,
+
+    /// Accepted for Kaniko compatibility, no effect: base layers are extracted from verified
+    /// local blobs, where a retry cannot help (downloads retry with `--image-download-retry`).
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Registry")]
+    pub image_fs_extract_retry: u32,
+
+    /// Kaniko's hidden Azure flag: refused (use `DOCKER_CONFIG` credentials for ACR).
+    #[arg(long, hide = true, help_heading = "Registry")]
+    pub azure_container_registry_config: Option<String>,
 
     /// Treat a registry's refusal to overwrite an immutable tag as success.
     #[arg(long, help_heading = "Registry")]

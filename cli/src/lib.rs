@@ -7,6 +7,8 @@
 mod args;
 mod build;
 mod image;
+#[cfg(test)]
+mod kaniko_flags;
 mod logging;
 mod login;
 mod output;
@@ -21,7 +23,8 @@ use clap::Parser;
 pub fn main() -> ExitCode {
     let cli = args::Cli::parse_from(args::normalised_args(std::env::args_os()));
     let verbosity = cli.verbosity();
-    if let Err(err) = logging::init(verbosity) {
+    let (format, timestamps) = cli.log_style();
+    if let Err(err) = logging::init(verbosity, format, timestamps) {
         eprintln!("kiln: {err:#}");
         return ExitCode::FAILURE;
     }

@@ -17,6 +17,7 @@ mod env_auth;
 mod errors;
 mod extract;
 mod frontend;
+mod kaniko_flags;
 mod layers;
 mod login;
 mod mirrors;

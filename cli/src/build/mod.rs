@@ -5,6 +5,7 @@
 //! whole image exists in the store, so a failed build leaves every destination as it was.
 
 mod bases;
+pub(crate) mod compat;
 pub(crate) mod isolation;
 mod keys;
 mod mounts;
@@ -148,6 +149,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let image = store_image(
         &store,
         settings.image_format,
+        &settings.annotations,
         &built.layers,
         &NewConfig {
             state: &state,
@@ -310,6 +312,7 @@ fn log_keys(plan: &kiln_graph::Plan, dockerfile: &str) {
 fn store_image(
     store: &Store,
     format: ImageFormat,
+    annotations: &[(String, String)],
     layers: &[Layer],
     config: &NewConfig<'_>,
 ) -> anyhow::Result<StoredImage> {
@@ -320,6 +323,7 @@ fn store_image(
         config_blob.digest.as_ref(),
         config_blob.size,
         layers,
+        annotations,
     )?;
     let manifest_blob = store.put(&manifest_bytes)?;
     Ok(StoredImage {

@@ -74,6 +74,11 @@ pub struct Settings {
     pub epoch: Option<u64>,
     /// Where RUN executes, and with `--isolation=none` what the build must not touch.
     pub isolation: super::isolation::IsolationSettings,
+    /// `--annotation` pairs, written into the manifest.
+    pub annotations: Vec<(String, String)>,
+    /// `$BUILDER_OUTPUT`: a directory where `images` lists what was pushed (Cloud Build's
+    /// convention, which Kaniko follows).
+    pub builder_output: Option<PathBuf>,
 }
 
 /// `--snapshot-strategy`, `--snapshot-mode`, `--single-snapshot`, `--ignore-path`,
@@ -93,7 +98,23 @@ pub struct SnapshotSettings {
 impl Settings {
     /// Validates `options` against the filesystem and environment.
     pub fn new(options: BuildOptions) -> anyhow::Result<Settings> {
+        super::compat::check(&options)?;
         let context = context_dir(&options.context)?;
+        let context = match &options.context_sub_path {
+            None => context,
+            Some(sub) => {
+                let dir = context.join(sub);
+                if !dir.is_dir() {
+                    bail!(
+                        "--context-sub-path {}: {} is not a directory",
+                        sub.display(),
+                        dir.display()
+                    );
+                }
+                dir
+            }
+        };
+        let annotations = super::compat::pairs("--annotation", &options.annotations)?;
         let mode = super::isolation::decide(&options)?;
         let mut snapshot = snapshot_settings(&options)?;
         let dockerfile = dockerfile_path(&options.dockerfile, &context)?;
@@ -233,6 +254,10 @@ impl Settings {
             image_format: options.image_format,
             epoch,
             isolation,
+            annotations,
+            builder_output: std::env::var_os("BUILDER_OUTPUT")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
         })
     }
 }
