@@ -128,6 +128,57 @@ fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
     assert!(docker_config.path().join("config.json").is_file());
     assert!(pod.rootfs().join("app/both").is_file());
     assert!(pod.rootfs().join("busybox/sh").exists());
+
+    // The same container builds again, and `--cleanup` leaves only what the ignore list holds.
+    let second = registry.image("team/app:1.1");
+    let output = pod.run(&[
+        "/busybox/sh",
+        "-c",
+        &format!(
+            "/kaniko/executor --dockerfile=/workspace/Dockerfile --context=dir:///workspace/ --destination={second} --cleanup && ls -a /"
+        ),
+    ]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the second build failed:\n{log}");
+    let mut left: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .skip(1) // the digest
+        .map(str::to_owned)
+        .collect();
+    left.sort();
+    // `/var` stays as the parent of `/var/run` (ignored by default, as in Kaniko), `/etc` as
+    // the parent of the mounted `/etc/hosts` and `/etc/resolv.conf`.
+    assert_eq!(
+        left,
+        [
+            ".",
+            "..",
+            "busybox",
+            "dev",
+            "etc",
+            "kaniko",
+            "proc",
+            "var",
+            "workspace"
+        ],
+        "{log}"
+    );
+    let mut etc: Vec<_> = std::fs::read_dir(pod.rootfs().join("etc"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    etc.sort();
+    assert_eq!(etc, ["hosts", "resolv.conf"]);
+    // Same base layer, and the two layers of the stage again (their times differ).
+    let layers = |image: &str| {
+        inspect_as(image, &creds)["Layers"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let (first_layers, second_layers) = (layers(&destination), layers(&second));
+    assert_eq!(second_layers.len(), 3);
+    assert_eq!(second_layers[0], first_layers[0]);
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
