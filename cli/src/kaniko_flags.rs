@@ -263,6 +263,17 @@ fn table() -> Vec<(&'static [&'static str], Expect)> {
     ]
 }
 
+#[test]
+fn a_dockerfile_url_is_refused_saying_it_is_not_downloaded() {
+    let err = crate::build::settings::dockerfile_path(
+        std::path::Path::new("https://example.test/Dockerfile"),
+        std::path::Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("Dockerfiles are not downloaded"), "{err}");
+}
+
 /// Parses `flags` as `/kaniko/executor <flags>` and applies kiln's flag checks.
 fn executor(flags: &[&str]) -> Result<Cli, String> {
     let argv = std::iter::once("/kaniko/executor")

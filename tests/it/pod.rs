@@ -12,21 +12,31 @@ use crate::support::{Project, Registry};
 
 const CREDS: (&str, &str) = ("pipeline", "pod-s3cret");
 
-/// Builds the `debug` executor image with `scripts/executor-image` and the kiln under test into
-/// an OCI layout, and unpacks it with umoci; returns the bundle directory.
+/// The `debug` executor image, built once per test run with `scripts/executor-image` and the
+/// kiln under test, as an OCI layout; each test unpacks its own copy (a pod changes its root).
+fn executor_layout() -> &'static Path {
+    static LAYOUT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    LAYOUT
+        .get_or_init(|| {
+            require("patchelf", "patchelf");
+            let dir = tempfile::tempdir().unwrap();
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/executor-image");
+            run(std::process::Command::new(script)
+                .arg("--kiln")
+                .arg(env!("CARGO_BIN_EXE_kiln"))
+                .args(["--target", "debug", "--no-push"])
+                .arg("--oci-layout-path")
+                .arg(dir.path().join("layout"))
+                .arg("--cache-dir")
+                .arg(dir.path().join("cache")));
+            dir
+        })
+        .path()
+}
+
+/// A fresh umoci bundle of the executor image under `scratch`.
 fn executor_bundle(scratch: &Path) -> std::path::PathBuf {
-    require("patchelf", "patchelf");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/executor-image");
-    let layout = scratch.join("executor-layout");
-    run(std::process::Command::new(script)
-        .arg("--kiln")
-        .arg(env!("CARGO_BIN_EXE_kiln"))
-        .args(["--target", "debug", "--no-push"])
-        .arg("--oci-layout-path")
-        .arg(&layout)
-        .arg("--cache-dir")
-        .arg(scratch.join("executor-cache")));
-    let rootfs = unpack_layout(&layout, "latest", scratch);
+    let rootfs = unpack_layout(&executor_layout().join("layout"), "latest", scratch);
     rootfs.parent().unwrap().to_path_buf()
 }
 
@@ -184,4 +194,43 @@ fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn without_container_markers_the_executor_keeps_its_sandbox_and_none_needs_force() {
+    let registry = Registry::start();
+    let bundle = executor_bundle(&registry.scratch().join("executor"));
+    let workspace = Project::new().dockerfile("FROM scratch\nCOPY Dockerfile /Dockerfile\n");
+    // No $KUBERNETES_SERVICE_HOST, no /.dockerenv, and pid 1's cgroup is the host's root.
+    let pod = Pod::from_bundle(&bundle).bind(workspace.path(), "/workspace");
+
+    let refused = pod.run(&["/kaniko/executor", "--isolation=none", "--no-push"]);
+    let log = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{log}");
+    assert!(log.contains("no container was detected"), "{log}");
+    assert!(log.contains("pass --force"), "{log}");
+    assert!(
+        pod.rootfs().join("busybox/sh").exists() && pod.rootfs().join("etc/passwd").exists(),
+        "a refused build must not touch the filesystem"
+    );
+
+    let sandboxed = pod.run(&["/kaniko/executor", "--no-push"]);
+    let log = String::from_utf8_lossy(&sandboxed.stderr);
+    assert!(sandboxed.status.success(), "{log}");
+    assert!(log.contains("Isolation: chroot"), "{log}");
+    assert!(pod.rootfs().join("etc/passwd").exists(), "{log}");
+
+    let forced = pod.run(&[
+        "/kaniko/executor",
+        "--isolation=none",
+        "--force",
+        "--no-push",
+    ]);
+    let log = String::from_utf8_lossy(&forced.stderr);
+    assert!(forced.status.success(), "{log}");
+    assert!(
+        log.contains("Isolation: none (--isolation=none outside a container, forced)"),
+        "{log}"
+    );
+    assert!(!pod.rootfs().join("etc/passwd").exists(), "{log}");
 }

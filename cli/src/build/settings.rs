@@ -351,6 +351,12 @@ pub(crate) fn context_dir(context: &str) -> anyhow::Result<PathBuf> {
 
 /// Kaniko's rule: the Dockerfile path as given if it exists, else relative to the context.
 pub(crate) fn dockerfile_path(dockerfile: &Path, context: &Path) -> anyhow::Result<PathBuf> {
+    let text = dockerfile.to_string_lossy();
+    if text.starts_with("http://") || text.starts_with("https://") {
+        bail!(
+            "--dockerfile {text}: Dockerfiles are not downloaded; fetch it first and pass its path (Kaniko's URL form is not supported)"
+        );
+    }
     if dockerfile.is_file() {
         return absolute(dockerfile);
     }
