@@ -61,7 +61,13 @@ fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
          RUN echo second > /out/second && rm /out/log\n\
          FROM {base}\n\
          COPY --from=build /out/ /app/\n\
-         RUN test ! -e /out && cat /app/artifact /app/second > /app/both && ls /kaniko > /app/kaniko-seen\n"
+         RUN test ! -e /out && cat /app/artifact /app/second > /app/both && ls /kaniko > /app/kaniko-seen\n\
+         RUN <<EOF\n\
+         #!/bin/sh\n\
+         echo \"from $0\" > /app/script\n\
+         EOF\n\
+         USER app\n\
+         RUN id > /home/app/id\n"
     ));
     let docker_config = tempfile::tempdir().unwrap();
     let auth = base64_encode(creds.as_bytes());
@@ -102,8 +108,8 @@ fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
     let manifest = inspect_as(&destination, &creds);
     assert_eq!(
         manifest["Layers"].as_array().unwrap().len(),
-        3,
-        "base, COPY, RUN: {manifest}"
+        5,
+        "base, COPY, three RUNs: {manifest}"
     );
     let image = unpack_with(
         &format!("docker://{destination}"),
@@ -114,6 +120,13 @@ fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
     assert_eq!(read("app/artifact"), "artifact\n");
     assert_eq!(read("app/both"), "artifact\nsecond\n");
     assert!(!image.join("app/log").exists());
+    // A `#!` heredoc runs from /dev/pipes, and USER switches uid, gid and the supplementary
+    // groups of /etc/group, as in the sandbox.
+    assert!(read("app/script").starts_with("from /dev/pipes/"), "{log}");
+    assert_eq!(
+        read("home/app/id"),
+        "uid=1000(app) gid=1000(app) groups=50(staff)\n"
+    );
     // RUN ran in the container's own root: the executor's directory was visible to it...
     assert!(read("app/kaniko-seen").contains("executor"), "{log}");
     // ...but nothing of the container reached a layer.
@@ -187,7 +200,7 @@ fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
             .clone()
     };
     let (first_layers, second_layers) = (layers(&destination), layers(&second));
-    assert_eq!(second_layers.len(), 3);
+    assert_eq!(second_layers.len(), 5);
     assert_eq!(second_layers[0], first_layers[0]);
 }
 
