@@ -153,7 +153,7 @@ fn unescape_mountinfo(field: &str) -> PathBuf {
 }
 
 /// Names in a directory, without `.` and `..`.
-fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>> {
+pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>> {
     let mut names = Vec::new();
     let mut entries = rustix::fs::Dir::read_from(dir)?;
     while let Some(entry) = entries.read() {
@@ -166,8 +166,10 @@ fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>> {
     Ok(names)
 }
 
-/// `rm -rf` of `name` in `parent`, never following a symlink and never crossing into another
-/// filesystem (a mount point the list missed is left in place rather than emptied).
+/// `rm -rf` of `name` in `parent` (nothing there is fine), never following a symlink (a
+/// symlink is unlinked, not its target; directories are descended through descriptors opened
+/// with `O_NOFOLLOW`) and never crossing into another filesystem (a mount point the ignore list
+/// missed fails the removal rather than being emptied).
 pub(crate) fn remove_all(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),

@@ -27,7 +27,7 @@ use rustix::io::Errno;
 use tar::EntryType;
 
 use crate::fsroot::RootFs;
-use crate::ignore::IgnoreList;
+use crate::ignore::{IgnoreList, list_dir, remove_all};
 
 mod pipeline;
 mod policy;
@@ -768,40 +768,6 @@ fn lstat_at(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<rustix::f
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Names in a directory, without `.` and `..`.
-fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    let mut entries = rustix::fs::Dir::read_from(dir)?;
-    while let Some(entry) = entries.read() {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            names.push(OsStr::from_bytes(name).to_os_string());
-        }
-    }
-    Ok(names)
-}
-
-/// `rm -rf` of `name` in `parent`, never following a symlink: a symlink is unlinked, not its
-/// target, and directories are descended through descriptors opened with `O_NOFOLLOW`.
-fn remove_all(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
-    match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
-        Ok(()) => return Ok(()),
-        Err(Errno::ISDIR) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let dir = rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    for child in list_dir(dir.as_fd())? {
-        remove_all(dir.as_fd(), &child)?;
-    }
-    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(Into::into)
 }
 
 fn device_number(field: io::Result<Option<u32>>, which: &str) -> Result<u32, String> {
