@@ -65,7 +65,16 @@ pub fn run_direct(root: &RootFs, spec: &RunSpec) -> Result<(), RunError> {
         source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
     })?;
     let ids = resolve_user(root, &spec.user)?;
-    let env = environment(spec, ids.uid, ids.home.as_deref());
+    // The command shares the container's UTS namespace: `HOSTNAME` names that host, not the
+    // sandbox's `buildkitsandbox`.
+    let mut with_host = spec.clone();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname");
+    if let (Ok(name), false) = (hostname, with_host.env.iter().any(|(k, _)| k == "HOSTNAME")) {
+        with_host
+            .env
+            .push(("HOSTNAME".to_owned(), name.trim().to_owned()));
+    }
+    let env = environment(&with_host, ids.uid, ids.home.as_deref());
     let path_var = env
         .iter()
         .find(|(k, _)| k == "PATH")
