@@ -74,12 +74,16 @@ fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
     std::fs::write(
         docker_config.path().join("config.json"),
         format!(
-            "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}",
-            registry.addr()
+            "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}},\"{}\":{{\"auth\":\"{auth}\"}}}}}}",
+            registry.addr(),
+            registry.addr().replace("127.0.0.1", "localhost")
         ),
     )
     .unwrap();
-    let destination = registry.image("team/app:1.0");
+    // By name: resolved through the image's nsswitch.conf and the pod's /etc/hosts, no NSS plugin.
+    let destination = registry
+        .image("team/app:1.0")
+        .replace("127.0.0.1", "localhost");
 
     let pod = Pod::from_bundle(&bundle)
         .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
@@ -153,12 +157,15 @@ fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
     assert!(pod.rootfs().join("busybox/sh").exists());
 
     // The same container builds again, and `--cleanup` leaves only what the ignore list holds.
-    let second = registry.image("team/app:1.1");
+    // Without the push-access probe, the registry's name is first resolved for the push, after
+    // the base image replaced `/etc` (busybox has no nsswitch.conf): glibc's built-in files and
+    // dns modules still answer from the pod's /etc/hosts.
+    let second = destination.replace(":1.0", ":1.1");
     let output = pod.run(&[
         "/busybox/sh",
         "-c",
         &format!(
-            "/kaniko/executor --dockerfile=/workspace/Dockerfile --context=dir:///workspace/ --destination={second} --cleanup && ls -a /"
+            "/kaniko/executor --dockerfile=/workspace/Dockerfile --context=dir:///workspace/ --destination={second} --skip-push-permission-check --cleanup && ls -a /"
         ),
     ]);
     let log = String::from_utf8_lossy(&output.stderr);
