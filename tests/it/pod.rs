@@ -254,3 +254,46 @@ fn without_container_markers_the_executor_keeps_its_sandbox_and_none_needs_force
     );
     assert!(!pod.rootfs().join("etc/passwd").exists(), "{log}");
 }
+
+#[test]
+fn in_the_containers_own_root_volumes_stay_out_of_a_single_snapshot_layer() {
+    let (registry, base) = Registry::with_busybox();
+    let bundle = executor_bundle(&registry.scratch().join("executor"));
+    let workspace = Project::new().dockerfile(&format!(
+        "FROM {base}\n\
+         VOLUME /data\n\
+         RUN echo lost > /data/x && echo kept > /kept\n\
+         RUN mkdir -p /var/run/app && echo pid > /var/run/app/pid && echo more > /more\n"
+    ));
+    let pod = Pod::from_bundle(&bundle)
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .bind(workspace.path(), "/workspace");
+    let output = pod.run(&[
+        "/kaniko/executor",
+        "--no-push",
+        "--single-snapshot",
+        "--destination=example.test/app:v1",
+        "--oci-layout-path=/workspace/out",
+    ]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("Isolation: none"), "{log}");
+
+    let layout = workspace.path().join("out");
+    let manifest = crate::support::tools::inspect(&format!("oci:{}:v1", layout.display()));
+    assert_eq!(
+        manifest["Layers"].as_array().unwrap().len(),
+        2,
+        "the base and one layer for the stage: {manifest}"
+    );
+    let image = unpack_layout(&layout, "v1", &registry.scratch().join("result"));
+    let read = |path: &str| std::fs::read_to_string(image.join(path)).unwrap();
+    assert_eq!(read("kept"), "kept\n");
+    assert_eq!(read("more"), "more\n");
+    // Kaniko's semantics without an overlay: the volume and /var/run are left out.
+    assert!(
+        !image.join("data/x").exists(),
+        "the volume's contents leaked"
+    );
+    assert!(!image.join("var/run/app").exists(), "/var/run leaked");
+}
