@@ -38,6 +38,34 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Parses a command line, `kiln build`'s switches taking Kaniko's (pflag's) forms too:
+    /// `--no-push`, `--no-push=true`, `--no-push=false`. Environment overrides of switches
+    /// (`KANIKO_NO_PUSH`) accept `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
+    pub fn try_parse_kaniko(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let mut command = Cli::command().mut_subcommand("build", |build| {
+            build.mut_args(|arg| {
+                if matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+                    arg.action(clap::ArgAction::Set)
+                        .num_args(0..=1)
+                        .require_equals(true)
+                        .default_missing_value("true")
+                        .default_value("false")
+                        .value_parser(clap::builder::BoolishValueParser::new())
+                } else {
+                    arg
+                }
+            })
+        });
+        let mut matches = command.try_get_matches_from_mut(args)?;
+        Cli::from_arg_matches_mut(&mut matches).map_err(|err| err.format(&mut command))
+    }
+
+    /// [`Cli::try_parse_kaniko`], exiting with clap's message on an error (`--help` included).
+    pub fn parse_kaniko(args: impl IntoIterator<Item = OsString>) -> Cli {
+        Cli::try_parse_kaniko(args).unwrap_or_else(|err| err.exit())
+    }
+
     /// The requested log level.
     pub fn verbosity(&self) -> &str {
         &self.verbosity
@@ -618,7 +646,7 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> BuildOptions {
-        let cli = Cli::try_parse_from(normalised_args(args.iter().map(OsString::from))).unwrap();
+        let cli = Cli::try_parse_kaniko(normalised_args(args.iter().map(OsString::from))).unwrap();
         match cli.command {
             Command::Build(options) => *options,
             other => panic!("expected build, got {other:?}"),

@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{CommandFactory as _, Parser as _};
+use clap::CommandFactory as _;
 
 use crate::args::{
     BuildOptions, Cli, Command, IsolationArg, LogFormat, SnapshotModeArg, normalised_args,
@@ -103,6 +103,12 @@ fn table() -> Vec<(&'static [&'static str], Expect)> {
         (&["--compressed-caching=false"], CacheWork),
         (&["--no-push-cache"], CacheWork),
         (&["--no-push"], Same(|_, o| o.no_push)),
+        (&["--no-push=true"], Same(|_, o| o.no_push)),
+        (&["--no-push=false"], Same(|_, o| !o.no_push)),
+        (
+            &["--insecure=true", "--skip-tls-verify=false"],
+            Same(|_, o| o.insecure && !o.skip_tls_verify),
+        ),
         (
             &["--tar-path=/out/image.tar"],
             Same(|_, o| o.tar_path == Some(PathBuf::from("/out/image.tar"))),
@@ -279,7 +285,7 @@ fn executor(flags: &[&str]) -> Result<Cli, String> {
     let argv = std::iter::once("/kaniko/executor")
         .chain(flags.iter().copied())
         .map(OsString::from);
-    let cli = Cli::try_parse_from(normalised_args(argv)).map_err(|e| e.to_string())?;
+    let cli = Cli::try_parse_kaniko(normalised_args(argv)).map_err(|e| e.to_string())?;
     crate::build::compat::check(build(&cli)).map_err(|e| format!("{e:#}"))?;
     Ok(cli)
 }
@@ -333,7 +339,7 @@ fn kaniko_environment_overrides_are_wired_to_their_flags() {
 
 #[test]
 fn executor_version_is_a_subcommand_of_the_executor_binary() {
-    let cli = Cli::try_parse_from(normalised_args(
+    let cli = Cli::try_parse_kaniko(normalised_args(
         ["/kaniko/executor", "version"].map(OsString::from),
     ))
     .unwrap();

@@ -17,11 +17,9 @@ mod progress;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = args::Cli::parse_from(args::normalised_args(std::env::args_os()));
+    let cli = args::Cli::parse_kaniko(args::normalised_args(std::env::args_os()));
     let verbosity = cli.verbosity();
     let (format, timestamps) = cli.log_style();
     if let Err(err) = logging::init(verbosity, format, timestamps) {

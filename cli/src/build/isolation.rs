@@ -122,12 +122,14 @@ pub fn container_ignore_list(options: &BuildOptions, mountinfo: &str, own: &[&Pa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
 
     fn options(args: &[&str]) -> BuildOptions {
         let mut argv = vec!["kiln", "build", "--no-push"];
         argv.extend_from_slice(args);
-        match crate::args::Cli::try_parse_from(argv).unwrap().command {
+        match crate::args::Cli::try_parse_kaniko(argv.into_iter().map(std::ffi::OsString::from))
+            .unwrap()
+            .command
+        {
             crate::args::Command::Build(options) => *options,
             _ => panic!("expected build"),
         }
