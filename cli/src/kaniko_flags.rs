@@ -280,6 +280,18 @@ fn a_dockerfile_url_is_refused_saying_it_is_not_downloaded() {
     assert!(err.contains("Dockerfiles are not downloaded"), "{err}");
 }
 
+#[test]
+fn an_ignore_path_with_wildcards_is_refused_rather_than_matched_literally() {
+    let cli = executor(&["--context=/", "--ignore-path=/var/cache/*"]).unwrap();
+    let Command::Build(options) = cli.command else {
+        panic!("expected a build");
+    };
+    let err = crate::build::Settings::new(*options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("wildcards are not supported"), "{err}");
+}
+
 /// Parses `flags` as `/kaniko/executor <flags>` and applies kiln's flag checks.
 fn executor(flags: &[&str]) -> Result<Cli, String> {
     let argv = std::iter::once("/kaniko/executor")

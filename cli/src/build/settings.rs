@@ -296,6 +296,15 @@ fn snapshot_settings(options: &BuildOptions) -> anyhow::Result<SnapshotSettings>
                 path.display()
             );
         }
+        if path
+            .to_str()
+            .is_some_and(|text| text.split('/').any(kiln_exec::glob::has_wildcards))
+        {
+            bail!(
+                "--ignore-path {}: wildcards are not supported (Kaniko matches each component with filepath.Match; kiln matches whole paths): list the paths instead",
+                path.display()
+            );
+        }
         ignore_paths.push(path.clone());
     }
     if options.ignore_var_run == Some(true) {
