@@ -441,11 +441,21 @@ fn execute(
 
 /// Decodes a `(step, errno)` report written by the child.
 fn setup_failure(message: &[u8]) -> Option<RunError> {
-    let step = u32::from_le_bytes(message.get(..4)?.try_into().ok()?);
+    let step = Step::from_raw(u32::from_le_bytes(message.get(..4)?.try_into().ok()?))?;
     let errno = i32::from_le_bytes(message.get(4..8)?.try_into().ok()?);
+    let mut source = io::Error::from_raw_os_error(errno);
+    if step == Step::Unshare && errno == libc::EPERM {
+        // The one failure users meet: an unprivileged container (a Kubernetes pod).
+        source = io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{source}: this process may not create namespaces (no CAP_SYS_ADMIN, as in an unprivileged container); build with --isolation=none there"
+            ),
+        );
+    }
     Some(RunError::Setup {
-        step: Step::from_raw(step)?.describe(),
-        source: io::Error::from_raw_os_error(errno),
+        step: step.describe(),
+        source,
     })
 }
 

@@ -296,4 +296,13 @@ fn in_the_containers_own_root_volumes_stay_out_of_a_single_snapshot_layer() {
         "the volume's contents leaked"
     );
     assert!(!image.join("var/run/app").exists(), "/var/run leaked");
+
+    // The sandbox asked for where it cannot exist: the error says what to do instead.
+    let output = pod.run(&["/kaniko/executor", "--no-push", "--isolation=chroot"]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{log}");
+    assert!(
+        log.contains("may not create namespaces") && log.contains("--isolation=none"),
+        "{log}"
+    );
 }
