@@ -59,12 +59,18 @@ impl IgnoreList {
 
     /// Whether `path` (root-relative or absolute) is ignored: it is, or is below, a listed path.
     pub fn ignores(&self, path: &Path) -> bool {
+        if self.paths.is_empty() {
+            return false; // the sandbox's case, on every extracted entry: no work at all
+        }
         let path = fsroot::clean(path);
         self.paths.iter().any(|ignored| path.starts_with(ignored))
     }
 
     /// Whether a listed path lies strictly below `path`: deleting `path` wholesale would delete it.
     pub fn holds_ignored(&self, path: &Path) -> bool {
+        if self.paths.is_empty() {
+            return false;
+        }
         let path = fsroot::clean(path);
         self.paths
             .iter()
