@@ -20,13 +20,72 @@ pub struct Cli {
     /// Log level: panic, fatal, error, warn, info, debug or trace.
     #[arg(short = 'v', long, global = true, default_value = "info")]
     verbosity: String,
+
+    /// Log format: text, color (text with colours on a terminal) or json (one object a line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Color)]
+    log_format: LogFormat,
+
+    /// Prefix text log lines with a timestamp.
+    #[arg(
+        long,
+        global = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    log_timestamp: bool,
 }
 
 impl Cli {
+    /// Parses a command line, `kiln build`'s switches taking Kaniko's (pflag's) forms too:
+    /// `--no-push`, `--no-push=true`, `--no-push=false`. Environment overrides of switches
+    /// (`KANIKO_NO_PUSH`) accept `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
+    pub fn try_parse_kaniko(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let mut command = Cli::command().mut_subcommand("build", |build| {
+            build.mut_args(|arg| {
+                if matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+                    arg.action(clap::ArgAction::Set)
+                        .num_args(0..=1)
+                        .require_equals(true)
+                        .default_missing_value("true")
+                        .default_value("false")
+                        .value_parser(clap::builder::BoolishValueParser::new())
+                } else {
+                    arg
+                }
+            })
+        });
+        let mut matches = command.try_get_matches_from_mut(args)?;
+        Cli::from_arg_matches_mut(&mut matches).map_err(|err| err.format(&mut command))
+    }
+
+    /// [`Cli::try_parse_kaniko`], exiting with clap's message on an error (`--help` included).
+    pub fn parse_kaniko(args: impl IntoIterator<Item = OsString>) -> Cli {
+        Cli::try_parse_kaniko(args).unwrap_or_else(|err| err.exit())
+    }
+
     /// The requested log level.
     pub fn verbosity(&self) -> &str {
         &self.verbosity
     }
+
+    /// `--log-format` and `--log-timestamp`.
+    pub fn log_style(&self) -> (LogFormat, bool) {
+        (self.log_format, self.log_timestamp)
+    }
+}
+
+/// `--log-format` (Kaniko's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Plain text.
+    Text,
+    /// Text, coloured when stderr is a terminal (Kaniko's default).
+    Color,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.
@@ -85,14 +144,56 @@ pub struct BuildOptions {
     /// the TARGET* args and the config's os/architecture. RUN needs it to be the host's.
     #[arg(
         long = "custom-platform",
+        alias = "customPlatform",
         value_name = "OS/ARCH[/VARIANT]",
         help_heading = "Build"
     )]
     pub custom_platform: Option<String>,
 
+    /// A sub-directory of the context to use as the context.
+    #[arg(long, value_name = "PATH", help_heading = "Build")]
+    pub context_sub_path: Option<PathBuf>,
+
+    /// Options of a git context (`branch=`, `single-branch=`, `recurse-submodules=`,
+    /// `insecure-skip-tls=`, `depth=`); repeatable. Git contexts are refused, so these only
+    /// need to be well-formed.
+    #[arg(long = "git", value_name = "KEY=VALUE", help_heading = "Build")]
+    pub git: Vec<String>,
+
+    /// Kaniko's legacy GCS bucket context: refused (GCS contexts are not supported).
+    #[arg(short = 'b', long, hide = true, help_heading = "Build")]
+    pub bucket: Option<String>,
+
+    /// Accepted for Kaniko compatibility: kiln always builds only the stages the target needs.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Build"
+    )]
+    pub skip_unused_stages: bool,
+
+    /// Accepted for Kaniko compatibility, no effect: metadata-only instructions get a history
+    /// entry and no layer (OSS Kaniko made the flag a no-op too).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Build"
+    )]
+    pub force_build_metadata: bool,
+
     /// Add a label `KEY=VALUE` to the image config. Repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", help_heading = "Build")]
     pub labels: Vec<String>,
+
+    /// Add an annotation `KEY=VALUE` to the image manifest (Chainguard Kaniko's flag). Repeatable.
+    #[arg(long = "annotation", value_name = "KEY=VALUE", help_heading = "Image")]
+    pub annotations: Vec<String>,
 
     /// How many independent stages may build at once (default: the number of CPUs).
     #[arg(long, value_name = "N", help_heading = "Build")]
@@ -143,18 +244,71 @@ pub struct BuildOptions {
     #[arg(long = "ignore-path", value_name = "PATH", help_heading = "Snapshot")]
     pub ignore_paths: Vec<PathBuf>,
 
-    /// Leave `/var/run` out of layers, as Kaniko does by default; kiln's default is Docker's:
-    /// keep it.
+    /// Leave `/var/run` out of layers (and, with `--isolation=none`, out of extraction and
+    /// cleanup). Default: true with `--isolation=none`, as in Kaniko; false in the sandbox,
+    /// as in Docker.
     #[arg(
         long,
         alias = "whitelist-var-run",
         num_args = 0..=1,
         default_missing_value = "true",
-        default_value_t = false,
         action = clap::ArgAction::Set,
         help_heading = "Snapshot"
     )]
-    pub ignore_var_run: bool,
+    pub ignore_var_run: Option<bool>,
+
+    /// Where RUN executes: `chroot` (a sandbox with its own namespaces over a private root
+    /// filesystem), `none` (directly in this container's own `/`, over which the base image is
+    /// extracted: Kaniko's model), or `auto`: `none` when running as a container's
+    /// `$KANIKO_DIR/executor`, else `chroot`.
+    #[arg(
+        long,
+        env = "KILN_ISOLATION",
+        value_enum,
+        default_value_t = IsolationArg::Auto,
+        help_heading = "Isolation"
+    )]
+    pub isolation: IsolationArg,
+
+    /// Allow `--isolation=none` outside a container (it overwrites and deletes files in `/`).
+    #[arg(long, help_heading = "Isolation")]
+    pub force: bool,
+
+    /// kiln's own directory in its container (the executor, `.docker/config.json`), never
+    /// touched by a build with `--isolation=none`; its state lives in `<dir>/kiln` there.
+    #[arg(
+        long,
+        env = "KANIKO_DIR",
+        default_value = "/kaniko",
+        help_heading = "Isolation"
+    )]
+    pub kaniko_dir: PathBuf,
+
+    /// With `--isolation=none`: delete the build's files from `/` when done (ignored paths
+    /// stay), so the container can build again.
+    #[arg(
+        long,
+        env = "KANIKO_CLEANUP",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Isolation"
+    )]
+    pub cleanup: bool,
+
+    /// With `--isolation=none`: delete everything from `/` but the ignored paths before
+    /// building (for executor images with extra files, OSS Kaniko's flag).
+    #[arg(
+        long,
+        env = "KANIKO_PRE_CLEANUP",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "Isolation"
+    )]
+    pub pre_cleanup: bool,
 
     /// Compression of the layers kiln writes: gzip (read everywhere) or zstd (2-4x faster to
     /// write and smaller; OCI images only).
@@ -372,6 +526,15 @@ pub struct BuildOptions {
     #[arg(long, value_name = "N", default_value_t = 3, help_heading = "Registry")]
     pub image_download_retry: u32,
 
+    /// Accepted for Kaniko compatibility, no effect: base layers are extracted from verified
+    /// local blobs, where a retry cannot help (downloads retry with `--image-download-retry`).
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Registry")]
+    pub image_fs_extract_retry: u32,
+
+    /// Kaniko's hidden Azure flag: refused (use `DOCKER_CONFIG` credentials for ACR).
+    #[arg(long, hide = true, help_heading = "Registry")]
+    pub azure_container_registry_config: Option<String>,
+
     /// Treat a registry's refusal to overwrite an immutable tag as success.
     #[arg(long, help_heading = "Registry")]
     pub push_ignore_immutable_tag_errors: bool,
@@ -379,6 +542,17 @@ pub struct BuildOptions {
     /// Do not check that every destination accepts pushes before building.
     #[arg(long, help_heading = "Registry")]
     pub skip_push_permission_check: bool,
+}
+
+/// `--isolation` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationArg {
+    /// `none` when kiln is a container's `$KANIKO_DIR/executor`, else `chroot`.
+    Auto,
+    /// RUN in a sandbox over a private root filesystem.
+    Chroot,
+    /// RUN directly in this container's own root filesystem (Kaniko's model).
+    None,
 }
 
 /// `--compression` values (Kaniko's names).
@@ -558,7 +732,7 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> BuildOptions {
-        let cli = Cli::try_parse_from(normalised_args(args.iter().map(OsString::from))).unwrap();
+        let cli = Cli::try_parse_kaniko(normalised_args(args.iter().map(OsString::from))).unwrap();
         match cli.command {
             Command::Build(options) => *options,
             other => panic!("expected build, got {other:?}"),
@@ -620,7 +794,7 @@ mod tests {
         let options = parse(&["kiln", "build", "--no-push"]);
         assert_eq!(options.snapshot_strategy, SnapshotStrategyArg::Auto);
         assert_eq!(options.snapshot_mode, SnapshotModeArg::Redo);
-        assert!(!options.single_snapshot && !options.ignore_var_run);
+        assert!(!options.single_snapshot && options.ignore_var_run.is_none());
         let options = parse(&[
             "/kaniko/executor",
             "--snapshot-mode=full",
@@ -634,17 +808,26 @@ mod tests {
         ]);
         assert_eq!(options.snapshot_mode, SnapshotModeArg::Full);
         assert_eq!(options.snapshot_strategy, SnapshotStrategyArg::Scan);
-        assert!(options.single_snapshot && options.ignore_var_run);
+        assert!(options.single_snapshot && options.ignore_var_run == Some(true));
         assert_eq!(
             options.ignore_paths,
             vec![PathBuf::from("/tmp"), PathBuf::from("/var/cache")]
         );
-        assert!(parse(&["kiln", "build", "--ignore-var-run"]).ignore_var_run);
-        assert!(parse(&["kiln", "build", "--whitelist-var-run=true"]).ignore_var_run);
+        assert_eq!(
+            parse(&["kiln", "build", "--ignore-var-run"]).ignore_var_run,
+            Some(true)
+        );
+        assert_eq!(
+            parse(&["kiln", "build", "--whitelist-var-run=true"]).ignore_var_run,
+            Some(true)
+        );
         let old = parse(&["kiln", "build", "--snapshotMode=time", "--use-new-run"]);
         assert_eq!(old.snapshot_mode, SnapshotModeArg::Time);
         assert!(old.use_new_run);
-        assert!(!parse(&["kiln", "build", "--ignore-var-run=false"]).ignore_var_run);
+        assert_eq!(
+            parse(&["kiln", "build", "--ignore-var-run=false"]).ignore_var_run,
+            Some(false)
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod args;
 mod build;
 mod cache;
 mod image;
+#[cfg(test)]
+mod kaniko_flags;
 mod logging;
 mod login;
 mod output;
@@ -16,13 +18,12 @@ mod progress;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = args::Cli::parse_from(args::normalised_args(std::env::args_os()));
+    let cli = args::Cli::parse_kaniko(args::normalised_args(std::env::args_os()));
     let verbosity = cli.verbosity();
-    if let Err(err) = logging::init(verbosity) {
+    let (format, timestamps) = cli.log_style();
+    if let Err(err) = logging::init(verbosity, format, timestamps) {
         eprintln!("kiln: {err:#}");
         return ExitCode::FAILURE;
     }

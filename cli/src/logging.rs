@@ -3,10 +3,12 @@
 
 use tracing_subscriber::EnvFilter;
 
+use crate::args::LogFormat;
+
 /// Installs the global subscriber. Other crates' logs are off by default: kiln reports their
 /// failures itself, with context (rustls would otherwise log a certificate error kiln then
 /// explains).
-pub fn init(verbosity: &str) -> anyhow::Result<()> {
+pub fn init(verbosity: &str, format: LogFormat, timestamps: bool) -> anyhow::Result<()> {
     let level = match verbosity {
         "panic" | "fatal" | "error" => "error",
         "warn" | "warning" => "warn",
@@ -23,13 +25,16 @@ pub fn init(verbosity: &str) -> anyhow::Result<()> {
             "off,kiln_cli={level},kiln_exec={level},kiln_registry={level},kiln_cas={level},kiln_graph={level}"
         ))?,
     };
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let ansi = format == LogFormat::Color && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
-        .with_target(false)
-        .without_time()
-        .try_init()
-        .map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))
+        .with_target(false);
+    let installed = match (format, timestamps) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (_, true) => builder.try_init(),
+        (_, false) => builder.without_time().try_init(),
+    };
+    installed.map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))
 }

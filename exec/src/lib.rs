@@ -14,6 +14,7 @@ pub mod copy;
 pub mod dockerignore;
 pub mod fsroot;
 pub mod glob;
+pub mod ignore;
 pub mod layer;
 pub mod overlay;
 pub mod run;

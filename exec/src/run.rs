@@ -10,10 +10,12 @@
 //! command's status) → command (pid 1). Both descendants die with their parent
 //! (`PR_SET_PDEATHSIG`), and the kernel kills every process of the pid namespace when pid 1 exits.
 
+mod direct;
 mod mounts;
 mod sandbox;
 mod stubs;
 
+pub use direct::run_direct;
 pub use mounts::{MountSource, RunMount};
 
 use std::ffi::{CString, OsStr};
@@ -75,6 +77,16 @@ pub struct RunSpec {
     /// `RUN --mount`s, resolved to host paths or tmpfs, mounted in this order (a later target
     /// inside an earlier one is mounted over it).
     pub mounts: Vec<RunMount>,
+}
+
+/// Where a `RUN` executes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// In the sandbox: new namespaces, `pivot_root` into the root filesystem ([`run_with`]).
+    #[default]
+    Chroot,
+    /// Directly in kiln's own root, which is the image's (Kaniko's model, [`run_direct`]).
+    None,
 }
 
 /// `RUN --network`.
@@ -429,11 +441,21 @@ fn execute(
 
 /// Decodes a `(step, errno)` report written by the child.
 fn setup_failure(message: &[u8]) -> Option<RunError> {
-    let step = u32::from_le_bytes(message.get(..4)?.try_into().ok()?);
+    let step = Step::from_raw(u32::from_le_bytes(message.get(..4)?.try_into().ok()?))?;
     let errno = i32::from_le_bytes(message.get(4..8)?.try_into().ok()?);
+    let mut source = io::Error::from_raw_os_error(errno);
+    if step == Step::Unshare && errno == libc::EPERM {
+        // The one failure users meet: an unprivileged container (a Kubernetes pod).
+        source = io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{source}: this process may not create namespaces (no CAP_SYS_ADMIN, as in an unprivileged container); build with --isolation=none there"
+            ),
+        );
+    }
     Some(RunError::Setup {
-        step: Step::from_raw(step)?.describe(),
-        source: io::Error::from_raw_os_error(errno),
+        step: step.describe(),
+        source,
     })
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::changes::Changes;
 use crate::fsroot::{self, RootFs};
 use crate::overlay::{Overlay, OverlayError};
-use crate::run::{RunError, RunSpec, run_with};
+use crate::run::{Isolation, RunError, RunSpec, run_direct, run_with};
 use crate::snapshot::{ScanMode, Snapshot, SnapshotError};
 
 /// How a `RUN`'s changes are observed.
@@ -64,6 +64,8 @@ pub struct Snapshotter {
     scratch: PathBuf,
     /// The scan strategy's walk of the root as the last `RUN` left it.
     baseline: Option<Snapshot>,
+    /// Whether commands run in the sandbox or directly in kiln's own root.
+    isolation: Isolation,
 }
 
 impl Snapshotter {
@@ -86,6 +88,30 @@ impl Snapshotter {
             overlay_volumes: overlay_available,
             scratch,
             baseline: None,
+            isolation: Isolation::Chroot,
+        }
+    }
+
+    /// Runs commands as `isolation` says. [`Isolation::None`] needs the scan strategy (nothing
+    /// can be mounted) and a root that is kiln's own `/`.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Snapshotter {
+        self.isolation = isolation;
+        if isolation == Isolation::None {
+            self.overlay_volumes = false;
+        }
+        self
+    }
+
+    /// Runs `spec` in the sandbox with `mounts`, or directly.
+    fn execute(
+        &self,
+        root: &RootFs,
+        spec: &RunSpec,
+        mounts: &[crate::overlay::OverlayMount],
+    ) -> Result<Vec<PathBuf>, RunError> {
+        match self.isolation {
+            Isolation::Chroot => run_with(root, spec, mounts),
+            Isolation::None => run_direct(root, spec).map(|()| Vec::new()),
         }
     }
 
@@ -122,7 +148,7 @@ impl Snapshotter {
             .iter()
             .map(Overlay::mount)
             .collect::<Result<Vec<_>, _>>()?;
-        let outcome = run_with(root, spec, &mounts);
+        let outcome = self.execute(root, spec, &mounts);
         for overlay in overlays {
             overlay.discard()?;
         }
@@ -174,7 +200,7 @@ impl Snapshotter {
                     Some(before) => before,
                     None => Snapshot::scan_with(root.path(), mode, &exclude)?,
                 };
-                let stub_parents = run_with(root, spec, &mounts)?;
+                let stub_parents = self.execute(root, spec, &mounts)?;
                 let mut after = Snapshot::scan_with(root.path(), mode, &exclude)?;
                 let diff = before.observe(&mut after, &stub_parents)?;
                 // The volumes' exclusions are this step's: the baseline cannot outlive them.
@@ -183,10 +209,19 @@ impl Snapshotter {
                 }
                 diff
             }
+            Strategy::Overlay if self.isolation == Isolation::None => {
+                return Err(SnapshotterError::Run(RunError::Setup {
+                    step: "observing the RUN",
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "the overlay snapshot strategy needs the RUN sandbox; use --snapshot-strategy scan with --isolation=none",
+                    ),
+                }));
+            }
             Strategy::Overlay => {
                 let overlay = Overlay::create(&host_root, &self.scratch.join("root"))?;
                 mounts.insert(0, overlay.mount()?);
-                if let Err(err) = run_with(root, spec, &mounts) {
+                if let Err(err) = self.execute(root, spec, &mounts) {
                     overlay.discard()?;
                     return Err(err.into());
                 }

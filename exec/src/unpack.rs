@@ -27,12 +27,13 @@ use rustix::io::Errno;
 use tar::EntryType;
 
 use crate::fsroot::RootFs;
+use crate::ignore::{IgnoreList, list_dir, remove_all};
 
 mod pipeline;
 mod policy;
 mod sparse;
 
-pub use pipeline::{LayerStream, apply_layers};
+pub use pipeline::{LayerStream, apply_layers, apply_layers_except};
 use sparse::SparseWriter;
 
 /// Prefix of a whiteout entry, which deletes the lower-layer file it names.
@@ -97,9 +98,22 @@ pub enum UnpackError {
 /// order, except that opaque whiteouts and directory modification times are settled once the
 /// whole layer has been read, so neither depends on where the tar put them.
 pub fn apply_layer(root: &RootFs, tar: impl Read, layer: &str) -> Result<(), UnpackError> {
+    apply_layer_except(root, tar, layer, &IgnoreList::default())
+}
+
+/// [`apply_layer`] onto a root that holds paths the layer must not touch (kiln's own container
+/// root, `--isolation=none`): entries at or under an ignored path are skipped, and whiteouts
+/// and opaque directories delete around them, as Kaniko's extraction does.
+pub fn apply_layer_except(
+    root: &RootFs,
+    tar: impl Read,
+    layer: &str,
+    ignore: &IgnoreList,
+) -> Result<(), UnpackError> {
     let mut unpacker = Unpacker {
         root,
         layer,
+        ignore,
         written: HashSet::new(),
         last_entry: None,
         opaque_dirs: Vec::new(),
@@ -121,6 +135,8 @@ pub fn apply_layer(root: &RootFs, tar: impl Read, layer: &str) -> Result<(), Unp
 struct Unpacker<'a> {
     root: &'a RootFs,
     layer: &'a str,
+    /// Paths never written or deleted.
+    ignore: &'a IgnoreList,
     /// Cleaned paths this layer wrote, with all their ancestors: what an opaque whiteout keeps.
     written: HashSet<PathBuf>,
     /// The entry being applied, or the last one: what a stream error is reported after.
@@ -165,6 +181,10 @@ impl Unpacker<'_> {
         }
         if matches!(kind, EntryType::XGlobalHeader) {
             tracing::debug!(layer = self.layer, entry = %name.display(), "ignoring PAX global header");
+            return Ok(());
+        }
+        if self.ignore.ignores(&path) {
+            tracing::debug!(layer = self.layer, entry = %name.display(), "skipping an ignored path");
             return Ok(());
         }
 
@@ -433,7 +453,12 @@ impl Unpacker<'_> {
             }
             Err(e) => return Err(("resolving the whited-out path", e)),
         };
-        match remove_all(parent.as_fd(), &name) {
+        let removed = if self.ignore.is_empty() {
+            remove_all(parent.as_fd(), &name)
+        } else {
+            self.ignore.remove(parent.as_fd(), &name, deleted)
+        };
+        match removed {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other.map_err(|e| ("deleting the whited-out path", e)),
         }
@@ -629,7 +654,11 @@ impl Unpacker<'_> {
         for name in list_dir(dir.as_fd())? {
             let child = rel.join(&name);
             if !self.written.contains(&child) {
-                remove_all(dir.as_fd(), &name)?;
+                if self.ignore.is_empty() {
+                    remove_all(dir.as_fd(), &name)?;
+                } else {
+                    self.ignore.remove(dir.as_fd(), &name, &child)?;
+                }
                 continue;
             }
             let is_dir = lstat_at(dir.as_fd(), &name)?
@@ -739,40 +768,6 @@ fn lstat_at(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<rustix::f
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Names in a directory, without `.` and `..`.
-fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    let mut entries = rustix::fs::Dir::read_from(dir)?;
-    while let Some(entry) = entries.read() {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            names.push(OsStr::from_bytes(name).to_os_string());
-        }
-    }
-    Ok(names)
-}
-
-/// `rm -rf` of `name` in `parent`, never following a symlink: a symlink is unlinked, not its
-/// target, and directories are descended through descriptors opened with `O_NOFOLLOW`.
-fn remove_all(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
-    match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
-        Ok(()) => return Ok(()),
-        Err(Errno::ISDIR) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let dir = rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    for child in list_dir(dir.as_fd())? {
-        remove_all(dir.as_fd(), &child)?;
-    }
-    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(Into::into)
 }
 
 fn device_number(field: io::Result<Option<u32>>, which: &str) -> Result<u32, String> {

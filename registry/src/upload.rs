@@ -145,6 +145,7 @@ impl Client {
             operation: op,
             target: &target,
             registry: repo.registry(),
+            origin: repo.origin(),
             repository: repo.repository(),
             access: Access::Push,
         };

@@ -6,6 +6,8 @@
 
 mod bases;
 pub(crate) mod blobs;
+pub(crate) mod compat;
+pub(crate) mod isolation;
 mod keys;
 mod mounts;
 pub(crate) mod references;
@@ -25,6 +27,7 @@ use anyhow::Context as _;
 use kiln_cas::Store;
 use kiln_cas::export::StoredImage;
 use kiln_exec::context::BuildContext;
+use kiln_exec::run::Isolation;
 use kiln_exec::snapshot::ScanMode;
 use kiln_exec::snapshotter::Strategy;
 use kiln_graph::{PlanOptions, Planner};
@@ -73,7 +76,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .map(|(name, image)| (name.clone(), image.config.state.clone()))
         .collect();
     let mut plan = planner.plan(&states)?;
-    refuse_unsupported(&plan, &label)?;
+    refuse_unsupported(&plan, &label, settings.isolation.mode)?;
     // Where each base layer can be mounted from (the image as named) and downloaded from
     // (the mirror that served it).
     let base_layers = |repository: fn(&bases::PulledImage) -> &Reference| {
@@ -130,7 +133,14 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     );
 
     let work = WorkDir::create(&settings.cache_dir)?;
-    let snapshots = snapshot_plan(&settings.snapshot, work.path())?;
+    let snapshots = snapshot_plan(&settings.snapshot, work.path(), settings.isolation.mode)?;
+    let roots = match settings.isolation.mode {
+        Isolation::Chroot => stage::Roots::PerStage,
+        Isolation::None => stage::Roots::Own(settings.isolation.ignore.clone()),
+    };
+    if settings.isolation.pre_cleanup {
+        reset_own_root(&roots, "--pre-cleanup")?;
+    }
 
     let created_at = match settings.epoch {
         Some(epoch) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch),
@@ -147,6 +157,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         let cache = Arc::clone(&cache);
         let blobs = blobs.clone();
         let label = label.clone();
+        let roots = roots.clone();
         tokio::task::spawn_blocking(move || {
             stage::Executor {
                 plan: &plan,
@@ -160,6 +171,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                 image_roots: Mutex::default(),
                 snapshots: &snapshots,
                 layers,
+                roots: &roots,
                 mounts: &mounts::MountInputs {
                     cache_dir: &cache_dir,
                     context: &context,
@@ -185,6 +197,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let image = store_image(
         &store,
         settings.image_format,
+        &settings.annotations,
         &built.layers,
         &NewConfig {
             state: &state,
@@ -217,7 +230,25 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         blobs: &blobs,
         layers: &built.layers,
     };
-    output::write_all(&settings, &client, &store, &image, sources, missing).await
+    output::write_all(&settings, &client, &store, &image, sources, missing).await?;
+    if settings.isolation.cleanup {
+        reset_own_root(&roots, "--cleanup")?;
+    }
+    Ok(())
+}
+
+/// `--pre-cleanup` / `--cleanup`: empties kiln's own root but for the ignore list; nothing to do
+/// in the sandbox, whose root filesystems are always deleted.
+fn reset_own_root(roots: &stage::Roots, flag: &str) -> anyhow::Result<()> {
+    let stage::Roots::Own(ignore) = roots else {
+        tracing::debug!("{flag}: nothing to clean with --isolation=chroot");
+        return Ok(());
+    };
+    tracing::info!("{flag}: deleting the files in / outside the ignore list");
+    let root = kiln_exec::RootFs::open(std::path::Path::new("/")).context("opening /")?;
+    ignore
+        .reset(&root)
+        .with_context(|| format!("{flag}: cleaning /"))
 }
 
 /// Every key the build may look up: each cacheable step of each stage the target needs.
@@ -264,7 +295,23 @@ async fn check_push_access(client: &Client, destinations: &[Reference]) -> anyho
 fn snapshot_plan(
     settings: &settings::SnapshotSettings,
     work: &std::path::Path,
+    isolation: Isolation,
 ) -> anyhow::Result<stage::Snapshots> {
+    if isolation == Isolation::None {
+        if settings.strategy == Some(Strategy::Overlay) {
+            anyhow::bail!(
+                "--snapshot-strategy overlay needs --isolation=chroot: nothing can be mounted over the container's own root"
+            );
+        }
+        // Kaniko's model: a walk of `/` before and after each RUN, the ignore list left out.
+        return Ok(stage::Snapshots {
+            strategy: Strategy::Scan(settings.mode),
+            overlay_available: false,
+            mode: settings.mode,
+            single_snapshot: settings.single_snapshot,
+            ignore_paths: settings.ignore_paths.clone(),
+        });
+    }
     let probe = kiln_exec::overlay::probe(work);
     let strategy = match (settings.strategy, &probe) {
         (Some(Strategy::Overlay), Err(err)) => {
@@ -300,7 +347,11 @@ fn unsupported_mount(mount: &kiln_graph::Mount) -> Option<String> {
 
 /// Refuses, before anything runs, what a plan asks for that kiln cannot honour yet: SSH RUN
 /// mounts, `--security=insecure`, and RUN for a platform other than the host's.
-fn refuse_unsupported(plan: &kiln_graph::Plan, dockerfile: &str) -> anyhow::Result<()> {
+fn refuse_unsupported(
+    plan: &kiln_graph::Plan,
+    dockerfile: &str,
+    isolation: Isolation,
+) -> anyhow::Result<()> {
     let host = settings::host_platform();
     for stage in &plan.stages {
         let target = &stage.platform;
@@ -311,6 +362,15 @@ fn refuse_unsupported(plan: &kiln_graph::Plan, dockerfile: &str) -> anyhow::Resu
             let at = format!("{dockerfile}:{}:{}", step.line, step.column);
             if let Some(reason) = run.mounts.iter().find_map(unsupported_mount) {
                 anyhow::bail!("{at}: {reason}\n    {} | {}", step.line, step.text);
+            }
+            if isolation == Isolation::None
+                && (!run.mounts.is_empty() || run.network == kiln_graph::NetworkMode::None)
+            {
+                anyhow::bail!(
+                    "{at}: RUN --mount and --network=none need the RUN sandbox, which --isolation=none does not have (use --isolation=chroot where namespaces can be created)\n    {} | {}",
+                    step.line,
+                    step.text
+                );
             }
             if run.security == kiln_graph::SecurityMode::Insecure {
                 anyhow::bail!(
@@ -346,6 +406,7 @@ fn log_keys(plan: &kiln_graph::Plan, dockerfile: &str) {
 fn store_image(
     store: &Store,
     format: ImageFormat,
+    annotations: &[(String, String)],
     layers: &[Layer],
     config: &NewConfig<'_>,
 ) -> anyhow::Result<StoredImage> {
@@ -356,6 +417,7 @@ fn store_image(
         config_blob.digest.as_ref(),
         config_blob.size,
         layers,
+        annotations,
     )?;
     let manifest_blob = store.put(&manifest_bytes)?;
     Ok(StoredImage {

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use kiln_exec::compression::Compression;
+use kiln_exec::ignore::IgnoreList;
 use kiln_exec::layer::LayerOptions;
+use kiln_exec::run::Isolation;
 use kiln_exec::snapshot::ScanMode;
 use kiln_exec::snapshotter::Strategy;
 use kiln_registry::{ClientOptions, Reference, RegistryMaps, RetryPolicy};
@@ -72,6 +74,13 @@ pub struct Settings {
     /// The fixed time (seconds since 1970) the image is dated with instead of now:
     /// `SOURCE_DATE_EPOCH`, else 0 with `--reproducible`.
     pub epoch: Option<u64>,
+    /// Where RUN executes, and with `--isolation=none` what the build must not touch.
+    pub isolation: super::isolation::IsolationSettings,
+    /// `--annotation` pairs, written into the manifest.
+    pub annotations: Vec<(String, String)>,
+    /// `$BUILDER_OUTPUT`: a directory where `images` lists what was pushed (Cloud Build's
+    /// convention, which Kaniko follows).
+    pub builder_output: Option<PathBuf>,
 }
 
 /// `--snapshot-strategy`, `--snapshot-mode`, `--single-snapshot`, `--ignore-path`,
@@ -91,8 +100,25 @@ pub struct SnapshotSettings {
 impl Settings {
     /// Validates `options` against the filesystem and environment.
     pub fn new(options: BuildOptions) -> anyhow::Result<Settings> {
+        super::compat::check(&options)?;
         let context = context_dir(&options.context)?;
-        let snapshot = snapshot_settings(&options)?;
+        let context = match &options.context_sub_path {
+            None => context,
+            Some(sub) => {
+                let dir = context.join(sub);
+                if !dir.is_dir() {
+                    bail!(
+                        "--context-sub-path {}: {} is not a directory",
+                        sub.display(),
+                        dir.display()
+                    );
+                }
+                dir
+            }
+        };
+        let annotations = super::compat::pairs("--annotation", &options.annotations)?;
+        let mode = super::isolation::decide(&options)?;
+        let mut snapshot = snapshot_settings(&options)?;
         let dockerfile = dockerfile_path(&options.dockerfile, &context)?;
         if options.destinations.is_empty() && !options.no_push {
             bail!("no --destination given: name where to push the image, or pass --no-push");
@@ -130,9 +156,36 @@ impl Settings {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let secrets = super::secrets::Secrets::parse(&options.secrets)?;
-        let cache_dir = match options.cache_dir {
-            Some(dir) => absolute(&dir)?,
-            None => default_cache_dir()?,
+        let cache_dir = match (&options.cache_dir, mode) {
+            (Some(dir), _) => absolute(dir)?,
+            // `$HOME` is part of the root filesystem the build replaces.
+            (None, Isolation::None) => absolute(&options.kaniko_dir)?.join("kiln"),
+            (None, Isolation::Chroot) => default_cache_dir()?,
+        };
+        let ignore = match mode {
+            Isolation::Chroot => IgnoreList::default(),
+            Isolation::None => {
+                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+                    .context("reading /proc/self/mountinfo for the mount points to leave alone")?;
+                let list = super::isolation::container_ignore_list(
+                    &options,
+                    &mountinfo,
+                    &[&cache_dir, &context, &dockerfile],
+                );
+                tracing::debug!("ignore list: {:?}", list.paths());
+                snapshot.ignore_paths = list
+                    .paths()
+                    .iter()
+                    .map(|p| Path::new("/").join(p))
+                    .collect();
+                list
+            }
+        };
+        let isolation = super::isolation::IsolationSettings {
+            mode,
+            ignore,
+            cleanup: options.cleanup,
+            pre_cleanup: options.pre_cleanup,
         };
         let registry_maps =
             registry_maps(&options.registry_maps, &options.registry_mirrors, |name| {
@@ -184,7 +237,11 @@ impl Settings {
             platform: target_platform(options.custom_platform.as_deref())?,
             labels,
             secrets,
-            jobs: options.jobs.unwrap_or_else(default_jobs),
+            // One root filesystem, `/`: stages take turns in it.
+            jobs: match mode {
+                Isolation::None => NonZeroUsize::MIN,
+                Isolation::Chroot => options.jobs.unwrap_or_else(default_jobs),
+            },
             cache_dir,
             cache,
             destinations,
@@ -201,6 +258,11 @@ impl Settings {
             layers,
             image_format: options.image_format,
             epoch,
+            isolation,
+            annotations,
+            builder_output: std::env::var_os("BUILDER_OUTPUT")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
         })
     }
 }
@@ -239,9 +301,18 @@ fn snapshot_settings(options: &BuildOptions) -> anyhow::Result<SnapshotSettings>
                 path.display()
             );
         }
+        if path
+            .to_str()
+            .is_some_and(|text| text.split('/').any(kiln_exec::glob::has_wildcards))
+        {
+            bail!(
+                "--ignore-path {}: wildcards are not supported (Kaniko matches each component with filepath.Match; kiln matches whole paths): list the paths instead",
+                path.display()
+            );
+        }
         ignore_paths.push(path.clone());
     }
-    if options.ignore_var_run {
+    if options.ignore_var_run == Some(true) {
         ignore_paths.push(PathBuf::from("/var/run"));
     }
     Ok(SnapshotSettings {
@@ -294,6 +365,12 @@ pub(crate) fn context_dir(context: &str) -> anyhow::Result<PathBuf> {
 
 /// Kaniko's rule: the Dockerfile path as given if it exists, else relative to the context.
 pub(crate) fn dockerfile_path(dockerfile: &Path, context: &Path) -> anyhow::Result<PathBuf> {
+    let text = dockerfile.to_string_lossy();
+    if text.starts_with("http://") || text.starts_with("https://") {
+        bail!(
+            "--dockerfile {text}: Dockerfiles are not downloaded; fetch it first and pass its path (Kaniko's URL form is not supported)"
+        );
+    }
     if dockerfile.is_file() {
         return absolute(dockerfile);
     }

@@ -17,12 +17,13 @@ use kiln_exec::compression::{Compression, decompress};
 use kiln_exec::context::{BuildContext, Owners, digest_sources};
 use kiln_exec::copy::{Chmod, CopyOptions, copy};
 use kiln_exec::dockerignore::Dockerignore;
+use kiln_exec::ignore::IgnoreList;
 use kiln_exec::layer::{LayerOptions, write_layer};
-use kiln_exec::run::{Network, RunSpec};
+use kiln_exec::run::{Isolation, Network, RunSpec};
 use kiln_exec::snapshot::{ScanMode, Snapshot};
 use kiln_exec::snapshotter::{Snapshotter, Strategy};
 use kiln_exec::sources::expand;
-use kiln_exec::unpack::{LayerStream, apply_layers};
+use kiln_exec::unpack::{LayerStream, apply_layers_except};
 use kiln_exec::users::{resolve_chown, resolve_user};
 use kiln_exec::workdir::ensure_workdir;
 use kiln_exec::{Changes, RootFs};
@@ -82,6 +83,8 @@ pub struct Executor<'a> {
     pub layers: LayerOptions,
     /// What `RUN --mount`s resolve against.
     pub mounts: &'a super::mounts::MountInputs<'a>,
+    /// Where stages build their root filesystems.
+    pub roots: &'a Roots,
     /// The layer cache (disabled without `--cache`).
     pub cache: &'a Cache,
     /// Where layers missing from the store are downloaded from.
@@ -90,6 +93,16 @@ pub struct Executor<'a> {
     pub scope_file: &'a str,
     /// Root filesystems unpacked on demand for stages built entirely from the cache.
     pub stage_views: Mutex<BTreeMap<usize, PathBuf>>,
+}
+
+/// Where stages build their root filesystems.
+#[derive(Debug, Clone)]
+pub enum Roots {
+    /// Each stage in its own directory of the work area; RUN in the sandbox.
+    PerStage,
+    /// Every stage in kiln's own `/`, one after another, RUN directly (`--isolation=none`):
+    /// the ignore list is never extracted over, deleted or snapshotted.
+    Own(IgnoreList),
 }
 
 /// The snapshot settings of a build, the strategy decided.
@@ -253,7 +266,37 @@ impl Executor<'_> {
             image.layers.extend(layer);
         }
         image.state = stage.final_state().clone();
+        self.keep_own_root(stage, &mut image)?;
         Ok(image)
+    }
+
+    /// In kiln's own root (`--isolation=none`), `/` belongs to the next stage: a stage whose
+    /// files a later stage reads (`COPY --from`, `RUN --mount=from=`) is saved as a copy (Kaniko
+    /// saves the files it knows will be read; a copy of the stage is simpler and exact).
+    fn keep_own_root(&self, stage: &Stage, image: &mut StageImage) -> anyhow::Result<()> {
+        if !matches!(self.roots, Roots::Own(_)) || image.rootfs.is_none() {
+            return Ok(());
+        }
+        image.rootfs = None;
+        if self.read_by_later_stage(stage.index) {
+            let saved = self.work.join(format!("stage-{}", stage.index));
+            create_rootfs(&saved)?;
+            self.blobs.ensure_blocking(&image.layers)?;
+            self.unpack(&saved, &image.layers)
+                .with_context(|| format!("saving {} for later stages", stage_label(stage)))?;
+            image.rootfs = Some(saved);
+        }
+        Ok(())
+    }
+
+    /// Whether a stage reads `index`'s files (`COPY --from`, `RUN --mount=from=`).
+    fn read_by_later_stage(&self, index: usize) -> bool {
+        self.plan.stages.iter().any(|stage| {
+            stage
+                .steps
+                .iter()
+                .any(|step| step.kind.source_stages().contains(&index))
+        })
     }
 
     /// `--single-snapshot`: one scan before the first step, one after the last, one layer
@@ -299,6 +342,7 @@ impl Executor<'_> {
         }
         image.layers.extend(layer);
         image.state = stage.final_state().clone();
+        self.keep_own_root(stage, &mut image)?;
         Ok(image)
     }
 
@@ -442,9 +486,15 @@ impl Executor<'_> {
         image: &mut StageImage,
         built: &dyn Progress<StageImage>,
     ) -> anyhow::Result<(RootFs, Snapshotter)> {
-        let rootfs = self.work.join(format!("stage-{}", stage.index));
+        let own = matches!(self.roots, Roots::Own(_));
+        let rootfs = if own {
+            PathBuf::from("/")
+        } else {
+            self.work.join(format!("stage-{}", stage.index))
+        };
         let mut applied = 0;
-        if let BaseRef::Stage(parent) = stage.base
+        if !own
+            && let BaseRef::Stage(parent) = stage.base
             && let Some(source) = built.output(parent)
             && let Some(tree) = &source.rootfs
             && !self.stage_needed_by(parent, stage, built)
@@ -454,7 +504,7 @@ impl Executor<'_> {
                 .with_context(|| format!("moving {} to {}", tree.display(), rootfs.display()))?;
             applied = source.layers.len();
         } else {
-            create_rootfs(&rootfs)?;
+            self.fresh_root(&rootfs)?;
             if let BaseRef::Image(reference) = &stage.base {
                 tracing::info!("Unpacking rootfs of {reference}");
             }
@@ -470,8 +520,27 @@ impl Executor<'_> {
             &self.snapshots.ignore_paths,
             self.snapshots.overlay_available,
             self.work.join(format!("stage-{}.snapshot", stage.index)),
-        );
+        )
+        .with_isolation(if own {
+            Isolation::None
+        } else {
+            Isolation::Chroot
+        });
         Ok((root, snapshotter))
+    }
+
+    /// An empty root for a stage: a new directory, or `/` emptied but for the ignore list.
+    fn fresh_root(&self, rootfs: &Path) -> anyhow::Result<()> {
+        match self.roots {
+            Roots::PerStage => create_rootfs(rootfs),
+            Roots::Own(ignore) => {
+                let root = RootFs::open(rootfs)
+                    .with_context(|| format!("opening {}", rootfs.display()))?;
+                ignore
+                    .reset(&root)
+                    .with_context(|| format!("emptying {} for the stage", rootfs.display()))
+            }
+        }
     }
 
     /// The root filesystem of a finished stage, for `COPY --from` and `RUN --mount from=`:
@@ -810,6 +879,11 @@ impl Executor<'_> {
     /// ahead of the writes (`exec::unpack::apply_layers`).
     fn unpack(&self, rootfs: &Path, layers: &[Layer]) -> anyhow::Result<()> {
         let root = RootFs::open(rootfs)?;
+        let none = IgnoreList::default();
+        let ignore = match self.roots {
+            Roots::Own(ignore) if rootfs == Path::new("/") => ignore,
+            _ => &none,
+        };
         let mut streams = Vec::with_capacity(layers.len());
         for layer in layers {
             let path = self.store.blob_path(&layer.digest);
@@ -821,7 +895,7 @@ impl Executor<'_> {
                 tar: decompress(compression, BufReader::with_capacity(1 << 20, file))?,
             });
         }
-        apply_layers(&root, streams)?;
+        apply_layers_except(&root, streams, ignore)?;
         Ok(())
     }
 

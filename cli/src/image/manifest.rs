@@ -23,12 +23,14 @@ pub fn oci_layer_media_type(media_type: &str) -> &str {
     }
 }
 
-/// Serialises the manifest for a config blob and layers, labelled in `format`'s media types.
+/// Serialises the manifest for a config blob and layers, labelled in `format`'s media types,
+/// with `--annotation`s (manifest level, as Chainguard's Kaniko writes them).
 pub fn render(
     format: ImageFormat,
     config_digest: &str,
     config_size: u64,
     layers: &[Layer],
+    annotations: &[(String, String)],
 ) -> anyhow::Result<Vec<u8>> {
     let layers = layers
         .iter()
@@ -41,7 +43,7 @@ pub fn render(
             }))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let manifest = json!({
+    let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": format.manifest_media_type(),
         "config": {
@@ -51,5 +53,12 @@ pub fn render(
         },
         "layers": layers,
     });
+    if !annotations.is_empty() {
+        let map: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(key, value)| (key.clone(), serde_json::Value::from(value.clone())))
+            .collect();
+        manifest["annotations"] = serde_json::Value::Object(map);
+    }
     Ok(serde_json::to_vec(&manifest)?)
 }

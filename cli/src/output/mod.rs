@@ -73,8 +73,27 @@ pub async fn write_all(
             .collect();
         write_file(path, &lines)?;
     }
+    if let (Some(dir), false) = (&settings.builder_output, settings.no_push) {
+        write_builder_output(dir, &settings.destinations, &digest)?;
+    }
     println!("{digest}");
     Ok(())
+}
+
+/// `$BUILDER_OUTPUT/images`: one JSON object `{"name", "digest"}` a line per destination, as
+/// Kaniko writes it for Cloud Build.
+fn write_builder_output(
+    dir: &Path,
+    destinations: &[kiln_registry::Reference],
+    digest: &str,
+) -> anyhow::Result<()> {
+    let mut lines = String::new();
+    for destination in destinations {
+        let line = serde_json::json!({ "name": destination.to_string(), "digest": digest });
+        lines.push_str(&format!("{line}\n"));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_file(&dir.join("images"), &lines)
 }
 
 /// The OCI layout and docker-archive outputs.

@@ -362,3 +362,15 @@ fn run_mounts_show_host_dirs_files_and_tmpfs_and_leave_nothing_in_the_root() {
         );
     }
 }
+
+#[test]
+fn running_without_isolation_refuses_a_root_that_is_not_slash() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = RootFs::open(dir.path()).unwrap();
+    let spec = RunSpec {
+        argv: vec!["/bin/true".into()],
+        ..RunSpec::default()
+    };
+    let err = run_direct(&root, &spec).unwrap_err().to_string();
+    assert!(err.contains("not /"), "{err}");
+}

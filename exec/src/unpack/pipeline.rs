@@ -11,8 +11,9 @@ use std::fmt;
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use super::{UnpackError, apply_layer};
+use super::{UnpackError, apply_layer_except};
 use crate::fsroot::RootFs;
+use crate::ignore::IgnoreList;
 
 /// Bytes the decoder hands over at a time: large enough to make channel costs vanish.
 const CHUNK: usize = 256 * 1024;
@@ -37,9 +38,19 @@ impl fmt::Debug for LayerStream {
 
 /// Applies `layers` onto `root` in order, lowest first, decoding ahead of the writes.
 ///
-/// The result is exactly that of calling [`apply_layer`] on each in turn; the first error stops
+/// The result is exactly that of calling [`super::apply_layer`] on each in turn; the first error stops
 /// everything and is returned.
 pub fn apply_layers(root: &RootFs, layers: Vec<LayerStream>) -> Result<(), UnpackError> {
+    apply_layers_except(root, layers, &IgnoreList::default())
+}
+
+/// [`apply_layers`] sparing the `ignore`d paths of the root (see
+/// [`super::apply_layer_except`]).
+pub fn apply_layers_except(
+    root: &RootFs,
+    layers: Vec<LayerStream>,
+    ignore: &IgnoreList,
+) -> Result<(), UnpackError> {
     let mut labels = Vec::with_capacity(layers.len());
     let mut senders = Vec::with_capacity(layers.len());
     let mut receivers = Vec::with_capacity(layers.len());
@@ -58,7 +69,7 @@ pub fn apply_layers(root: &RootFs, layers: Vec<LayerStream>) -> Result<(), Unpac
         for (label, receiver) in labels.iter().zip(receivers) {
             // Dropping a receiver (done with a layer, or failed) tells the decoder to stop
             // reading that layer; an early return drops them all.
-            apply_layer(root, QueueReader::new(receiver), label)?;
+            apply_layer_except(root, QueueReader::new(receiver), label, ignore)?;
         }
         Ok(())
     })

@@ -5,6 +5,7 @@ pub mod base;
 pub mod fake_cloud;
 pub mod kiln;
 pub mod pki;
+pub mod pod;
 pub mod proxy;
 pub mod registry;
 pub mod sigv4;
