@@ -26,6 +26,7 @@ mod plan;
 mod platform;
 mod pull;
 mod registry_tls;
+mod signals;
 mod snapshot;
 mod stages;
 mod token_auth;

@@ -97,6 +97,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         let created = created.clone();
         let jobs = settings.jobs;
         let layers = settings.layers;
+        let _blocking = crate::interrupt::BlockingPhase::enter();
         // Hashing the context for node keys reads files, like the build itself: both block.
         tokio::task::spawn_blocking(move || {
             plan.assign_keys(&keys::Inputs {
@@ -130,6 +131,9 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .context("the build thread failed")??
     };
 
+    if crate::interrupt::requested() {
+        anyhow::bail!("interrupted: nothing was written to any destination");
+    }
     let mut state = built.state;
     for (key, value) in &settings.labels {
         state.labels.insert(key.clone(), value.clone());

@@ -156,6 +156,9 @@ impl Executor<'_> {
         };
         let mut deferred_history = Vec::new();
         for step in &stage.steps {
+            if crate::interrupt::requested() {
+                anyhow::bail!("interrupted before {}", step.text);
+            }
             tracing::info!("{}{in_stage}", step.text);
             let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
             let mut changes = self
