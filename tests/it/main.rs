@@ -9,6 +9,7 @@
 
 mod support;
 
+mod add;
 mod auth;
 mod bench_smoke;
 mod build;

@@ -557,19 +557,14 @@ impl Executor<'_> {
         }
         let mut changes = Changes::new();
         for (path, kind) in kinds {
-            let compression = match kind {
-                Kind::Tar(compression) => compression,
-                Kind::Unsupported(what) => bail!(
-                    "ADD {}: {what}-compressed archives are not supported yet (gzip, zstd and plain tar are); recompress it or extract it with RUN",
-                    path.display()
-                ),
-                Kind::File => continue,
+            let Kind::Tar(format) = kind else {
+                continue;
             };
             tracing::info!("Extracting {} into {}", path.display(), step.dest);
             changes.merge(extract(
                 self.context.root(),
                 &path,
-                compression,
+                format,
                 root,
                 &step.dest,
             )?);
