@@ -55,7 +55,10 @@ pub struct BuildOptions {
     )]
     pub dockerfile: PathBuf,
 
-    /// The build context: a local directory, optionally written `dir://<path>`.
+    /// The build context: a local directory (or `dir://<path>`), `tar://<path>` or
+    /// `tar://stdin` (a tar archive, compressed or not), `git://<host>/<repo>#<ref>[#<commit>]`
+    /// (cloned over HTTPS, as Kaniko does), `https://<host>/<repo>.git#<ref>[:<dir>]`, or an
+    /// `https://` tarball.
     #[arg(
         short = 'c',
         long,
@@ -63,6 +66,10 @@ pub struct BuildOptions {
         help_heading = "Build"
     )]
     pub context: String,
+
+    /// A directory inside the context to use as the context (Kaniko's flag).
+    #[arg(long, value_name = "PATH", help_heading = "Build")]
+    pub context_sub_path: Option<String>,
 
     /// Build argument `KEY=VALUE`, or `KEY` to take the value from kiln's environment. Repeatable.
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]", help_heading = "Build")]

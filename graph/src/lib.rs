@@ -31,6 +31,7 @@ mod step;
 mod syntax;
 
 pub use chmod::Chmod;
+pub use dispatch::{is_git_url, is_http_url};
 pub use error::{Error, Span};
 pub use expand::{ExpandError, Vars, expand_word, expand_words};
 pub use key::{KEY_SCHEME, KeyInputs, NodeKey};

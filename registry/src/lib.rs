@@ -10,6 +10,7 @@ mod blob;
 mod client;
 mod client_cert_probe;
 mod digest;
+mod download;
 mod error;
 mod login;
 pub mod manifest;
@@ -27,6 +28,7 @@ mod upload;
 
 pub use blob::BlobStream;
 pub use client::{Access, Client, ClientOptions};
+pub use download::{Downloaded, parse_http_date};
 pub use error::{AuthHint, Error, ErrorBody, Operation, RegistryError};
 pub use mirrors::{Mirror, MirrorFlagError, RegistryMaps};
 pub use platform::{Platform, PlatformParseError};

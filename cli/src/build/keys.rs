@@ -1,4 +1,5 @@
-//! Node-key inputs only the CLI can supply: base image digests and build-context content.
+//! Node-key inputs only the CLI can supply: base image digests, build-context content and
+//! what `ADD <url>` downloaded.
 
 use std::collections::BTreeMap;
 
@@ -6,6 +7,7 @@ use kiln_exec::context::BuildContext;
 use kiln_graph::{CopyStep, KeyInputs};
 
 use super::bases::PulledImage;
+use super::downloads::Downloads;
 
 /// Answers the planner's questions from pulled images and the build context.
 #[derive(Debug)]
@@ -14,6 +16,8 @@ pub struct Inputs<'a> {
     pub images: &'a BTreeMap<String, PulledImage>,
     /// The build context.
     pub context: &'a BuildContext,
+    /// What `ADD <url>` steps downloaded.
+    pub downloads: &'a Downloads,
 }
 
 impl KeyInputs for Inputs<'_> {
@@ -24,6 +28,9 @@ impl KeyInputs for Inputs<'_> {
     }
 
     fn context_digest(&self, copy: &CopyStep) -> Result<[u8; 32], String> {
+        if copy.downloads() {
+            return self.downloads.digest(copy);
+        }
         self.context
             .digest(&copy.sources)
             .map_err(|err| err.to_string())

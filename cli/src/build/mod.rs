@@ -5,6 +5,9 @@
 //! whole image exists in the store, so a failed build leaves every destination as it was.
 
 mod bases;
+mod contexts;
+mod downloads;
+mod git;
 mod keys;
 mod mounts;
 pub(crate) mod references;
@@ -46,9 +49,18 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         check_push_access(&client, &settings.destinations).await?;
     }
 
-    let label = settings.dockerfile.display().to_string();
-    let text = std::fs::read_to_string(&settings.dockerfile)
-        .with_context(|| format!("reading {label}"))?;
+    let materialized = contexts::materialize(
+        &settings.context,
+        settings.context_sub_path.as_deref(),
+        &client,
+        &settings.cache_dir.join("contexts"),
+    )
+    .await?;
+    let context_dir = &materialized.dir;
+    let dockerfile_file = settings::dockerfile_path(&settings.dockerfile, context_dir)?;
+    let label = dockerfile_file.display().to_string();
+    let text =
+        std::fs::read_to_string(&dockerfile_file).with_context(|| format!("reading {label}"))?;
     let dockerfile = kiln_graph::parse(&text, &label)?;
     let planner = Planner::new(
         &dockerfile,
@@ -59,8 +71,8 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
             build_platform: settings::host_platform(),
         },
     )?;
-    let context = BuildContext::open(&settings.context, Some(&settings.dockerfile))
-        .with_context(|| format!("opening the build context {}", settings.context.display()))?;
+    let context = BuildContext::open(context_dir, Some(&dockerfile_file))
+        .with_context(|| format!("opening the build context {}", context_dir.display()))?;
 
     let images = bases::pull_all(&client, &store, &planner.image_pulls()).await?;
     let states: BTreeMap<String, kiln_graph::ImageState> = images
@@ -83,6 +95,9 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
 
     let work = WorkDir::create(&settings.cache_dir)?;
     let snapshots = snapshot_plan(&settings.snapshot, work.path())?;
+    // Before keys: an ADD <url> step's key holds what was downloaded.
+    let downloads =
+        downloads::Downloads::fetch(&client, &plan, &work.path().join("downloads"), &label).await?;
 
     let created_at = match settings.epoch {
         Some(epoch) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch),
@@ -103,6 +118,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
             plan.assign_keys(&keys::Inputs {
                 images: &images,
                 context: &context,
+                downloads: &downloads,
             })?;
             log_keys(&plan, &label);
             stage::Executor {
@@ -110,6 +126,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                 store: &store,
                 context: &context,
                 images: &images,
+                downloads: &downloads,
                 work: &work_dir,
                 created,
                 dockerfile: &label,

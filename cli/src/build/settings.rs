@@ -22,9 +22,12 @@ const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
 /// A build request that has passed validation.
 #[derive(Debug)]
 pub struct Settings {
-    /// The build context directory.
-    pub context: PathBuf,
-    /// The Dockerfile.
+    /// Where the build context comes from.
+    pub context: super::contexts::ContextSource,
+    /// `--context-sub-path`.
+    pub context_sub_path: Option<String>,
+    /// The Dockerfile: resolved for a directory context, else as given (resolved against the
+    /// context once it is materialised).
     pub dockerfile: PathBuf,
     /// `--build-arg` values, with bare names filled from the environment.
     pub build_args: Vec<(String, String)>,
@@ -89,9 +92,14 @@ pub struct SnapshotSettings {
 impl Settings {
     /// Validates `options` against the filesystem and environment.
     pub fn new(options: BuildOptions) -> anyhow::Result<Settings> {
-        let context = context_dir(&options.context)?;
+        let context = super::contexts::ContextSource::parse(&options.context)?;
         let snapshot = snapshot_settings(&options)?;
-        let dockerfile = dockerfile_path(&options.dockerfile, &context)?;
+        let dockerfile = match &context {
+            super::contexts::ContextSource::Dir(dir) if options.context_sub_path.is_none() => {
+                dockerfile_path(&options.dockerfile, dir)?
+            }
+            _ => options.dockerfile.clone(),
+        };
         if options.destinations.is_empty() && !options.no_push {
             bail!("no --destination given: name where to push the image, or pass --no-push");
         }
@@ -174,6 +182,7 @@ impl Settings {
         layers.validate().context("--compression-level")?;
         Ok(Settings {
             context,
+            context_sub_path: options.context_sub_path.clone(),
             dockerfile,
             build_args,
             target: options.target,

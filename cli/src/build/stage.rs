@@ -62,6 +62,8 @@ pub struct Executor<'a> {
     pub context: &'a BuildContext,
     /// Pulled external images.
     pub images: &'a BTreeMap<String, PulledImage>,
+    /// What `ADD <url>` steps downloaded (before keys were assigned).
+    pub downloads: &'a super::downloads::Downloads,
     /// Scratch directory for root filesystems (removed by the caller).
     pub work: &'a Path,
     /// Creation time stamped on history entries.
@@ -441,6 +443,34 @@ impl Executor<'_> {
             .as_deref()
             .map(|spec| resolve_chown(root, spec))
             .transpose()?;
+        if step.clones() {
+            let mut changes = Changes::new();
+            let change = chmod_change(step);
+            for repository in &step.sources {
+                let checkout = self.downloads.checkout(step, repository)?;
+                let source = RootFs::open(&checkout.root)?;
+                let options = CopyOptions {
+                    chown,
+                    chmod: exec_chmod(step, &change),
+                    ..CopyOptions::default()
+                };
+                let dest = format!("{}/", step.dest.trim_end_matches('/'));
+                changes.merge(copy(&source, &[".".to_owned()], root, &dest, &options)?);
+            }
+            return Ok(changes);
+        }
+        if step.downloads() {
+            // Copied like context files (never extracted, as Docker does for URLs).
+            let (dir, names) = self.downloads.stage_sources(step, self.work)?;
+            let source = RootFs::open(dir.path())?;
+            let change = chmod_change(step);
+            let options = CopyOptions {
+                chown,
+                chmod: exec_chmod(step, &change),
+                ..CopyOptions::default()
+            };
+            return Ok(copy(&source, &names, root, &step.dest, &options)?);
+        }
         if step.add && step.from == CopyFrom::Context {
             let kinds = self.archive_kinds(step)?;
             if kinds.iter().any(|(_, kind)| *kind != Kind::File) {

@@ -2,6 +2,8 @@
 //! kiln and inspection commands run against them.
 
 pub mod base;
+pub mod files;
+pub mod git_server;
 pub mod kiln;
 pub mod pki;
 pub mod proxy;
