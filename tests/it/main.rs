@@ -13,6 +13,7 @@ mod add;
 mod auth;
 mod bench_smoke;
 mod build;
+mod contexts;
 mod corpus;
 mod env_auth;
 mod errors;

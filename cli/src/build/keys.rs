@@ -28,7 +28,7 @@ impl KeyInputs for Inputs<'_> {
     }
 
     fn context_digest(&self, copy: &CopyStep) -> Result<[u8; 32], String> {
-        if copy.downloads() {
+        if copy.downloads() || copy.clones() {
             return self.downloads.digest(copy);
         }
         self.context

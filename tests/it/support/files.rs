@@ -43,6 +43,30 @@ impl FileServer {
         );
     }
 
+    /// Serves every file under `dir` at `prefix/<relative path>`.
+    pub fn put_tree(&self, prefix: &str, dir: &std::path::Path) {
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(current) = dirs.pop() {
+            for entry in std::fs::read_dir(&current).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let rel = path
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    self.put(
+                        &format!("{prefix}/{rel}"),
+                        &std::fs::read(&path).unwrap(),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+
     /// `http://127.0.0.1:port{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
@@ -76,6 +100,8 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]).to_owned(),
         None => target.clone(),
     };
+    // Queries are ignored: a static server (git's dumb HTTP protocol relies on that).
+    let path = path.split('?').next().unwrap_or_default().to_owned();
     let found = {
         let mut state = state.lock().unwrap();
         state.requests.push(target);

@@ -36,14 +36,17 @@ impl GitServer {
         std::fs::create_dir(&repo).unwrap();
         git(&repo, &["init", "--quiet", "--initial-branch=main"]);
         let port = super::registry::free_port();
-        let daemon = Command::new("git")
-            .arg("daemon")
+        // git-daemon itself, not the `git` wrapper: killing the wrapper would orphan it.
+        let exec_path = git(base.path(), &["--exec-path"]);
+        let daemon = Command::new(Path::new(&exec_path).join("git-daemon"))
             .arg("--reuseaddr")
             .arg("--export-all")
             .arg(format!("--base-path={}", base.path().display()))
             .arg(format!("--port={port}"))
             .arg("--listen=127.0.0.1")
             .arg(base.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("git daemon is needed");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

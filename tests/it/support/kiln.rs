@@ -28,6 +28,13 @@ impl Kiln {
         Kiln::build_with_cache(context, tempfile::tempdir().unwrap(), cache_dir)
     }
 
+    /// [`Kiln::build`] with `--context` given as text (`tar://...`, `git://...`, a URL).
+    pub fn build_from(context: &str) -> Kiln {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().to_path_buf();
+        Kiln::build_with_cache(Path::new(context), cache, &dir)
+    }
+
     fn build_with_cache(context: &Path, cache: tempfile::TempDir, cache_dir: &Path) -> Kiln {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
         command
@@ -69,6 +76,14 @@ impl Kiln {
     pub fn stdin_text(mut self, text: &str) -> Kiln {
         let path = self.cache.path().join("stdin");
         std::fs::write(&path, text).unwrap();
+        self.command.stdin(std::process::Stdio::from(
+            std::fs::File::open(path).unwrap(),
+        ));
+        self
+    }
+
+    /// Feeds the file at `path` to kiln's standard input.
+    pub fn stdin_file(mut self, path: &Path) -> Kiln {
         self.command.stdin(std::process::Stdio::from(
             std::fs::File::open(path).unwrap(),
         ));
