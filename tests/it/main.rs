@@ -24,6 +24,7 @@ mod login;
 mod mirrors;
 mod mounts;
 mod outputs;
+mod parity;
 mod plan;
 mod platform;
 mod pull;
