@@ -130,3 +130,38 @@ fn copy_and_add_ownership_modes_links_and_users_match_docker() {
     assert_eq!(ino("hard/one"), ino("hard/two"), "hardlink within a COPY");
     assert_eq!(ino("hl/one"), ino("hl/two"), "hardlink across COPY --from");
 }
+
+#[test]
+fn chown_by_name_and_existing_destination_directories_keep_their_mode_and_owner() {
+    let (registry, base) = Registry::with_busybox();
+    let project = Project::new().file("f.txt", "hello").dockerfile(&format!(
+        "FROM {base}\n\
+         RUN echo 'svc7:x:1234:4321::/home/svc7:/bin/sh' >> /etc/passwd \
+         && echo 'svc7:x:4321:' >> /etc/group \
+         && mkdir -m 700 /data && chown 5:6 /data\n\
+         COPY --chown=svc7 f.txt /by-name/f.txt\n\
+         COPY --chown=svc7:svc7 f.txt /data/f.txt\n\
+         ADD --chown=1234 f.txt /added/f.txt\n"
+    ));
+    let root = build_and_unpack(&registry, &project, "parity-names:1");
+    assert_eq!(
+        listing(
+            &root,
+            &[
+                "/by-name",
+                "/by-name/f.txt",
+                "/data",
+                "/data/f.txt",
+                "/added/f.txt",
+            ]
+        ),
+        [
+            // Docker: a user without a group gets its uid as gid, not its primary group.
+            "/by-name dir 755 1234:1234",
+            "/by-name/f.txt file 644 1234:1234 5",
+            "/data dir 700 5:6",
+            "/data/f.txt file 644 1234:4321 5",
+            "/added/f.txt file 644 1234:1234 5",
+        ]
+    );
+}
