@@ -114,7 +114,10 @@ pub struct BuildOptions {
     )]
     pub dockerfile: PathBuf,
 
-    /// The build context: a local directory, optionally written `dir://<path>`.
+    /// The build context: a local directory (or `dir://<path>`), `tar://<path>` or
+    /// `tar://stdin` (a tar archive, compressed or not), `git://<host>/<repo>#<ref>[#<commit>]`
+    /// (cloned over HTTPS, as Kaniko does), `https://<host>/<repo>.git#<ref>[:<dir>]`, or an
+    /// `https://` tarball.
     #[arg(
         short = 'c',
         long,
@@ -122,6 +125,10 @@ pub struct BuildOptions {
         help_heading = "Build"
     )]
     pub context: String,
+
+    /// A directory inside the context to use as the context (Kaniko's flag).
+    #[arg(long, value_name = "PATH", help_heading = "Build")]
+    pub context_sub_path: Option<String>,
 
     /// Build argument `KEY=VALUE`, or `KEY` to take the value from kiln's environment. Repeatable.
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]", help_heading = "Build")]
@@ -149,10 +156,6 @@ pub struct BuildOptions {
         help_heading = "Build"
     )]
     pub custom_platform: Option<String>,
-
-    /// A sub-directory of the context to use as the context.
-    #[arg(long, value_name = "PATH", help_heading = "Build")]
-    pub context_sub_path: Option<PathBuf>,
 
     /// Options of a git context (`branch=`, `single-branch=`, `recurse-submodules=`,
     /// `insecure-skip-tls=`, `depth=`); repeatable. Git contexts are refused, so these only

@@ -54,7 +54,7 @@ fn table() -> Vec<(&'static [&'static str], Expect)> {
         ),
         (
             &["--context-sub-path=app"],
-            Same(|_, o| o.context_sub_path == Some(PathBuf::from("app"))),
+            Same(|_, o| o.context_sub_path == Some("app".to_owned())),
         ),
         (
             &["-b", "my-bucket"],

@@ -8,6 +8,7 @@ mod args;
 mod build;
 mod cache;
 mod image;
+mod interrupt;
 #[cfg(test)]
 mod kaniko_flags;
 mod logging;
@@ -39,11 +40,14 @@ pub fn main() -> ExitCode {
         }
     };
     let verbose = matches!(verbosity, "debug" | "trace");
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(interrupt::guard(run(cli))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{}", render_error(&err, verbose));
-            ExitCode::FAILURE
+            match err.downcast_ref::<interrupt::Interrupted>() {
+                Some(stopped) => ExitCode::from(stopped.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `ADD`'s local-archive rule: a source file that is a tar archive, plain or compressed, is
 //! extracted into the destination instead of copied. Docker decides by content, not by name, so
 //! detection sniffs magic numbers and then checks that the (decompressed) stream starts with a
-//! tar header.
+//! tar header. Docker's formats are all read: plain, gzip, bzip2, xz and zstd, each decoded as
+//! a stream (bzip2 by the `bzip2` crate's pure-Rust libbz2 port, xz by `lzma-rust2`).
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
@@ -20,9 +21,32 @@ pub enum Kind {
     /// Not an archive: copied as it is.
     File,
     /// A tar archive kiln extracts.
-    Tar(Compression),
-    /// A tar archive in a compression kiln cannot read yet (Docker would extract it).
-    Unsupported(&'static str),
+    Tar(Format),
+}
+
+/// How a tar archive is compressed: the layer compressions plus the two Docker also reads in
+/// `ADD` (never in layers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Plain, gzip or zstd, as layers are.
+    Layer(Compression),
+    /// bzip2, possibly several concatenated streams.
+    Bzip2,
+    /// xz, possibly several concatenated streams.
+    Xz,
+}
+
+/// Wraps `reader` into a stream of the uncompressed tar, decoding as it is read; a corrupt or
+/// truncated stream is an error from `read`.
+pub fn decode<'a, R: Read + Send + 'a>(
+    format: Format,
+    reader: R,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match format {
+        Format::Layer(compression) => decompress(compression, reader)?,
+        Format::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(reader)),
+        Format::Xz => Box::new(lzma_rust2::XzReader::new(reader, true)),
+    })
 }
 
 /// Why an archive could not be added.
@@ -58,43 +82,26 @@ pub fn detect(file: &mut File) -> io::Result<Kind> {
     let read = read_up_to(file, &mut head)?;
     let head = &head[..read];
     file.rewind()?;
-    let compression = if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
+    let format = if head.starts_with(&[0x1f, 0x8b]) {
+        Format::Layer(Compression::Gzip)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
+        Format::Layer(Compression::Zstd)
     } else if head.starts_with(b"BZh") {
-        return Ok(if is_tar_after(file, None)? {
-            Kind::Unsupported("bzip2")
-        } else {
-            Kind::File
-        });
+        Format::Bzip2
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Ok(if is_tar_after(file, None)? {
-            Kind::Unsupported("xz")
-        } else {
-            Kind::File
-        });
+        Format::Xz
     } else {
-        Compression::None
+        Format::Layer(Compression::None)
     };
-    let tar = is_tar_after(file, Some(compression))?;
+    let tar = is_tar_after(file, format)?;
     file.rewind()?;
-    Ok(if tar {
-        Kind::Tar(compression)
-    } else {
-        Kind::File
-    })
+    Ok(if tar { Kind::Tar(format) } else { Kind::File })
 }
 
-/// Whether the stream (decompressed when `compression` is known) starts with a ustar header.
-/// For compressions kiln cannot decode, a compressed file is assumed to hold a tar, as its name
-/// almost always says.
-fn is_tar_after(file: &mut File, compression: Option<Compression>) -> io::Result<bool> {
-    let Some(compression) = compression else {
-        return Ok(true);
-    };
+/// Whether the decompressed stream starts with a ustar header.
+fn is_tar_after(file: &mut File, format: Format) -> io::Result<bool> {
     let mut header = [0u8; 512];
-    let read = match decompress(compression, &mut *file) {
+    let read = match decode(format, &mut *file) {
         Ok(mut stream) => read_up_to(&mut stream, &mut header).unwrap_or(0),
         Err(_) => 0,
     };
@@ -123,7 +130,7 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 pub fn extract(
     context: &RootFs,
     source: &Path,
-    compression: Compression,
+    format: Format,
     dest_root: &RootFs,
     dest: &str,
 ) -> Result<Changes, ArchiveError> {
@@ -150,8 +157,7 @@ pub fn extract(
             source,
         })?;
     let before = Snapshot::scan(dest_root.path(), &[])?;
-    let stream =
-        decompress(compression, BufReader::with_capacity(1 << 20, file)).map_err(read_error)?;
+    let stream = decode(format, BufReader::with_capacity(1 << 20, file)).map_err(read_error)?;
     apply_layer(&target, stream, &source.display().to_string())?;
     let after = Snapshot::scan(dest_root.path(), &[])?;
     Ok(before.diff(&after))
@@ -195,11 +201,11 @@ mod tests {
 
         assert_eq!(
             detect(&mut file_with(dir.path(), "a.bin", &tar)).unwrap(),
-            Kind::Tar(Compression::None)
+            Kind::Tar(Format::Layer(Compression::None))
         );
         assert_eq!(
             detect(&mut file_with(dir.path(), "b", &gz)).unwrap(),
-            Kind::Tar(Compression::Gzip)
+            Kind::Tar(Format::Layer(Compression::Gzip))
         );
         assert_eq!(
             detect(&mut file_with(dir.path(), "c.tar.gz", &plain_gz)).unwrap(),
@@ -211,8 +217,70 @@ mod tests {
         );
         assert_eq!(
             detect(&mut file_with(dir.path(), "e", b"BZh91AY")).unwrap(),
-            Kind::Unsupported("bzip2")
+            Kind::File,
+            "a bzip2 signature that does not decode to a tar is a file"
         );
+    }
+
+    /// Compresses `bytes` with the system's `bzip2` or `xz`, as users make their archives.
+    fn compressed_with(tool: &str, bytes: &[u8]) -> Vec<u8> {
+        let mut child = std::process::Command::new(tool)
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        output.stdout
+    }
+
+    #[test]
+    fn bzip2_and_xz_archives_are_detected_and_extracted() {
+        for (tool, format) in [("bzip2", Format::Bzip2), ("xz", Format::Xz)] {
+            let context = tempfile::tempdir().unwrap();
+            let root = tempfile::tempdir().unwrap();
+            let archive = compressed_with(tool, &tar_bytes());
+            let mut file = file_with(context.path(), "pkg", &archive);
+            assert_eq!(detect(&mut file).unwrap(), Kind::Tar(format), "{tool}");
+            let context_fs = RootFs::open(context.path()).unwrap();
+            let root_fs = RootFs::open(root.path()).unwrap();
+            extract(&context_fs, Path::new("pkg"), format, &root_fs, "/opt").unwrap();
+            assert_eq!(
+                std::fs::read(root.path().join("opt/pkg/file")).unwrap(),
+                b"abc",
+                "{tool}"
+            );
+            let text = compressed_with(tool, b"not a tar at all");
+            let mut file = file_with(context.path(), "text", &text);
+            assert_eq!(detect(&mut file).unwrap(), Kind::File, "{tool}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_xz_archive_is_an_error_not_a_partial_tree() {
+        let context = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let mut big = tar::Builder::new(Vec::new());
+        for index in 0..50 {
+            let mut header = tar::Header::new_ustar();
+            let data = vec![index as u8; 10_000];
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            big.append_data(&mut header, format!("f{index}"), &data[..])
+                .unwrap();
+        }
+        let archive = compressed_with("xz", &big.into_inner().unwrap());
+        std::fs::write(
+            context.path().join("cut"),
+            &archive[..archive.len() * 2 / 3],
+        )
+        .unwrap();
+        let context_fs = RootFs::open(context.path()).unwrap();
+        let root_fs = RootFs::open(root.path()).unwrap();
+        assert!(extract(&context_fs, Path::new("cut"), Format::Xz, &root_fs, "/").is_err());
     }
 
     #[test]
@@ -225,7 +293,7 @@ mod tests {
         let changes = extract(
             &context_fs,
             Path::new("pkg.tar"),
-            Compression::None,
+            Format::Layer(Compression::None),
             &root_fs,
             "/opt/",
         )

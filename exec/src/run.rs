@@ -7,9 +7,14 @@
 //! private first, so nothing propagates back to the host, and they all vanish with the namespace.
 //!
 //! The process tree is kiln → middle process (creates the namespaces, waits, exits with the
-//! command's status) → command (pid 1). Both descendants die with their parent
-//! (`PR_SET_PDEATHSIG`), and the kernel kills every process of the pid namespace when pid 1 exits.
+//! command's status) → init (pid 1: sets the sandbox up, reaps orphans, forwards signals, exits
+//! with the command's status, as Docker's `--init`) → command (pid 2). Each dies with its parent
+//! (`PR_SET_PDEATHSIG`), and the kernel kills every process of the pid namespace when pid 1
+//! exits: what the command left in the background cannot outlive it or hold the build. A command
+//! killed by signal N is reported as exit code 128+N, as Docker reports it. [`cancel`] stops every
+//! running sandbox (kiln's SIGINT/SIGTERM).
 
+pub mod cancel;
 mod direct;
 mod mounts;
 mod sandbox;
@@ -130,6 +135,10 @@ pub enum RunError {
         /// The OS error.
         source: io::Error,
     },
+    /// kiln was asked to stop (SIGINT/SIGTERM): the command and everything it started were
+    /// killed, or it was never started.
+    #[error("interrupted: the command was stopped before it completed")]
+    Cancelled,
     /// `USER` does not resolve in the root.
     #[error(transparent)]
     User(#[from] UserError),
@@ -412,15 +421,30 @@ fn execute(
     mut report: io::PipeReader,
     program: &str,
 ) -> Result<(), RunError> {
+    if cancel::is_cancelled() {
+        return Err(RunError::Cancelled);
+    }
     spawn_sandboxed(&mut command, plan);
     let spawned = command.spawn();
     // Dropping the command drops our copy of the report pipe's write end.
     drop(command);
     let status = match spawned {
-        Ok(mut child) => child.wait().map_err(|source| RunError::Spawn {
-            program: program.to_owned(),
-            source,
-        })?,
+        Ok(mut child) => {
+            let wait_error = |source| RunError::Spawn {
+                program: program.to_owned(),
+                source,
+            };
+            let registered = cancel::Registered::new(child.id());
+            // Wait without reaping, deregister, then reap: a cancellation can never signal a
+            // recycled pid.
+            wait_exited_keeping(&child).map_err(wait_error)?;
+            drop(registered);
+            let status = child.wait().map_err(wait_error)?;
+            if cancel::is_cancelled() && !status.success() {
+                return Err(RunError::Cancelled);
+            }
+            status
+        }
         Err(source) => {
             let mut message = Vec::new();
             // All writers are gone by now (the children exited), so this cannot block.
@@ -436,6 +460,21 @@ fn execute(
         (Some(code), _) => Err(RunError::Exit { code }),
         (None, Some(signal)) => Err(RunError::Signal { signal }),
         (None, None) => Err(RunError::Exit { code: -1 }),
+    }
+}
+
+/// Waits until `child` has exited, leaving it to be reaped.
+fn wait_exited_keeping(child: &std::process::Child) -> io::Result<()> {
+    let pid = rustix::process::Pid::from_child(child);
+    loop {
+        match rustix::process::waitid(
+            rustix::process::WaitId::Pid(pid),
+            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
     }
 }
 

@@ -470,18 +470,38 @@ impl<'p> StageBuilder<'p> {
             if src.is_empty() {
                 return Err(format!("{keyword} source {raw:?} expands to an empty path"));
             }
-            if args.add && is_remote(src) {
+            if args.add && is_git_url(src) && sources.len() > 1 {
                 return Err(format!(
-                    "ADD {src}: remote sources (URLs, git) are not supported yet; download with RUN or COPY a local file"
+                    "ADD {src}: a git repository must be the only source of its ADD"
                 ));
             }
+        }
+        let urls = sources
+            .iter()
+            .filter(|s| args.add && is_http_url(s))
+            .count();
+        if urls > 0 && urls < sources.len() {
+            return Err(
+                "ADD mixes URLs with local sources, which kiln does not support yet: use one ADD for the URLs and one for the local files"
+                    .to_owned(),
+            );
+        }
+        if urls > 0 && !args.heredocs.is_empty() {
+            return Err("ADD mixes URLs with heredocs, which kiln does not support yet".to_owned());
         }
         let checksum = args.checksum.map(|c| self.expand(c)).transpose()?;
         if let Some(checksum) = &checksum {
             parse_checksum(checksum)?;
-            return Err(format!(
-                "ADD --checksum={checksum}: checksum can't be specified for non-HTTP(S) sources; it verifies downloads, and local files are already content-addressed"
-            ));
+            if urls == 0 {
+                return Err(format!(
+                    "ADD --checksum={checksum}: checksum can't be specified for non-HTTP(S) sources; it verifies downloads, and local files are already content-addressed"
+                ));
+            }
+            if sources.len() > 1 {
+                return Err(format!(
+                    "ADD --checksum={checksum}: checksum can't be specified for multiple sources"
+                ));
+            }
         }
         let env = self.scope.env();
         let contents = args
@@ -598,8 +618,25 @@ fn heredoc_command(
     (CommandLine::Shell(full), None)
 }
 
-fn is_remote(src: &str) -> bool {
-    ["http://", "https://", "git://", "git@", "ssh://"]
+/// A git repository source as BuildKit recognises one: `git://`, `git@host:path`, `ssh://`, or
+/// an `http(s)://` URL whose path ends in `.git`; `#ref:subdir` may follow.
+pub fn is_git_url(src: &str) -> bool {
+    ["git://", "git@", "ssh://"]
         .iter()
         .any(|p| src.starts_with(p))
+        || ((src.starts_with("http://") || src.starts_with("https://")) && !is_http_url(src))
+}
+
+/// An `http(s)://` source that is a plain download rather than a git repository (BuildKit's
+/// rule: a URL whose path ends in `.git` is a repository).
+pub fn is_http_url(src: &str) -> bool {
+    let Some(rest) = src
+        .strip_prefix("http://")
+        .or_else(|| src.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let path = rest.split('#').next().unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default();
+    !path.trim_end_matches('/').ends_with(".git")
 }

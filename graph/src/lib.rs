@@ -31,6 +31,7 @@ mod step;
 mod syntax;
 
 pub use chmod::Chmod;
+pub use dispatch::{is_git_url, is_http_url};
 /// Go `time.Duration` syntax (`336h`, `1m30s`), as Kaniko's duration flags take it, in nanoseconds.
 pub use duration::parse as parse_go_duration;
 pub use error::{Error, Span};

@@ -316,6 +316,38 @@ fn add_checksum_on_a_local_source_is_refused_at_its_line() {
 }
 
 #[test]
+fn add_of_urls_is_planned_and_mixing_them_with_local_files_is_refused_at_its_line() {
+    let sum = format!("sha256:{}", "a".repeat(64));
+    let p = plan(&format!(
+        "FROM scratch\nADD --checksum={sum} https://example.com/a/tool.tgz /opt/\n"
+    ));
+    let StepKind::Copy(copy) = &p.stages[0].steps[0].kind else {
+        panic!("not a copy");
+    };
+    assert!(copy.downloads());
+    assert_eq!(copy.checksum.as_deref(), Some(sum.as_str()));
+    let e = plan_err(
+        "FROM scratch\nADD https://example.com/a local /x/\n",
+        options(&[], None),
+    );
+    assert_eq!((e.line(), e.column()), (2, 1));
+    assert!(e.message.contains("mixes URLs with local sources"), "{e}");
+    let e = plan_err(
+        &format!("FROM scratch\nADD --checksum={sum} https://e.com/a https://e.com/b /x/\n"),
+        options(&[], None),
+    );
+    assert!(e.message.contains("multiple sources"), "{e}");
+    let e = plan_err(
+        "FROM scratch\nADD https://example.com/repo.git#main /src\n",
+        options(&[], None),
+    );
+    assert!(
+        e.message.contains("git sources are not supported yet"),
+        "{e}"
+    );
+}
+
+#[test]
 fn env_wins_over_arg_and_arg_without_value_is_recorded_empty() {
     let p = plan("FROM scratch\nENV X=env\nARG X=arg\nARG EMPTY\nRUN echo $X");
     let env = run_env(&p, 3);
@@ -492,9 +524,12 @@ fn copy_destinations_chmod_and_add_rules() {
     );
     assert_eq!((e.line(), e.column()), (3, 1));
     assert!(e.message.contains("invalid chmod parameter: 'u+q'"), "{e}");
-    let e = plan_err("FROM scratch\n\nADD https://x/y.tgz /y", options(&[], None));
+    let e = plan_err(
+        "FROM scratch\n\nADD git@x:y/z.git a /y/",
+        options(&[], None),
+    );
     assert_eq!(e.line(), 3);
-    assert!(e.message.contains("remote sources"), "{e}");
+    assert!(e.message.contains("only source"), "{e}");
 }
 
 #[test]

@@ -137,7 +137,20 @@ pub enum CopyFrom {
     Image(String),
 }
 
-/// A COPY or local ADD, ready to execute.
+impl CopyStep {
+    /// `ADD <url>... <dest>`: every source is an `http(s)://` download (the planner refuses a
+    /// mix of URLs and local sources).
+    pub fn downloads(&self) -> bool {
+        self.add && self.sources.iter().any(|s| crate::dispatch::is_http_url(s))
+    }
+
+    /// `ADD <git repository>[#ref[:subdir]] <dest>` (its only source).
+    pub fn clones(&self) -> bool {
+        self.add && self.sources.iter().any(|s| crate::dispatch::is_git_url(s))
+    }
+}
+
+/// A COPY or ADD, ready to execute.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CopyStep {
     /// Source of the files.
@@ -162,8 +175,8 @@ pub struct CopyStep {
     pub parents: bool,
     /// `--exclude` patterns, expanded: `.dockerignore` syntax, relative to the source root.
     pub excludes: Vec<String>,
-    /// ADD `--checksum`, kept for URL sources (a later issue).
+    /// ADD `--checksum` (`algorithm:hex`) of its single URL source, verified after download.
     pub checksum: Option<String>,
-    /// ADD `--keep-git-dir`, kept for git sources (a later issue).
+    /// ADD `--keep-git-dir`: keep the clone's `.git` directory.
     pub keep_git_dir: bool,
 }

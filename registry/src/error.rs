@@ -35,6 +35,8 @@ pub enum Operation {
     CheckPushAccess,
     /// `GET /v2/` with the credentials `kiln login` is about to save.
     Login,
+    /// GET of a plain URL (`ADD <url>`).
+    Download,
 }
 
 impl fmt::Display for Operation {
@@ -49,6 +51,7 @@ impl fmt::Display for Operation {
             Operation::Authenticate => "authenticating for",
             Operation::CheckPushAccess => "checking push access to",
             Operation::Login => "logging in to",
+            Operation::Download => "downloading",
         })
     }
 }

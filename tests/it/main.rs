@@ -9,11 +9,13 @@
 
 mod support;
 
+mod add;
 mod auth;
 mod bench_smoke;
 mod build;
 mod cache;
 mod cloud_auth;
+mod contexts;
 mod corpus;
 mod env_auth;
 mod errors;
@@ -25,11 +27,13 @@ mod login;
 mod mirrors;
 mod mounts;
 mod outputs;
+mod parity;
 mod plan;
 mod platform;
 mod pod;
 mod pull;
 mod registry_tls;
+mod signals;
 mod snapshot;
 mod stages;
 mod token_auth;

@@ -1,4 +1,5 @@
-//! Node-key inputs only the CLI can supply: base image digests and build-context content.
+//! Node-key inputs only the CLI can supply: base image digests, build-context content and
+//! what `ADD <url>` downloaded.
 
 use std::collections::BTreeMap;
 
@@ -6,6 +7,7 @@ use kiln_exec::context::BuildContext;
 use kiln_graph::{CopyStep, KeyInputs, NodeKey};
 
 use super::bases::PulledImage;
+use super::downloads::Downloads;
 use crate::cache::Cache;
 
 /// Answers the planner's questions from pulled images and the build context.
@@ -17,6 +19,8 @@ pub struct Inputs<'a> {
     pub context: &'a BuildContext,
     /// Where earlier builds recorded `COPY --from` content keys, if the cache is on.
     pub cache: Option<&'a Cache>,
+    /// What `ADD <url>` steps downloaded.
+    pub downloads: &'a Downloads,
 }
 
 impl KeyInputs for Inputs<'_> {
@@ -27,6 +31,9 @@ impl KeyInputs for Inputs<'_> {
     }
 
     fn context_digest(&self, copy: &CopyStep) -> Result<[u8; 32], String> {
+        if copy.downloads() || copy.clones() {
+            return self.downloads.digest(copy);
+        }
         self.context
             .digest(&copy.sources)
             .map_err(|err| err.to_string())

@@ -7,6 +7,9 @@
 mod bases;
 pub(crate) mod blobs;
 pub(crate) mod compat;
+mod contexts;
+mod downloads;
+mod git;
 pub(crate) mod isolation;
 mod keys;
 mod mounts;
@@ -53,9 +56,18 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         check_push_access(&client, &settings.destinations).await?;
     }
 
-    let label = settings.dockerfile.display().to_string();
-    let text = std::fs::read_to_string(&settings.dockerfile)
-        .with_context(|| format!("reading {label}"))?;
+    let materialized = contexts::materialize(
+        &settings.context,
+        settings.context_sub_path.as_deref(),
+        &client,
+        &settings.cache_dir.join("contexts"),
+    )
+    .await?;
+    let context_dir = &materialized.dir;
+    let dockerfile_file = settings::dockerfile_path(&settings.dockerfile, context_dir)?;
+    let label = dockerfile_file.display().to_string();
+    let text =
+        std::fs::read_to_string(&dockerfile_file).with_context(|| format!("reading {label}"))?;
     let dockerfile = kiln_graph::parse(&text, &label)?;
     let planner = Planner::new(
         &dockerfile,
@@ -66,8 +78,8 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
             build_platform: settings::host_platform(),
         },
     )?;
-    let context = BuildContext::open(&settings.context, Some(&settings.dockerfile))
-        .with_context(|| format!("opening the build context {}", settings.context.display()))?;
+    let context = BuildContext::open(context_dir, Some(&dockerfile_file))
+        .with_context(|| format!("opening the build context {}", context_dir.display()))?;
 
     // Manifests and configs only: layers are downloaded when something unpacks or exports them.
     let images = bases::resolve_all(&client, &planner.image_pulls()).await?;
@@ -93,8 +105,13 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let mountable = base_layers(|image| &image.resolved.reference);
     let downloadable = base_layers(|image| &image.resolved.source);
 
+    let work = WorkDir::create(&settings.cache_dir)?;
+    // Before keys: an ADD <url> step's key holds what was downloaded.
+    let downloads =
+        downloads::Downloads::fetch(&client, &plan, &work.path().join("downloads"), &label).await?;
+
     let mut cache = Cache::open(&settings.cache, &settings.cache_dir, &client)?;
-    let scope_file = scope_file(&settings.dockerfile, &settings.context);
+    let scope_file = scope_file(&dockerfile_file, context_dir);
     let scopes: Vec<Scope> = plan
         .build_order()
         .into_iter()
@@ -104,15 +121,17 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let cache = Arc::new(cache);
 
     // Hashing the context for node keys reads files: blocking work.
-    let (plan, context, images) = {
+    let (plan, context, images, downloads) = {
         let cache = Arc::clone(&cache);
+        let _blocking = crate::interrupt::BlockingPhase::enter();
         tokio::task::spawn_blocking(move || {
             plan.assign_keys(&keys::Inputs {
                 images: &images,
                 context: &context,
                 cache: Some(cache.as_ref()),
+                downloads: &downloads,
             })
-            .map(|()| (plan, context, images))
+            .map(|()| (plan, context, images, downloads))
         })
         .await
         .context("the key thread failed")??
@@ -132,7 +151,6 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         downloadable,
     );
 
-    let work = WorkDir::create(&settings.cache_dir)?;
     let snapshots = snapshot_plan(&settings.snapshot, work.path(), settings.isolation.mode)?;
     let roots = match settings.isolation.mode {
         Isolation::Chroot => stage::Roots::PerStage,
@@ -158,12 +176,14 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         let blobs = blobs.clone();
         let label = label.clone();
         let roots = roots.clone();
+        let _blocking = crate::interrupt::BlockingPhase::enter();
         tokio::task::spawn_blocking(move || {
             stage::Executor {
                 plan: &plan,
                 store: &store,
                 context: &context,
                 images: &images,
+                downloads: &downloads,
                 work: &work_dir,
                 created,
                 dockerfile: &label,
@@ -190,6 +210,9 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .context("the build thread failed")??
     };
 
+    if crate::interrupt::requested() {
+        anyhow::bail!("interrupted: nothing was written to any destination");
+    }
     let mut state = built.state;
     for (key, value) in &settings.labels {
         state.labels.insert(key.clone(), value.clone());

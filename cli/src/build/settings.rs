@@ -24,9 +24,12 @@ const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
 /// A build request that has passed validation.
 #[derive(Debug)]
 pub struct Settings {
-    /// The build context directory.
-    pub context: PathBuf,
-    /// The Dockerfile.
+    /// Where the build context comes from.
+    pub context: super::contexts::ContextSource,
+    /// `--context-sub-path`.
+    pub context_sub_path: Option<String>,
+    /// The Dockerfile: resolved for a directory context, else as given (resolved against the
+    /// context once it is materialised).
     pub dockerfile: PathBuf,
     /// `--build-arg` values, with bare names filled from the environment.
     pub build_args: Vec<(String, String)>,
@@ -101,25 +104,16 @@ impl Settings {
     /// Validates `options` against the filesystem and environment.
     pub fn new(options: BuildOptions) -> anyhow::Result<Settings> {
         super::compat::check(&options)?;
-        let context = context_dir(&options.context)?;
-        let context = match &options.context_sub_path {
-            None => context,
-            Some(sub) => {
-                let dir = context.join(sub);
-                if !dir.is_dir() {
-                    bail!(
-                        "--context-sub-path {}: {} is not a directory",
-                        sub.display(),
-                        dir.display()
-                    );
-                }
-                dir
-            }
-        };
+        let context = super::contexts::ContextSource::parse(&options.context)?;
         let annotations = super::compat::pairs("--annotation", &options.annotations)?;
         let mode = super::isolation::decide(&options)?;
         let mut snapshot = snapshot_settings(&options)?;
-        let dockerfile = dockerfile_path(&options.dockerfile, &context)?;
+        let dockerfile = match &context {
+            super::contexts::ContextSource::Dir(dir) if options.context_sub_path.is_none() => {
+                dockerfile_path(&options.dockerfile, dir)?
+            }
+            _ => options.dockerfile.clone(),
+        };
         if options.destinations.is_empty() && !options.no_push {
             bail!("no --destination given: name where to push the image, or pass --no-push");
         }
@@ -167,11 +161,14 @@ impl Settings {
             Isolation::None => {
                 let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
                     .context("reading /proc/self/mountinfo for the mount points to leave alone")?;
-                let list = super::isolation::container_ignore_list(
-                    &options,
-                    &mountinfo,
-                    &[&cache_dir, &context, &dockerfile],
-                );
+                // A context that is not a directory is unpacked under the cache directory.
+                let mut own: Vec<&Path> = vec![&cache_dir, &dockerfile];
+                if let super::contexts::ContextSource::Dir(dir)
+                | super::contexts::ContextSource::Tar(dir) = &context
+                {
+                    own.push(dir);
+                }
+                let list = super::isolation::container_ignore_list(&options, &mountinfo, &own);
                 tracing::debug!("ignore list: {:?}", list.paths());
                 snapshot.ignore_paths = list
                     .paths()
@@ -231,6 +228,7 @@ impl Settings {
         layers.validate().context("--compression-level")?;
         Ok(Settings {
             context,
+            context_sub_path: options.context_sub_path.clone(),
             dockerfile,
             build_args,
             target: options.target,

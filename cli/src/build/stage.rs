@@ -67,6 +67,8 @@ pub struct Executor<'a> {
     pub context: &'a BuildContext,
     /// Pulled external images.
     pub images: &'a BTreeMap<String, PulledImage>,
+    /// What `ADD <url>` steps downloaded (before keys were assigned).
+    pub downloads: &'a super::downloads::Downloads,
     /// Scratch directory for root filesystems (removed by the caller).
     pub work: &'a Path,
     /// Creation time stamped on history entries.
@@ -170,6 +172,9 @@ impl Executor<'_> {
         let mut prev = stage.key;
         let mut rekeyed = false;
         for (index, step) in stage.steps.iter().enumerate() {
+            if crate::interrupt::requested() {
+                anyhow::bail!("interrupted before {}", step.text);
+            }
             let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
             let mut key = match (rekeyed, &prev) {
                 (true, Some(prev)) => Some(
@@ -314,6 +319,9 @@ impl Executor<'_> {
         let before = Snapshot::scan_with(root.path(), self.snapshots.mode, &exclude)?;
         let mut deferred_history = Vec::new();
         for step in &stage.steps {
+            if crate::interrupt::requested() {
+                anyhow::bail!("interrupted before {}", step.text);
+            }
             tracing::info!("{}{in_stage}", step.text);
             let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
             self.apply(&root, step, built, &mut snapshotter, true)
@@ -406,6 +414,7 @@ impl Executor<'_> {
             images: self.images,
             context: self.context,
             cache: Some(self.cache),
+            downloads: self.downloads,
         }
     }
 
@@ -741,6 +750,34 @@ impl Executor<'_> {
             .as_deref()
             .map(|spec| resolve_chown(root, spec))
             .transpose()?;
+        if step.clones() {
+            let mut changes = Changes::new();
+            let change = chmod_change(step);
+            for repository in &step.sources {
+                let checkout = self.downloads.checkout(step, repository)?;
+                let source = RootFs::open(&checkout.root)?;
+                let options = CopyOptions {
+                    chown,
+                    chmod: exec_chmod(step, &change),
+                    ..CopyOptions::default()
+                };
+                let dest = format!("{}/", step.dest.trim_end_matches('/'));
+                changes.merge(copy(&source, &[".".to_owned()], root, &dest, &options)?);
+            }
+            return Ok(changes);
+        }
+        if step.downloads() {
+            // Copied like context files (never extracted, as Docker does for URLs).
+            let (dir, names) = self.downloads.stage_sources(step, self.work)?;
+            let source = RootFs::open(dir.path())?;
+            let change = chmod_change(step);
+            let options = CopyOptions {
+                chown,
+                chmod: exec_chmod(step, &change),
+                ..CopyOptions::default()
+            };
+            return Ok(copy(&source, &names, root, &step.dest, &options)?);
+        }
         if step.add && step.from == CopyFrom::Context {
             let kinds = self.archive_kinds(step)?;
             if kinds.iter().any(|(_, kind)| *kind != Kind::File) {
@@ -855,19 +892,14 @@ impl Executor<'_> {
         }
         let mut changes = Changes::new();
         for (path, kind) in kinds {
-            let compression = match kind {
-                Kind::Tar(compression) => compression,
-                Kind::Unsupported(what) => bail!(
-                    "ADD {}: {what}-compressed archives are not supported yet (gzip, zstd and plain tar are); recompress it or extract it with RUN",
-                    path.display()
-                ),
-                Kind::File => continue,
+            let Kind::Tar(format) = kind else {
+                continue;
             };
             tracing::info!("Extracting {} into {}", path.display(), step.dest);
             changes.merge(extract(
                 self.context.root(),
                 &path,
-                compression,
+                format,
                 root,
                 &step.dest,
             )?);

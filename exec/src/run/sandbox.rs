@@ -189,19 +189,40 @@ fn middle(plan: &Plan) -> StepResult {
         flags |= UnshareFlags::NEWNET;
     }
     unshare(flags).map_err(at(Step::Unshare))?;
+    // Blocked before the fork so that no stop request or child exit can slip in unseen; the
+    // init below blocks its own set, the command gets an empty mask back.
+    block_signals(&MIDDLE_SIGNALS);
     match fork().map_err(at(Step::Fork))? {
         None => Ok(()),
         Some(child) => wait_and_exit(child),
     }
 }
 
-/// In the middle process: mirror the command's fate, then exit without returning to `std`.
+/// What the middle process waits for: its child's exit, and kiln's stop request (SIGTERM from
+/// [`super::cancel`], SIGINT/SIGHUP from a terminal).
+const MIDDLE_SIGNALS: [i32; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Signals the sandbox's init passes on to the command, as Docker's init (tini) does.
+const FORWARDED_SIGNALS: [i32; 7] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
+
+/// In the middle process: mirror the fate of the namespace's init, then exit without returning
+/// to `std`. A stop request SIGKILLs the init; the kernel then kills every process of the pid
+/// namespace, and reports the init's death only once they are all gone, so when this process
+/// exits (taking the mount namespace with it) nothing of the RUN is left.
 fn wait_and_exit(child: Pid) -> ! {
     // Drop our copies of std's exec-status pipe and of the report pipe so that kiln learns the
-    // outcome of the exec (or of the setup) from the grandchild alone.
+    // outcome of the exec (or of the setup) from the command alone.
     close_from(3);
     loop {
-        match rustix::process::waitpid(Some(child), WaitOptions::empty()) {
+        match rustix::process::waitpid(Some(child), WaitOptions::NOHANG) {
             Ok(Some((_, status))) => {
                 if let Some(code) = status.exit_status() {
                     exit_now(code);
@@ -212,6 +233,65 @@ fn wait_and_exit(child: Pid) -> ! {
             }
             Ok(None) | Err(rustix::io::Errno::INTR) => {}
             Err(_) => exit_now(127),
+        }
+        match wait_signal(&MIDDLE_SIGNALS) {
+            libc::SIGTERM | libc::SIGINT | libc::SIGHUP => {
+                let _ = rustix::process::kill_process(child, Signal::KILL);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// After the sandbox is set up, in pid 1 of the namespace: forks the command's process (which
+/// returns, to be exec'd by `std`) and stays behind as the namespace's init, like Docker's
+/// `--init`: it reaps every orphan the command leaves (no zombies pile up), forwards signals to
+/// the command, and exits with the command's status as soon as the command exits, which makes
+/// the kernel kill whatever it left running in the background (`sleep 1000 &` cannot hold the
+/// build).
+fn become_init() -> StepResult {
+    block_signals(&FORWARDED_SIGNALS);
+    match fork().map_err(at(Step::Fork))? {
+        None => {
+            unblock_all_signals();
+            // Set again: the parent-death signal is not inherited across fork.
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+                .map_err(at(Step::DeathSignal))?;
+            Ok(())
+        }
+        Some(command) => init_loop(command),
+    }
+}
+
+fn init_loop(command: Pid) -> ! {
+    close_from(3);
+    // Signals from outside the namespace reach its init only if it handles them.
+    for signal in FORWARDED_SIGNALS {
+        install_noop_handler(signal);
+    }
+    let mut waited = [libc::SIGCHLD; 8];
+    waited[1..].copy_from_slice(&FORWARDED_SIGNALS);
+    loop {
+        loop {
+            match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+                Ok(Some((pid, status))) if pid == command => {
+                    if let Some(code) = status.exit_status() {
+                        exit_now(code);
+                    }
+                    // The namespace's init cannot die of its own signal: report it as a shell
+                    // (and Docker's init) would.
+                    exit_now(128 + status.terminating_signal().unwrap_or(0));
+                }
+                Ok(Some(_)) | Err(rustix::io::Errno::INTR) => {}
+                Ok(None) => break,
+                Err(_) => exit_now(127),
+            }
+        }
+        let signal = wait_signal(&waited);
+        if signal != libc::SIGCHLD
+            && let Some(signal) = Signal::from_named_raw(signal)
+        {
+            let _ = rustix::process::kill_process(command, signal);
         }
     }
 }
@@ -278,7 +358,7 @@ fn sandbox(plan: &Plan) -> StepResult {
     // Set last: changing credentials clears it. If the middle process dies, so does the namespace.
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(at(Step::DeathSignal))?;
-    Ok(())
+    become_init()
 }
 
 fn run_mount(mount: &MountPlan) -> rustix::io::Result<()> {
@@ -506,6 +586,64 @@ fn reraise(signal: i32) -> ! {
         libc::kill(libc::getpid(), signal);
     }
     exit_now(128 + signal)
+}
+
+#[allow(unsafe_code)]
+fn signal_set(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset write only into the local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in signals {
+            libc::sigaddset(&mut set, *signal);
+        }
+        set
+    }
+}
+
+/// Adds `signals` to this thread's blocked set.
+#[allow(unsafe_code)]
+fn block_signals(signals: &[i32]) {
+    let set = signal_set(signals);
+    // SAFETY: sigprocmask is async-signal-safe; `set` lives on our stack.
+    unsafe {
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Empties the blocked set (exec keeps it, and the command must start with none blocked).
+#[allow(unsafe_code)]
+fn unblock_all_signals() {
+    let set = signal_set(&[]);
+    // SAFETY: as in `block_signals`.
+    unsafe {
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Waits for one of `signals` (which must be blocked) and returns its number.
+#[allow(unsafe_code)]
+fn wait_signal(signals: &[i32]) -> i32 {
+    let set = signal_set(signals);
+    // SAFETY: sigwaitinfo is a plain system call on our stack's set; a null info is allowed.
+    unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) }
+}
+
+extern "C" fn noop_handler(_signal: libc::c_int) {}
+
+/// Gives `signal` a handler that does nothing (the signal stays blocked and is collected with
+/// `sigwaitinfo`): exec resets handlers, and the kernel delivers signals to a namespace's init
+/// only if it handles them.
+#[allow(unsafe_code)]
+fn install_noop_handler(signal: i32) {
+    // SAFETY: sigaction with a zeroed struct naming an `extern "C"` function that does nothing;
+    // async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = noop_handler as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut());
+    }
 }
 
 /// Removes every capability not in `keep` from the bounding set, which caps what the command (and

@@ -190,7 +190,7 @@ fn existing_mount_points_and_etc_files_are_kept_untouched() {
 }
 
 #[test]
-fn the_command_is_pid_one_of_its_own_namespace() {
+fn the_command_runs_under_its_own_init_in_a_new_pid_namespace() {
     let tmp = root_with_users();
     let root = RootFs::open(tmp.path()).unwrap();
     run(
@@ -202,15 +202,16 @@ fn the_command_is_pid_one_of_its_own_namespace() {
         fs::read_to_string(tmp.path().join("tmp/pid"))
             .unwrap()
             .trim(),
-        "1"
+        "2",
+        "pid 1 is the sandbox's init"
     );
-    // sh itself, plus ls and grep of the pipeline: nothing from the host.
+    // The init, sh itself, plus ls and grep of the pipeline: nothing from the host.
     let count: u32 = fs::read_to_string(tmp.path().join("tmp/count"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    assert!(count <= 3, "saw {count} processes");
+    assert!(count <= 4, "saw {count} processes");
 }
 
 #[test]

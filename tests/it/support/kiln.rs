@@ -28,6 +28,13 @@ impl Kiln {
         Kiln::build_with_cache(context, tempfile::tempdir().unwrap(), cache_dir)
     }
 
+    /// [`Kiln::build`] with `--context` given as text (`tar://...`, `git://...`, a URL).
+    pub fn build_from(context: &str) -> Kiln {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().to_path_buf();
+        Kiln::build_with_cache(Path::new(context), cache, &dir)
+    }
+
     fn build_with_cache(context: &Path, cache: tempfile::TempDir, cache_dir: &Path) -> Kiln {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
         command
@@ -69,6 +76,14 @@ impl Kiln {
     pub fn stdin_text(mut self, text: &str) -> Kiln {
         let path = self.cache.path().join("stdin");
         std::fs::write(&path, text).unwrap();
+        self.command.stdin(std::process::Stdio::from(
+            std::fs::File::open(path).unwrap(),
+        ));
+        self
+    }
+
+    /// Feeds the file at `path` to kiln's standard input.
+    pub fn stdin_file(mut self, path: &Path) -> Kiln {
         self.command.stdin(std::process::Stdio::from(
             std::fs::File::open(path).unwrap(),
         ));
@@ -143,11 +158,80 @@ impl Kiln {
         (Outcome { output }, kib * 1024)
     }
 
+    /// Starts kiln without waiting, its output captured in files (for tests that signal it).
+    pub fn spawn(mut self) -> Running {
+        let logs = tempfile::tempdir().unwrap();
+        let child = self
+            .command
+            .stdout(std::fs::File::create(logs.path().join("stdout")).unwrap())
+            .stderr(std::fs::File::create(logs.path().join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        Running {
+            child: Some(child),
+            logs,
+            _cache: self.cache,
+        }
+    }
+
     /// Runs kiln to completion.
     pub fn run(mut self) -> Outcome {
         let output = self.command.output().unwrap();
         drop(self.cache);
         Outcome { output }
+    }
+}
+
+/// A kiln process started with [`Kiln::spawn`]; killed if still running when dropped.
+pub struct Running {
+    child: Option<std::process::Child>,
+    logs: tempfile::TempDir,
+    _cache: tempfile::TempDir,
+}
+
+impl Running {
+    /// kiln's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Waits at most `limit` for kiln to exit; panics (after killing it) if it does not.
+    pub fn wait_within(mut self, limit: std::time::Duration) -> Outcome {
+        let mut child = self.child.take().unwrap();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("kiln still running after {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        Outcome {
+            output: Output {
+                status,
+                stdout: std::fs::read(self.logs.path().join("stdout")).unwrap(),
+                stderr: std::fs::read(self.logs.path().join("stderr")).unwrap(),
+            },
+        }
+    }
+
+    /// What kiln has logged so far (stderr).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.logs.path().join("stderr")).unwrap())
+            .into_owned()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod base;
 pub mod fake_cloud;
+pub mod files;
+pub mod git_server;
 pub mod kiln;
 pub mod pki;
 pub mod pod;
