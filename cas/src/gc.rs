@@ -112,3 +112,79 @@ pub fn collect(store: &Store, index: &Index, limits: Limits, now: SystemTime) ->
         records_forgotten,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LayerRecord, StepRecord};
+
+    const DAY: u64 = 24 * 60 * 60;
+
+    fn record(digest: &Digest) -> StepRecord {
+        StepRecord {
+            layer: Some(LayerRecord {
+                digest: digest.clone(),
+                size: 1,
+                diff_id: digest.to_string(),
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            }),
+            recorded: 0,
+        }
+    }
+
+    #[test]
+    fn least_recently_used_blobs_go_first_recent_ones_stay_and_their_records_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let index = Index::open(&dir.path().join("index")).unwrap();
+        let now = SystemTime::now() + Duration::from_secs(30 * DAY);
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let old = store.put(&[1u8; 1000]).unwrap();
+        let middle = store.put(&[2u8; 1000]).unwrap();
+        let recent = store.put(&[3u8; 1000]).unwrap();
+        {
+            let session = index.write().unwrap();
+            session.touch_blobs([&old.digest], secs - 20 * DAY).unwrap();
+            session
+                .touch_blobs([&middle.digest], secs - 10 * DAY)
+                .unwrap();
+            session.touch_blobs([&recent.digest], secs - 60).unwrap();
+            session.put_step(&[1; 32], &record(&old.digest)).unwrap();
+            session.put_step(&[3; 32], &record(&recent.digest)).unwrap();
+        }
+        // By age: only the 20-day-old blob, and the step naming it.
+        let limits = Limits {
+            max_age: Some(Duration::from_secs(15 * DAY)),
+            max_size: None,
+        };
+        let report = collect(&store, &index, limits, now).unwrap();
+        assert_eq!(
+            (report.removed, report.freed, report.records_forgotten),
+            (1, 1000, 1)
+        );
+        assert!(!store.contains(&old.digest));
+        assert!(store.contains(&middle.digest) && store.contains(&recent.digest));
+        let session = index.read().unwrap();
+        assert_eq!(session.step(&[1; 32]).unwrap(), None);
+        assert!(session.step(&[3; 32]).unwrap().is_some());
+        drop(session);
+        // By size: a zero limit removes everything but the blob used within the hour.
+        let limits = Limits {
+            max_age: None,
+            max_size: Some(0),
+        };
+        let report = collect(&store, &index, limits, now).unwrap();
+        assert_eq!(
+            (report.removed, report.kept, report.kept_bytes),
+            (1, 1, 1000)
+        );
+        assert!(!store.contains(&middle.digest));
+        assert!(store.contains(&recent.digest));
+        let used: Vec<_> = index.read().unwrap().blobs().unwrap();
+        assert_eq!(used.len(), 1);
+        assert_eq!(used[0].0, recent.digest);
+    }
+}
