@@ -41,6 +41,10 @@ pub enum Error {
     /// A write was asked of an index on a read-only filesystem.
     #[error("the cache index {0} is on a read-only filesystem")]
     ReadOnly(PathBuf),
+    /// A store directory that cannot be written (a read-only mount): open a writable store
+    /// elsewhere that reads through to it.
+    #[error("the store {0} is on a read-only filesystem")]
+    ReadOnlyStore(PathBuf),
     /// A small JSON document (index, manifest) could not be encoded or decoded.
     #[error("{action}: {source}")]
     Json {

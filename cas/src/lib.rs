@@ -12,6 +12,7 @@
 
 mod error;
 pub mod export;
+pub mod gc;
 pub mod index;
 pub mod record;
 mod store;
@@ -20,7 +21,7 @@ mod writer;
 pub use error::Error;
 pub use index::{Index, Session};
 pub use record::{FileIdentity, ImageRecord, LayerRecord, StepRecord};
-pub use store::{Blob, Store};
+pub use store::{Blob, Store, StoredBlob};
 pub use writer::BlobWriter;
 
 /// Result type of this crate.

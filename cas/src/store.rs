@@ -23,19 +23,41 @@ pub struct Blob {
     pub size: u64,
 }
 
-/// A content-addressed blob store rooted at a directory.
+/// A blob file as garbage collection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Its digest (the file name).
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When the file was written, in seconds since the Unix epoch.
+    pub modified: u64,
+}
+
+/// A content-addressed blob store rooted at a directory, optionally reading through to a
+/// read-only one.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// A store on a read-only mount (a warmer's volume): blobs found there are used where they
+    /// are, new ones go to `root`.
+    lower: Option<PathBuf>,
 }
 
 impl Store {
-    /// Opens the store at `dir`, creating the layout (and the directory) if needed.
+    /// Opens the store at `dir`, creating the layout (and the directory) if needed. A directory
+    /// that cannot be written is [`Error::ReadOnlyStore`]: open a writable store elsewhere
+    /// and read this one through [`Store::reading_through`].
     pub fn open(dir: &Path) -> Result<Store> {
         let blobs = dir.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).map_err(Error::io("creating store", &blobs))?;
         let ingest = dir.join("ingest");
-        fs::create_dir_all(&ingest).map_err(Error::io("creating store", &ingest))?;
+        let created = fs::create_dir_all(&blobs).and_then(|()| fs::create_dir_all(&ingest));
+        // Creating directories that exist succeeds on a read-only mount: only a write tells.
+        match created.and_then(|()| tempfile::tempfile_in(&ingest)) {
+            Ok(_) => {}
+            Err(err) if is_read_only(&err) => return Err(Error::ReadOnlyStore(dir.to_path_buf())),
+            Err(err) => return Err(Error::io("creating store", dir)(err)),
+        }
         remove_abandoned(&ingest, ABANDONED_INGEST);
         let layout = dir.join("oci-layout");
         if !layout.exists() {
@@ -48,7 +70,28 @@ impl Store {
         }
         Ok(Store {
             root: dir.to_path_buf(),
+            lower: None,
         })
+    }
+
+    /// This store, also reading the blobs of the store at `read_only` (which it never writes):
+    /// a blob present there is used in place.
+    pub fn reading_through(self, read_only: &Path) -> Result<Store> {
+        let marker = read_only.join("oci-layout");
+        if !marker.is_file() {
+            return Err(Error::io("opening the read-only store", read_only)(
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no oci-layout file"),
+            ));
+        }
+        Ok(Store {
+            lower: Some(read_only.to_path_buf()),
+            ..self
+        })
+    }
+
+    /// The read-only store this one reads through, if any.
+    pub fn read_only_lower(&self) -> Option<&Path> {
+        self.lower.as_deref()
     }
 
     /// The store's directory.
@@ -56,17 +99,56 @@ impl Store {
         &self.root
     }
 
-    /// Where the blob with `digest` lives (whether or not it is present).
+    /// Where the blob with `digest` lives: in the read-only store if it is there and not in
+    /// this one, else in this one (whether or not it is present).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_ref())
-            .join(digest.digest())
+        let own = blob_in(&self.root, digest);
+        match &self.lower {
+            Some(lower) if !own.is_file() => {
+                let theirs = blob_in(lower, digest);
+                if theirs.is_file() { theirs } else { own }
+            }
+            _ => own,
+        }
     }
 
-    /// Whether the blob is complete in the store.
+    /// Whether the blob is complete in the store (or the read-only store it reads through).
     pub fn contains(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
+    }
+
+    /// Every blob of this store (not of the read-only one), for garbage collection. Files whose
+    /// name is not a sha256 digest are left out.
+    pub fn list(&self) -> Result<Vec<StoredBlob>> {
+        let dir = self.root.join("blobs").join("sha256");
+        let mut blobs = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(Error::io("listing", &dir))? {
+            let entry = entry.map_err(Error::io("listing", &dir))?;
+            let Some(digest) = entry
+                .file_name()
+                .to_str()
+                .and_then(|hex| parse_digest(&format!("sha256:{hex}")).ok())
+            else {
+                continue;
+            };
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Removed since it was listed (another collection).
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(Error::io("reading", entry.path())(err)),
+            };
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |since| since.as_secs());
+            blobs.push(StoredBlob {
+                digest,
+                size: meta.len(),
+                modified,
+            });
+        }
+        Ok(blobs)
     }
 
     /// Starts writing a new blob; it is named only when [`BlobWriter::commit`] succeeds.
@@ -102,6 +184,18 @@ impl Store {
         }
         fs::read(&path).map_err(Error::io("reading blob", path))
     }
+}
+
+fn blob_in(root: &Path, digest: &Digest) -> PathBuf {
+    root.join("blobs")
+        .join(digest.algorithm().as_ref())
+        .join(digest.digest())
+}
+
+/// Errors that mean "this filesystem cannot be written" rather than "something is wrong".
+pub(crate) fn is_read_only(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+        || err.kind() == std::io::ErrorKind::PermissionDenied
 }
 
 /// Deletes partial blobs whose writer is long gone. Best effort: the store is correct without it

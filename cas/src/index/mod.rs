@@ -51,7 +51,8 @@ impl Index {
                 .open(&lock)
         }) {
             Ok(_) => false,
-            Err(err) if is_read_only(&err) && dir.is_dir() => true,
+            // Also when the directory does not exist there: reads then find nothing.
+            Err(err) if is_read_only(&err) => true,
             Err(err) => return Err(Error::io("opening the cache index in", dir)(err)),
         };
         Ok(Index {

@@ -1,5 +1,6 @@
 //! One locked use of the index database.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::Path;
 
@@ -161,6 +162,72 @@ impl Session {
             batch.delete_cf(cf, digest.to_string());
         }
         db.write(batch).map_err(write_error)
+    }
+
+    /// Every step record, for checks over the whole index (crash tests, `kiln cache gc`).
+    pub fn steps(&self) -> Result<Vec<([u8; 32], StepRecord)>> {
+        let mut steps = Vec::new();
+        self.each(STEPS, |key, value| {
+            if let (Ok(key), Ok(record)) = (
+                <[u8; 32]>::try_from(key),
+                serde_json::from_slice::<StepRecord>(value),
+            ) {
+                steps.push((key, record));
+            }
+        })?;
+        Ok(steps)
+    }
+
+    /// Forgets the `blobs` entries of `gone`, and every step record whose layer and every image
+    /// record whose manifest is among them, in one atomic batch. Returns how many step and
+    /// image records went.
+    pub fn forget_blobs_and_records(&self, gone: &HashSet<Digest>) -> Result<usize> {
+        let (db, blobs) = self.writable_family(BLOBS)?;
+        let (_, steps) = self.writable_family(STEPS)?;
+        let (_, images) = self.writable_family(IMAGES)?;
+        let mut batch = WriteBatch::default();
+        for digest in gone {
+            batch.delete_cf(blobs, digest.to_string());
+        }
+        let mut forgotten = 0;
+        self.each(STEPS, |key, value| {
+            let names_gone = serde_json::from_slice::<StepRecord>(value)
+                .ok()
+                .and_then(|record| record.layer)
+                .is_some_and(|layer| gone.contains(&layer.digest));
+            if names_gone {
+                batch.delete_cf(steps, key);
+                forgotten += 1;
+            }
+        })?;
+        self.each(IMAGES, |key, value| {
+            let names_gone = serde_json::from_slice::<ImageRecord>(value)
+                .is_ok_and(|record| gone.contains(&record.manifest));
+            if names_gone {
+                batch.delete_cf(images, key);
+                forgotten += 1;
+            }
+        })?;
+        db.write(batch).map_err(write_error)?;
+        Ok(forgotten)
+    }
+
+    /// Calls `visit` with every key and value of `family`.
+    fn each(&self, family: &str, mut visit: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        let Some(db) = &self.db else {
+            return Ok(());
+        };
+        let Some(cf) = db.cf_handle(family) else {
+            return Ok(());
+        };
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item.map_err(|err| Error::Index {
+                action: "reading",
+                message: err.into_string(),
+            })?;
+            visit(&key, &value);
+        }
+        Ok(())
     }
 
     fn get(&self, family: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
