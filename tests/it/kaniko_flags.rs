@@ -59,7 +59,10 @@ fn kaniko_flags_kiln_cannot_honour_are_refused_saying_why() {
         .args(["--no-push", "--context-sub-path", "nope"])
         .run()
         .failure();
-    assert!(err.contains("--context-sub-path nope"), "{err}");
+    assert!(
+        err.contains("--context-sub-path \"nope\"") && err.contains("not found"),
+        "{err}"
+    );
     let err = Kiln::build(project.path())
         .args(["--no-push", "--annotation", "novalue"])
         .run()
