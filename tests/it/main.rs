@@ -13,6 +13,7 @@ mod auth;
 mod bench_smoke;
 mod build;
 mod cache;
+mod cache_remote;
 mod corpus;
 mod env_auth;
 mod errors;
