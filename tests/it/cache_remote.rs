@@ -11,10 +11,10 @@ use kiln_cas::{LayerRecord, StepRecord, Store};
 use kiln_cli::remote_cache::{CacheRepo, Publication, RECORDS_MEDIA_TYPE, RemoteCache, Scope};
 use kiln_registry::{Client, ClientOptions, Reference};
 
+use crate::support::Registry;
 use crate::support::proxy::{Action, Proxy};
 use crate::support::registry::free_port;
 use crate::support::tools::{run, skopeo};
-use crate::support::Registry;
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -162,7 +162,10 @@ async fn skopeo_sees_the_scope_tag_as_an_oci_manifest_of_records_and_layers() {
     let tag = scope().tag();
     assert!(tag.starts_with("kiln-") && tag.len() == 37, "{tag}");
     let manifest = raw(&format!("docker://{repo}:{tag}"));
-    assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
     assert_eq!(manifest["config"]["mediaType"], RECORDS_MEDIA_TYPE);
     assert_eq!(manifest["layers"][0]["digest"], layer.digest.to_string());
     let records = raw_records(&format!("docker://{repo}:{tag}"));
@@ -210,7 +213,12 @@ async fn records_older_than_the_ttl_are_ignored_and_dropped_at_the_next_publish(
     let short = in_registry(&repo, Duration::from_secs(600));
     assert!(short.fetch(&[scope()]).await.unwrap().steps.is_empty());
     assert_eq!(
-        in_registry(&repo, DAY).fetch(&[scope()]).await.unwrap().steps.len(),
+        in_registry(&repo, DAY)
+            .fetch(&[scope()])
+            .await
+            .unwrap()
+            .steps
+            .len(),
         1,
         "a longer TTL still sees it"
     );
@@ -237,7 +245,10 @@ async fn a_scope_keeps_only_its_newest_thousand_steps() {
         aliases: vec![],
     };
     let cache = in_registry(&repo, DAY);
-    cache.publish(&local.store, &scope(), &publication).await.unwrap();
+    cache
+        .publish(&local.store, &scope(), &publication)
+        .await
+        .unwrap();
     let records = cache.fetch(&[scope()]).await.unwrap();
     assert_eq!(records.steps.len(), 1000);
     for n in 0..5 {
@@ -270,7 +281,8 @@ async fn concurrent_publishes_to_one_scope_leave_a_valid_manifest() {
         rb.unwrap();
         let records = in_registry(&repo, DAY).fetch(&[scope()]).await.unwrap();
         assert!(
-            records.steps.contains_key(&key(100 + round)) || records.steps.contains_key(&key(200 + round)),
+            records.steps.contains_key(&key(100 + round))
+                || records.steps.contains_key(&key(200 + round)),
             "round {round}: neither publish is visible"
         );
     }
@@ -308,7 +320,9 @@ async fn a_layer_the_repository_has_is_not_uploaded_again() {
     let uploads = proxy
         .requests()
         .iter()
-        .filter(|r| r.method == "PUT" && r.path.contains("/blobs/uploads/") && r.path.contains(&hex))
+        .filter(|r| {
+            r.method == "PUT" && r.path.contains("/blobs/uploads/") && r.path.contains(&hex)
+        })
         .count();
     assert_eq!(uploads, 1, "{:#?}", proxy.requests());
     assert!(proxy.count("HEAD", &hex) >= 2);
@@ -341,14 +355,21 @@ async fn a_layer_another_repository_holds_is_mounted_not_uploaded() {
         steps: vec![(key(1), step(Some(layer.clone()), now()))],
         aliases: vec![],
     };
-    cache.publish(&local.store, &scope(), &publication).await.unwrap();
+    cache
+        .publish(&local.store, &scope(), &publication)
+        .await
+        .unwrap();
     let after = &proxy.requests()[before..];
     assert!(
-        after.iter().any(|r| r.method == "POST" && r.path.contains("mount=") && r.path.contains(&hex)),
+        after
+            .iter()
+            .any(|r| r.method == "POST" && r.path.contains("mount=") && r.path.contains(&hex)),
         "{after:#?}"
     );
     assert!(
-        !after.iter().any(|r| matches!(r.method.as_str(), "PUT" | "PATCH") && r.path.contains(&hex)),
+        !after
+            .iter()
+            .any(|r| matches!(r.method.as_str(), "PUT" | "PATCH") && r.path.contains(&hex)),
         "the layer was uploaded: {after:#?}"
     );
     let fresh = LocalStore::new();
@@ -367,7 +388,10 @@ async fn a_layer_damaged_in_transit_fails_the_pull_naming_it_and_stays_out_of_th
         aliases: vec![],
     };
     let cache = in_registry(&repo, DAY);
-    cache.publish(&local.store, &scope(), &publication).await.unwrap();
+    cache
+        .publish(&local.store, &scope(), &publication)
+        .await
+        .unwrap();
     proxy.fail("GET", &hex_of(&layer), 100, Action::FlipByte);
     let fresh = LocalStore::new();
     let error = cache.pull_layer(&fresh.store, &layer).await.unwrap_err();
@@ -394,7 +418,10 @@ async fn a_failing_cache_registry_is_an_error_naming_repository_tag_and_status()
     proxy.fail("GET", "/manifests/", 100, Action::Status(500));
     let error = in_registry(&repo, DAY).fetch(&[scope()]).await.unwrap_err();
     let message = format!("{error:#}");
-    assert!(message.contains(&format!("{repo}:{}", scope().tag())), "{message}");
+    assert!(
+        message.contains(&format!("{repo}:{}", scope().tag())),
+        "{message}"
+    );
     assert!(message.contains("500"), "{message}");
 }
 
@@ -431,31 +458,45 @@ async fn an_oci_layout_holds_the_scope_under_its_tag_next_to_other_images() {
     let cache = in_layout(&layout, DAY);
     cache.check_access().await.unwrap();
     // An image already in the layout stays there.
-    let foreign = crate::support::base::put(&layout, "application/vnd.oci.image.manifest.v1+json", b"{}");
+    let foreign =
+        crate::support::base::put(&layout, "application/vnd.oci.image.manifest.v1+json", b"{}");
     crate::support::base::write_index(&layout, "someone-elses", foreign);
 
     let publication = Publication {
         steps: vec![(key(1), step(Some(layer.clone()), now()))],
         aliases: vec![(key(2), key(3))],
     };
-    cache.publish(&local.store, &scope(), &publication).await.unwrap();
+    cache
+        .publish(&local.store, &scope(), &publication)
+        .await
+        .unwrap();
     let second = Publication {
         steps: vec![(key(4), step(None, now()))],
         aliases: vec![],
     };
-    cache.publish(&local.store, &scope(), &second).await.unwrap();
+    cache
+        .publish(&local.store, &scope(), &second)
+        .await
+        .unwrap();
 
     let transport = format!("oci:{}:{}", layout.display(), scope().tag());
     let manifest = raw(&transport);
     assert_eq!(manifest["config"]["mediaType"], RECORDS_MEDIA_TYPE);
-    assert_eq!(raw_records(&transport)["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        raw_records(&transport)["steps"].as_array().unwrap().len(),
+        2
+    );
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let names: Vec<&str> = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap())
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
         .collect();
     assert_eq!(names, ["someone-elses", scope().tag().as_str()]);
 
@@ -504,7 +545,10 @@ async fn a_damaged_layer_in_a_layout_fails_the_pull_and_stays_out_of_the_store()
         steps: vec![(key(1), step(Some(layer.clone()), now()))],
         aliases: vec![],
     };
-    cache.publish(&local.store, &scope(), &publication).await.unwrap();
+    cache
+        .publish(&local.store, &scope(), &publication)
+        .await
+        .unwrap();
     let blob = layout.join("blobs/sha256").join(hex_of(&layer));
     std::fs::remove_file(&blob).unwrap();
     std::fs::write(&blob, b"to be DAMAGED").unwrap();

@@ -112,7 +112,9 @@ impl RemoteCache {
             }
             for (from, alias) in scope.aliases {
                 if alias.recorded < oldest
-                    || alias_times.get(&from).is_some_and(|&known| known >= alias.recorded)
+                    || alias_times
+                        .get(&from)
+                        .is_some_and(|&known| known >= alias.recorded)
                 {
                     continue;
                 }
@@ -126,7 +128,9 @@ impl RemoteCache {
     /// Downloads a layer the records name into `store`, verifying its digest.
     pub async fn pull_layer(&self, store: &Store, layer: &LayerRecord) -> anyhow::Result<()> {
         match &self.repo {
-            CacheRepo::Registry(repo) => registry::pull_layer(&self.client, repo, store, layer).await,
+            CacheRepo::Registry(repo) => {
+                registry::pull_layer(&self.client, repo, store, layer).await
+            }
             CacheRepo::Layout(dir) => {
                 let (dir, store, layer) = (dir.clone(), store.clone(), layer.clone());
                 tokio::task::spawn_blocking(move || layout::pull_layer(&dir, &store, &layer))
@@ -189,11 +193,11 @@ impl RemoteCache {
     /// session (Kaniko's push-permission check), or the layout cannot be created or locked.
     pub async fn check_access(&self) -> anyhow::Result<()> {
         match &self.repo {
-            CacheRepo::Registry(repo) => self
-                .client
-                .check_push_access(repo)
-                .await
-                .with_context(|| format!("the cache repository {} refuses pushes", repo.repo_ref())),
+            CacheRepo::Registry(repo) => {
+                self.client.check_push_access(repo).await.with_context(|| {
+                    format!("the cache repository {} refuses pushes", repo.repo_ref())
+                })
+            }
             CacheRepo::Layout(dir) => {
                 let dir = dir.clone();
                 tokio::task::spawn_blocking(move || layout::check_writable(&dir))

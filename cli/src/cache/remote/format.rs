@@ -95,7 +95,9 @@ impl Manifest {
                 None
             }
             Err(error) => {
-                tracing::warn!("{source} is not an OCI image manifest ({error}): ignored, the next publish replaces it");
+                tracing::warn!(
+                    "{source} is not an OCI image manifest ({error}): ignored, the next publish replaces it"
+                );
                 None
             }
         }
@@ -170,12 +172,13 @@ impl ScopeRecords {
         }
         let mut records = ScopeRecords::default();
         for step in blob.steps {
-            let layer = match step.layer {
-                None => None,
-                Some(index) => Some(layers.get(index).cloned().with_context(|| {
-                    format!("a step names layer {index} of {}", layers.len())
-                })?),
-            };
+            let layer =
+                match step.layer {
+                    None => None,
+                    Some(index) => Some(layers.get(index).cloned().with_context(|| {
+                        format!("a step names layer {index} of {}", layers.len())
+                    })?),
+                };
             records.put_step(
                 step.key,
                 StepRecord {
@@ -363,7 +366,9 @@ mod hex_key {
         let text = String::deserialize(deserializer)?;
         let bytes = text.as_bytes();
         if bytes.len() != 64 {
-            return Err(D::Error::custom(format!("key {text:?} is not 64 hex digits")));
+            return Err(D::Error::custom(format!(
+                "key {text:?} is not 64 hex digits"
+            )));
         }
         let mut key = [0u8; 32];
         for (index, pair) in bytes.chunks(2).enumerate() {
@@ -409,7 +414,13 @@ mod tests {
         records.put_step([2; 32], step(Some(layer(1)), 11));
         records.put_step([3; 32], step(Some(layer(2)), 12));
         records.put_step([4; 32], step(None, 13));
-        records.put_alias([5; 32], Alias { to: [6; 32], recorded: 14 });
+        records.put_alias(
+            [5; 32],
+            Alias {
+                to: [6; 32],
+                recorded: 14,
+            },
+        );
         assert_eq!(round_trip(&records), records);
         let encoded = records.encode().unwrap();
         let manifest = Manifest::parse(&encoded.manifest, "test").unwrap();
@@ -447,13 +458,22 @@ mod tests {
         let mut records = ScopeRecords::default();
         records.put_step([1; 32], step(Some(layer(1)), 20));
         let publication = Publication {
-            steps: vec![([1; 32], step(Some(layer(2)), 10)), ([2; 32], step(None, 30))],
+            steps: vec![
+                ([1; 32], step(Some(layer(2)), 10)),
+                ([2; 32], step(None, 30)),
+            ],
             aliases: vec![([3; 32], [4; 32])],
         };
         records.merge(&publication, 40);
         assert_eq!(records.steps[&[1; 32]].recorded, 20);
         assert_eq!(records.steps.len(), 2);
-        assert_eq!(records.aliases[&[3; 32]], Alias { to: [4; 32], recorded: 40 });
+        assert_eq!(
+            records.aliases[&[3; 32]],
+            Alias {
+                to: [4; 32],
+                recorded: 40
+            }
+        );
     }
 
     #[test]
@@ -461,7 +481,13 @@ mod tests {
         let mut records = ScopeRecords::default();
         records.put_step([1; 32], step(None, 99));
         records.put_step([2; 32], step(None, 100));
-        records.put_alias([3; 32], Alias { to: [4; 32], recorded: 50 });
+        records.put_alias(
+            [3; 32],
+            Alias {
+                to: [4; 32],
+                recorded: 50,
+            },
+        );
         records.expire(100);
         assert_eq!(records.steps.keys().collect::<Vec<_>>(), vec![&[2; 32]]);
         assert!(records.aliases.is_empty());
@@ -501,7 +527,8 @@ mod tests {
             layers: vec![],
         };
         let key = "00".repeat(32);
-        let config = format!(r#"{{"diff_ids":[],"steps":[{{"key":"{key}","layer":0,"recorded":1}}]}}"#);
+        let config =
+            format!(r#"{{"diff_ids":[],"steps":[{{"key":"{key}","layer":0,"recorded":1}}]}}"#);
         let error = ScopeRecords::decode(&manifest, config.as_bytes()).unwrap_err();
         assert!(format!("{error:#}").contains("layer 0 of 0"), "{error:#}");
     }

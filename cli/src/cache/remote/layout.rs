@@ -42,7 +42,9 @@ pub fn fetch(dir: &Path, tag: &str) -> anyhow::Result<ScopeRecords> {
     match ScopeRecords::decode(&parsed, &config) {
         Ok(records) => Ok(records),
         Err(error) => {
-            tracing::warn!("{source}: unreadable cache records ({error:#}): ignored, the next publish replaces them");
+            tracing::warn!(
+                "{source}: unreadable cache records ({error:#}): ignored, the next publish replaces them"
+            );
             Ok(ScopeRecords::default())
         }
     }
@@ -64,7 +66,9 @@ pub fn pull_layer(dir: &Path, store: &Store, layer: &LayerRecord) -> anyhow::Res
             layer.size
         );
     }
-    writer.commit_expecting(&layer.digest).with_context(context)?;
+    writer
+        .commit_expecting(&layer.digest)
+        .with_context(context)?;
     Ok(())
 }
 
@@ -86,11 +90,18 @@ pub fn publish(
     oldest: u64,
 ) -> anyhow::Result<()> {
     prepare(dir)?;
-    for layer in publication.steps.iter().filter_map(|(_, step)| step.layer.as_ref()) {
+    for layer in publication
+        .steps
+        .iter()
+        .filter_map(|(_, step)| step.layer.as_ref())
+    {
         let digest = layer.digest.to_string();
         let from = store.blob_path(&layer.digest);
         if !from.is_file() {
-            bail!("cached layer {digest} is not in the local store {}", store.root().display());
+            bail!(
+                "cached layer {digest} is not in the local store {}",
+                store.root().display()
+            );
         }
         link_or_copy(&from, &blob_path(dir, &digest)?)
             .with_context(|| format!("copying cached layer {digest} to oci:{}", dir.display()))?;
@@ -190,7 +201,12 @@ fn open_lock(dir: &Path) -> anyhow::Result<File> {
 fn blob_path(dir: &Path, digest: &str) -> anyhow::Result<PathBuf> {
     let hex = digest
         .strip_prefix("sha256:")
-        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .filter(|hex| {
+            hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
         .with_context(|| format!("{digest:?} is not a sha256 digest"))?;
     Ok(dir.join("blobs").join("sha256").join(hex))
 }
@@ -199,7 +215,10 @@ fn blob_path(dir: &Path, digest: &str) -> anyhow::Result<PathBuf> {
 fn read_blob(dir: &Path, digest: &str, size: u64) -> anyhow::Result<Vec<u8>> {
     let path = blob_path(dir, digest)?;
     if size > format::MAX_BLOB_BYTES {
-        bail!("{digest}: {size} bytes is over the {}-byte limit", format::MAX_BLOB_BYTES);
+        bail!(
+            "{digest}: {size} bytes is over the {}-byte limit",
+            format::MAX_BLOB_BYTES
+        );
     }
     let mut bytes = Vec::new();
     File::open(&path)

@@ -31,7 +31,10 @@ pub async fn fetch(client: &Client, repo: &Reference, tag: &str) -> anyhow::Resu
         return Ok(ScopeRecords::default());
     };
     if parsed.config.size > format::MAX_BLOB_BYTES {
-        tracing::warn!("{source}: a {}-byte records blob is too large: ignored", parsed.config.size);
+        tracing::warn!(
+            "{source}: a {}-byte records blob is too large: ignored",
+            parsed.config.size
+        );
         return Ok(ScopeRecords::default());
     }
     // The client verifies the blob's size and digest against the manifest's descriptor.
@@ -42,7 +45,9 @@ pub async fn fetch(client: &Client, repo: &Reference, tag: &str) -> anyhow::Resu
     match ScopeRecords::decode(&parsed, &config) {
         Ok(records) => Ok(records),
         Err(error) => {
-            tracing::warn!("{source}: unreadable cache records ({error:#}): ignored, the next publish replaces them");
+            tracing::warn!(
+                "{source}: unreadable cache records ({error:#}): ignored, the next publish replaces them"
+            );
             Ok(ScopeRecords::default())
         }
     }
@@ -57,7 +62,11 @@ pub async fn pull_layer(
     layer: &LayerRecord,
 ) -> anyhow::Result<()> {
     let digest = layer.digest.to_string();
-    tracing::info!("Pulling cached layer {digest} ({} bytes) from {}", layer.size, repo.repo_ref());
+    tracing::info!(
+        "Pulling cached layer {digest} ({} bytes) from {}",
+        layer.size,
+        repo.repo_ref()
+    );
     let writer = client
         .pull_blob(repo, &digest, layer.size, || {
             store.writer().map_err(std::io::Error::other)
@@ -94,7 +103,10 @@ impl Push<'_> {
             .map(|(digest, layer)| async move {
                 let path = self.store.blob_path(&layer.digest);
                 if !path.is_file() {
-                    bail!("cached layer {digest} is not in the local store {}", self.store.root().display());
+                    bail!(
+                        "cached layer {digest} is not in the local store {}",
+                        self.store.root().display()
+                    );
                 }
                 self.blob(&digest, layer.size, &path).await
             })
@@ -110,15 +122,23 @@ impl Push<'_> {
             .store
             .put(&encoded.config)
             .context("writing the cache records to the local store")?;
-        self.blob(&config.digest.to_string(), config.size, &self.store.blob_path(&config.digest))
-            .await?;
+        self.blob(
+            &config.digest.to_string(),
+            config.size,
+            &self.store.blob_path(&config.digest),
+        )
+        .await?;
         if encoded.empty_layer {
             let empty = self
                 .store
                 .put(EMPTY_BLOB)
                 .context("writing the empty blob to the local store")?;
-            self.blob(&empty.digest.to_string(), empty.size, &self.store.blob_path(&empty.digest))
-                .await?;
+            self.blob(
+                &empty.digest.to_string(),
+                empty.size,
+                &self.store.blob_path(&empty.digest),
+            )
+            .await?;
         }
         let reference = self.repo.with_tag(tag);
         self.client
@@ -134,7 +154,12 @@ impl Push<'_> {
 
     /// One blob: nothing if the repository has it (HEAD), else mounted or uploaded.
     async fn blob(&self, digest: &str, size: u64, path: &std::path::Path) -> anyhow::Result<()> {
-        let context = || format!("pushing {digest} to the cache repository {}", self.repo.repo_ref());
+        let context = || {
+            format!(
+                "pushing {digest} to the cache repository {}",
+                self.repo.repo_ref()
+            )
+        };
         if self
             .client
             .blob_exists(self.repo, digest, Access::Push)
@@ -164,7 +189,11 @@ impl Push<'_> {
             .with_context(context)?;
         tracing::debug!(
             "{digest} {} {}",
-            if pushed == Pushed::Mounted { "mounted into" } else { "uploaded to" },
+            if pushed == Pushed::Mounted {
+                "mounted into"
+            } else {
+                "uploaded to"
+            },
             self.repo.repo_ref()
         );
         Ok(())
