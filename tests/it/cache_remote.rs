@@ -273,9 +273,10 @@ async fn concurrent_publishes_to_one_scope_leave_a_valid_manifest() {
             aliases: vec![],
         };
         let (a, b) = (in_registry(&repo, DAY), in_registry(&repo, DAY));
+        let the_scope = scope();
         let (ra, rb) = tokio::join!(
-            a.publish(&one.store, &scope(), &first),
-            b.publish(&two.store, &scope(), &second)
+            a.publish(&one.store, &the_scope, &first),
+            b.publish(&two.store, &the_scope, &second)
         );
         ra.unwrap();
         rb.unwrap();
@@ -514,20 +515,25 @@ async fn concurrent_publishes_into_one_layout_lose_no_record() {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("cache");
     let local = LocalStore::new();
-    let publishes = (0..8u64).map(|n| {
-        let cache = in_layout(&layout, DAY);
-        let store = local.store.clone();
-        let layer = local.layer(&format!("layer {n}"));
-        tokio::spawn(async move {
+    // Each publish runs its file work on its own blocking thread: they really race for the lock.
+    let caches: Vec<(RemoteCache, Publication)> = (0..8u64)
+        .map(|n| {
             let publication = Publication {
-                steps: vec![(key(n), step(Some(layer), now()))],
+                steps: vec![(
+                    key(n),
+                    step(Some(local.layer(&format!("layer {n}"))), now()),
+                )],
                 aliases: vec![],
             };
-            cache.publish(&store, &scope(), &publication).await
+            (in_layout(&layout, DAY), publication)
         })
-    });
-    for publish in futures_util::future::join_all(publishes).await {
-        publish.unwrap().unwrap();
+        .collect();
+    let the_scope = scope();
+    let publishes = caches
+        .iter()
+        .map(|(cache, publication)| cache.publish(&local.store, &the_scope, publication));
+    for result in futures_util::future::join_all(publishes).await {
+        result.unwrap();
     }
     let records = in_layout(&layout, DAY).fetch(&[scope()]).await.unwrap();
     assert_eq!(records.steps.len(), 8);

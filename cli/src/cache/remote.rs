@@ -22,7 +22,7 @@ use kiln_registry::{Client, Reference};
 use super::CacheRepo;
 use format::ScopeRecords;
 
-pub use format::{MAX_RECORDS, RECORDS_MEDIA_TYPE};
+pub use format::RECORDS_MEDIA_TYPE;
 
 /// Scopes fetched at once: one manifest and one small blob each.
 const PARALLEL_FETCHES: usize = 8;
@@ -143,7 +143,7 @@ impl RemoteCache {
     /// Pushes a scope's new results: their layers (skipping those the repository has), then
     /// the scope's records merged with what is there now (re-fetched, to lose fewer concurrent
     /// updates), without records older than the TTL and keeping the newest
-    /// [`MAX_RECORDS`] steps.
+    /// 1,000 steps.
     pub async fn publish(
         &self,
         store: &Store,

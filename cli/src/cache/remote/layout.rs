@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use kiln_cas::{LayerRecord, Store};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 use super::Publication;
 use super::format::{self, EMPTY_BLOB, Manifest, ScopeRecords};
@@ -237,7 +236,7 @@ fn read_blob(dir: &Path, digest: &str, size: u64) -> anyhow::Result<Vec<u8>> {
 
 /// Writes a small blob under its digest (nothing if it is there); returns the digest.
 fn write_blob(dir: &Path, bytes: &[u8]) -> anyhow::Result<String> {
-    let digest = format!("sha256:{:x}", Sha256::digest(bytes));
+    let digest = format::sha256(bytes);
     let path = blob_path(dir, &digest)?;
     if !path.is_file() {
         let blobs = dir.join("blobs").join("sha256");
