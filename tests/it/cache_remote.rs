@@ -342,7 +342,7 @@ async fn a_layer_another_repository_holds_is_mounted_not_uploaded() {
     client()
         .push_blob(
             &base,
-            &layer.digest.to_string(),
+            layer.digest.as_ref(),
             layer.size,
             &local.store.blob_path(&layer.digest),
         )

@@ -123,7 +123,7 @@ impl Push<'_> {
             .put(&encoded.config)
             .context("writing the cache records to the local store")?;
         self.blob(
-            &config.digest.to_string(),
+            config.digest.as_ref(),
             config.size,
             &self.store.blob_path(&config.digest),
         )
@@ -134,7 +134,7 @@ impl Push<'_> {
                 .put(EMPTY_BLOB)
                 .context("writing the empty blob to the local store")?;
             self.blob(
-                &empty.digest.to_string(),
+                empty.digest.as_ref(),
                 empty.size,
                 &self.store.blob_path(&empty.digest),
             )
