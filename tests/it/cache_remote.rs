@@ -516,24 +516,21 @@ async fn concurrent_publishes_into_one_layout_lose_no_record() {
     let layout = dir.path().join("cache");
     let local = LocalStore::new();
     // Each publish runs its file work on its own blocking thread: they really race for the lock.
-    let caches: Vec<(RemoteCache, Publication)> = (0..8u64)
-        .map(|n| {
+    // Spawned tasks on blocking threads: the publishes really race for the lock.
+    let publishes = (0..8u64).map(|n| {
+        let cache = in_layout(&layout, DAY);
+        let store = local.store.clone();
+        let layer = local.layer(&format!("layer {n}"));
+        tokio::spawn(async move {
             let publication = Publication {
-                steps: vec![(
-                    key(n),
-                    step(Some(local.layer(&format!("layer {n}"))), now()),
-                )],
+                steps: vec![(key(n), step(Some(layer), now()))],
                 aliases: vec![],
             };
-            (in_layout(&layout, DAY), publication)
+            cache.publish(&store, &scope(), &publication).await
         })
-        .collect();
-    let the_scope = scope();
-    let publishes = caches
-        .iter()
-        .map(|(cache, publication)| cache.publish(&local.store, &the_scope, publication));
-    for result in futures_util::future::join_all(publishes).await {
-        result.unwrap();
+    });
+    for publish in futures_util::future::join_all(publishes).await {
+        publish.unwrap().unwrap();
     }
     let records = in_layout(&layout, DAY).fetch(&[scope()]).await.unwrap();
     assert_eq!(records.steps.len(), 8);

@@ -95,25 +95,29 @@ pub struct Push<'a> {
 impl Push<'_> {
     /// Puts every layer in `layers` into the repository unless it is there already.
     pub async fn layers(&self, layers: &[LayerRecord]) -> anyhow::Result<()> {
-        let unique: BTreeMap<String, &LayerRecord> = layers
+        let unique: BTreeMap<String, LayerRecord> = layers
             .iter()
-            .map(|layer| (layer.digest.to_string(), layer))
+            .map(|layer| (layer.digest.to_string(), layer.clone()))
             .collect();
         futures_util::stream::iter(unique)
-            .map(|(digest, layer)| async move {
-                let path = self.store.blob_path(&layer.digest);
-                if !path.is_file() {
-                    bail!(
-                        "cached layer {digest} is not in the local store {}",
-                        self.store.root().display()
-                    );
-                }
-                self.blob(&digest, layer.size, &path).await
-            })
+            .map(|(digest, layer)| self.layer(digest, layer))
             .buffer_unordered(PARALLEL_UPLOADS)
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    /// One layer from the local store. (A method rather than an `async` closure, so the
+    /// publish future stays `Send` for any lifetime and can be spawned.)
+    async fn layer(&self, digest: String, layer: LayerRecord) -> anyhow::Result<()> {
+        let path = self.store.blob_path(&layer.digest);
+        if !path.is_file() {
+            bail!(
+                "cached layer {digest} is not in the local store {}",
+                self.store.root().display()
+            );
+        }
+        self.blob(&digest, layer.size, &path).await
     }
 
     /// Puts the records blob and the manifest on `tag`.
