@@ -17,6 +17,14 @@ mod output;
 mod plan;
 mod progress;
 
+/// The remote layer cache's protocol, public only so the integration tests can drive it against
+/// a real registry and OCI layout without running a build.
+#[doc(hidden)]
+pub mod remote_cache {
+    pub use crate::cache::remote::RECORDS_MEDIA_TYPE;
+    pub use crate::cache::{CacheRepo, Publication, Records, RemoteCache, Scope};
+}
+
 use std::process::ExitCode;
 
 /// Entry point of the binary.

@@ -300,6 +300,48 @@ impl Client {
     }
 }
 
+/// An image manifest exactly as the registry served it, digest-verified but not interpreted:
+/// for artifacts whose config is not an image config (kiln's cache records).
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    /// The bytes (the digest is over these).
+    pub bytes: Bytes,
+    /// Its media type (OCI or Docker schema 2 image manifest).
+    pub media_type: String,
+    /// Its verified digest.
+    pub digest: String,
+}
+
+impl Client {
+    /// GETs the image manifest `image` names, verified against the pinned digest or the
+    /// registry's `Docker-Content-Digest`, without fetching its config. An index is an error.
+    /// A missing tag is an error whose [`Error::status`] is 404.
+    pub async fn fetch_image_manifest(&self, image: &Reference) -> Result<RawManifest, Error> {
+        let fetched = self
+            .fetch_manifest(
+                image,
+                image.manifest_selector(),
+                Expect {
+                    digest: image.digest(),
+                    size: None,
+                },
+            )
+            .await?;
+        if fetched.kind != Kind::Image {
+            return Err(Error::protocol(
+                Operation::PullManifest,
+                &image.to_string(),
+                format!("expected an image manifest, got {}", fetched.media_type),
+            ));
+        }
+        Ok(RawManifest {
+            bytes: fetched.bytes,
+            media_type: fetched.media_type,
+            digest: fetched.digest,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

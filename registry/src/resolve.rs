@@ -142,6 +142,17 @@ impl Client {
         .await
     }
 
+    /// Fetches a small blob (an image config, or an artifact's config such as kiln's cache
+    /// records) of the declared size, bounded and digest-verified; retried as a whole.
+    pub async fn fetch_config_blob(
+        &self,
+        repo: &Reference,
+        digest: &str,
+        size: u64,
+    ) -> Result<Bytes, Error> {
+        self.fetch_config(repo, digest, size).await
+    }
+
     /// Fetches a config blob of the declared size, bounded and digest-verified; retried as
     /// a whole.
     async fn fetch_config(

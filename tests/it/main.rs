@@ -16,6 +16,7 @@ mod build;
 mod cache;
 mod cloud_auth;
 mod contexts;
+mod cache_remote;
 mod corpus;
 mod env_auth;
 mod errors;

@@ -118,6 +118,18 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .map(|index| crate::cache::scope(&scope_file, &plan.stages[index]))
         .collect();
     cache.fetch_remote(&scopes).await?;
+    if let Some(remote) = cache.remote() {
+        if settings.cache.push && settings.check_push_access {
+            // Before anything runs: a build whose cache cannot be written would fail at the end.
+            remote.check_access().await.context(
+                "pass --no-push-cache to build without updating the cache, or --cache-repo to choose another",
+            )?;
+        }
+        // Base layers the cache records name can be mounted from the base image's repository.
+        for (digest, repository) in &mountable {
+            remote.add_mount_source(digest, repository);
+        }
+    }
     let cache = Arc::new(cache);
 
     // Hashing the context for node keys reads files: blocking work.
