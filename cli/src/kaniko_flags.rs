@@ -106,8 +106,14 @@ fn table() -> Vec<(&'static [&'static str], Expect)> {
             Same(|_, o| o.cache_ttl == std::time::Duration::from_secs(6 * 3600)),
         ),
         (&["--cache-copy-layers"], Same(|_, o| o.cache_copy_layers)),
-        (&["--cache-copy-layers=false"], Same(|_, o| !o.cache_copy_layers)),
-        (&["--cache-run-layers=false"], Same(|_, o| !o.cache_run_layers)),
+        (
+            &["--cache-copy-layers=false"],
+            Same(|_, o| !o.cache_copy_layers),
+        ),
+        (
+            &["--cache-run-layers=false"],
+            Same(|_, o| !o.cache_run_layers),
+        ),
         (
             &["--compressed-caching=false"],
             NoEffect(|o| !o.compressed_caching),
