@@ -14,6 +14,7 @@ mod error;
 pub mod export;
 pub mod index;
 pub mod record;
+pub mod refs;
 mod store;
 mod writer;
 

@@ -13,6 +13,7 @@ mod login;
 mod output;
 mod plan;
 mod progress;
+mod warm;
 
 use std::process::ExitCode;
 
@@ -76,6 +77,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Build(options) => build::run(*options).await,
         args::Command::Plan(options) => plan::run(&options),
         args::Command::Login(options) => login::run(options).await,
+        args::Command::Warm(options) => warm::run(options).await,
         args::Command::Version => {
             println!("kiln {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -31,3 +31,4 @@ mod snapshot;
 mod stages;
 mod token_auth;
 mod transfer;
+mod warm;

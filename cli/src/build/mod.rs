@@ -4,7 +4,7 @@
 //! Nothing is written to any destination (registry, tarball, layout, digest files) until the
 //! whole image exists in the store, so a failed build leaves every destination as it was.
 
-mod bases;
+pub(crate) mod bases;
 pub(crate) mod blobs;
 mod keys;
 mod mounts;
@@ -67,7 +67,8 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .with_context(|| format!("opening the build context {}", settings.context.display()))?;
 
     // Manifests and configs only: layers are downloaded when something unpacks or exports them.
-    let images = bases::resolve_all(&client, &planner.image_pulls()).await?;
+    let images =
+        bases::resolve_all(&client, &store, settings.cache.ttl, &planner.image_pulls()).await?;
     let states: BTreeMap<String, kiln_graph::ImageState> = images
         .iter()
         .map(|(name, image)| (name.clone(), image.config.state.clone()))
