@@ -20,7 +20,7 @@ mod writer;
 
 pub use error::Error;
 pub use index::{Index, Session};
-pub use record::{FileIdentity, ImageRecord, LayerRecord, StepRecord};
+pub use record::{FileIdentity, ImageRecord, LayerRecord, SiteRecord, StepRecord};
 pub use store::{Blob, Store};
 pub use writer::BlobWriter;
 

@@ -42,6 +42,8 @@ pub enum Command {
     /// Store base images in the cache directory so builds start without a registry
     /// (Kaniko's warmer; also a binary named `warmer`).
     Warm(WarmArgs),
+    /// Inspect the local layer cache.
+    Cache(CacheArgs),
     /// Print kiln's version.
     Version,
 }
@@ -439,6 +441,22 @@ pub struct PlanArgs {
     pub format: PlanFormat,
 }
 
+/// `kiln cache <command>`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// What to do with the cache.
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// Subcommands of `kiln cache`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// For each step of a build (same flags as `kiln build`), hit or miss in the local cache,
+    /// and on a miss which inputs changed since the last recorded build of that step.
+    Explain(Box<BuildOptions>),
+}
+
 /// Flags of `kiln warm` (Kaniko's warmer: `/kaniko/warmer`).
 #[derive(Debug, Args)]
 pub struct WarmArgs {
@@ -591,6 +609,7 @@ pub fn normalised_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
                     | "executor"
                     | "plan"
                     | "warm"
+                    | "cache"
                     | "version"
                     | "help"
                     | "--help"

@@ -78,6 +78,9 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Plan(options) => plan::run(&options),
         args::Command::Login(options) => login::run(options).await,
         args::Command::Warm(options) => warm::run(options).await,
+        args::Command::Cache(args) => match args.command {
+            args::CacheCommand::Explain(options) => cache::explain::run(*options).await,
+        },
         args::Command::Version => {
             println!("kiln {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -16,6 +16,7 @@ mod cache;
 mod corpus;
 mod env_auth;
 mod errors;
+mod explain;
 mod extract;
 mod frontend;
 mod layers;

@@ -6,7 +6,7 @@
 
 pub(crate) mod bases;
 pub(crate) mod blobs;
-mod keys;
+pub(crate) mod keys;
 mod mounts;
 pub(crate) mod references;
 mod schedule;
@@ -116,6 +116,12 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .context("the key thread failed")??
     };
     log_keys(&plan, &label);
+    // What `kiln cache explain` compares against later, recorded once the build succeeded.
+    let sites = if cache.enabled() {
+        crate::cache::explain::sites(&plan, &scope_file, &images, &context, &settings.layers)?
+    } else {
+        Vec::new()
+    };
 
     let layers = settings.layers;
     let mut cache = Arc::into_inner(cache).context("the key thread kept the cache")?;
@@ -204,6 +210,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
             .chain([&image.config, &image.manifest]),
     )?;
 
+    crate::cache::explain::record(&settings.cache_dir, &sites)?;
     // Root filesystems are slow to delete: hand them to the background sweeper now.
     drop(work);
     // The cache first: a destination is only written once everything before it succeeded.
@@ -238,7 +245,7 @@ fn probe_keys(
 
 /// The Dockerfile's path relative to the context (its file name when it lives elsewhere): the
 /// part of a cache scope that is the same on every machine and checkout.
-fn scope_file(dockerfile: &std::path::Path, context: &std::path::Path) -> String {
+pub(crate) fn scope_file(dockerfile: &std::path::Path, context: &std::path::Path) -> String {
     dockerfile
         .strip_prefix(context)
         .ok()
