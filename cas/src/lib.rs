@@ -15,12 +15,13 @@ pub mod export;
 pub mod gc;
 pub mod index;
 pub mod record;
+pub mod refs;
 mod store;
 mod writer;
 
 pub use error::Error;
 pub use index::{Index, Session};
-pub use record::{FileIdentity, ImageRecord, LayerRecord, StepRecord};
+pub use record::{FileIdentity, ImageRecord, LayerRecord, SiteRecord, StepRecord};
 pub use store::{Blob, Store, StoredBlob};
 pub use writer::BlobWriter;
 

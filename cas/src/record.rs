@@ -34,6 +34,18 @@ pub struct ImageRecord {
     pub fetched: u64,
 }
 
+/// A step's inputs as named fields at its last recorded build, under its site (Dockerfile,
+/// stage, position): what `kiln cache explain` compares to name the input that changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteRecord {
+    /// The step's cache key in that build.
+    pub key: [u8; 32],
+    /// (name, value) pairs, as `Plan::key_inputs` and the build describe them.
+    pub inputs: Vec<(String, String)>,
+    /// When it was recorded, in seconds since the Unix epoch.
+    pub recorded: u64,
+}
+
 /// What identifies a file's content without reading it: if none of these changed, neither did
 /// the bytes (the ctime catches writes that restore the mtime).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -98,6 +98,11 @@ pub enum Command {
     Plan(PlanArgs),
     /// Check credentials against a registry and save them to `config.json` (`docker login`).
     Login(LoginArgs),
+    /// Store base images in the cache directory so builds start without a registry
+    /// (Kaniko's warmer; also a binary named `warmer`).
+    Warm(WarmArgs),
+    /// Inspect the local layer cache.
+    Cache(CacheArgs),
     /// Print kiln's version.
     Version,
 }
@@ -624,6 +629,115 @@ pub struct PlanArgs {
     pub format: PlanFormat,
 }
 
+/// `kiln cache <command>`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// What to do with the cache.
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// Subcommands of `kiln cache`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// For each step of a build (same flags as `kiln build`), hit or miss in the local cache,
+    /// and on a miss which inputs changed since the last recorded build of that step.
+    Explain(Box<BuildOptions>),
+}
+
+/// Flags of `kiln warm` (Kaniko's warmer: `/kaniko/warmer`).
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// Image to store in the cache directory. Repeatable.
+    #[arg(short = 'i', long = "image", value_name = "IMAGE")]
+    pub images: Vec<String>,
+
+    /// Also store the base images this Dockerfile's build needs (its FROM lines, with
+    /// `--build-arg` values for the ARGs before them).
+    #[arg(short = 'd', long)]
+    pub dockerfile: Option<PathBuf>,
+
+    /// Build argument `KEY=VALUE`, or `KEY` to take the value from kiln's environment, for
+    /// `--dockerfile`. Repeatable.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+
+    /// The cache directory builds read base images from (default: the one `kiln build` uses).
+    #[arg(short = 'c', long, env = "KILN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Fetch images again even when the cache directory holds a fresh copy.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+
+    /// How long a stored tag counts as fresh (a Go duration; Kaniko's default, two weeks).
+    #[arg(long, value_name = "DURATION", default_value = "336h", value_parser = go_duration)]
+    pub cache_ttl: std::time::Duration,
+
+    /// Platform `os/arch[/variant]` to store (default: the host's). Kaniko's warmer spells it
+    /// `--customPlatform`.
+    #[arg(
+        long = "custom-platform",
+        alias = "customPlatform",
+        value_name = "OS/ARCH[/VARIANT]"
+    )]
+    pub custom_platform: Option<String>,
+
+    /// Registry flags for pulling, as `kiln build` takes them.
+    #[command(flatten)]
+    pub registry: PullRegistryArgs,
+}
+
+/// The pull side of `kiln build`'s registry flags, for commands that only pull.
+#[derive(Debug, Args)]
+pub struct PullRegistryArgs {
+    /// Pull over plain HTTP.
+    #[arg(long)]
+    pub insecure_pull: bool,
+
+    /// Use plain HTTP for this registry. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+
+    /// Pull without verifying the registry's TLS certificate.
+    #[arg(long)]
+    pub skip_tls_verify_pull: bool,
+
+    /// Do not verify TLS certificates of this registry. Repeatable.
+    #[arg(long = "skip-tls-verify-registry", value_name = "HOST[:PORT]")]
+    pub skip_tls_verify_registries: Vec<String>,
+
+    /// Trust this CA certificate (PEM) for this registry, in addition to the system's. Repeatable.
+    #[arg(long = "registry-certificate", value_name = "HOST[:PORT]=CA.PEM")]
+    pub registry_certificates: Vec<RegistryCertificate>,
+
+    /// Present this client certificate and key (PEM) to this registry. Repeatable.
+    #[arg(
+        long = "registry-client-cert",
+        value_name = "HOST[:PORT]=CERT.PEM,KEY.PEM"
+    )]
+    pub registry_client_certs: Vec<ClientCertificate>,
+
+    /// Pull Docker Hub images from this mirror first; repeatable. `KANIKO_REGISTRY_MIRROR` adds more.
+    #[arg(long = "registry-mirror", value_name = "HOST[:PORT][/PREFIX]")]
+    pub registry_mirrors: Vec<String>,
+
+    /// Pull images of REGISTRY from MIRROR first; repeatable. `KANIKO_REGISTRY_MAP` adds more.
+    #[arg(
+        long = "registry-map",
+        value_name = "REGISTRY=MIRROR[;REGISTRY=MIRROR]"
+    )]
+    pub registry_maps: Vec<String>,
+
+    /// Fail when no mirror has an image instead of pulling it from its own registry.
+    #[arg(long)]
+    pub skip_default_registry_fallback: bool,
+
+    /// Retries of a failed download, with exponential backoff from 1 s.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub image_download_retry: u32,
+}
+
 /// `--snapshot-strategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SnapshotStrategyArg {
@@ -666,13 +780,15 @@ fn go_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Makes `/kaniko/executor --destination=...` (a binary named `executor`, no subcommand) mean
-/// `kiln build --destination=...`, as Kaniko's image is invoked.
+/// `kiln build --destination=...`, and `/kaniko/warmer --image=...` mean `kiln warm --image=...`,
+/// as Kaniko's image is invoked.
 pub fn normalised_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut args: Vec<OsString> = args.into_iter().collect();
-    let invoked_as_executor = args
+    let invoked_as = args
         .first()
         .and_then(|argv0| std::path::Path::new(argv0).file_name())
-        .is_some_and(|name| name == "executor");
+        .and_then(|name| name.to_str())
+        .map(str::to_owned);
     let has_subcommand = args.get(1).is_some_and(|first| {
         matches!(
             first.to_str(),
@@ -680,6 +796,8 @@ pub fn normalised_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
                 "build"
                     | "executor"
                     | "plan"
+                    | "warm"
+                    | "cache"
                     | "version"
                     | "help"
                     | "--help"
@@ -689,8 +807,12 @@ pub fn normalised_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
             )
         )
     });
-    if invoked_as_executor && !has_subcommand {
-        args.insert(1, OsString::from("build"));
+    if !has_subcommand {
+        match invoked_as.as_deref() {
+            Some("executor") => args.insert(1, OsString::from("build")),
+            Some("warmer") => args.insert(1, OsString::from("warm")),
+            _ => {}
+        }
     }
     args
 }
@@ -831,6 +953,47 @@ mod tests {
             parse(&["kiln", "build", "--ignore-var-run=false"]).ignore_var_run,
             Some(false)
         );
+    }
+
+    #[test]
+    fn a_binary_named_warmer_takes_kanikos_warmer_flags() {
+        let cli = Cli::try_parse_from(normalised_args(
+            [
+                "/kaniko/warmer",
+                "-i",
+                "alpine:3",
+                "--image=debian:12",
+                "-c",
+                "/cache",
+                "-d",
+                "Dockerfile",
+                "--build-arg",
+                "V=1",
+                "-f",
+                "--customPlatform",
+                "linux/arm64",
+                "--cache-ttl",
+                "1h",
+                "--insecure-pull",
+                "--registry-mirror",
+                "mirror.local",
+            ]
+            .map(OsString::from),
+        ))
+        .unwrap();
+        let Command::Warm(args) = cli.command else {
+            panic!("expected warm");
+        };
+        assert_eq!(args.images, vec!["alpine:3", "debian:12"]);
+        assert_eq!(args.cache_dir, Some(PathBuf::from("/cache")));
+        assert_eq!(args.dockerfile, Some(PathBuf::from("Dockerfile")));
+        assert!(args.force && args.registry.insecure_pull);
+        assert_eq!(args.custom_platform.as_deref(), Some("linux/arm64"));
+        assert_eq!(args.cache_ttl, std::time::Duration::from_secs(3600));
+        assert_eq!(args.registry.registry_mirrors, vec!["mirror.local"]);
+        let cli =
+            Cli::try_parse_from(["kiln", "warm", "--custom-platform", "linux/amd64"]).unwrap();
+        assert!(matches!(cli.command, Command::Warm(_)));
     }
 
     #[test]

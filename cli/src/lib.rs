@@ -16,6 +16,7 @@ mod login;
 mod output;
 mod plan;
 mod progress;
+mod warm;
 
 /// The remote layer cache's protocol, public only so the integration tests can drive it against
 /// a real registry and OCI layout without running a build.
@@ -89,6 +90,10 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Build(options) => build::run(*options).await,
         args::Command::Plan(options) => plan::run(&options),
         args::Command::Login(options) => login::run(options).await,
+        args::Command::Warm(options) => warm::run(options).await,
+        args::Command::Cache(args) => match args.command {
+            args::CacheCommand::Explain(options) => cache::explain::run(*options).await,
+        },
         args::Command::Version => {
             println!("kiln {}", env!("CARGO_PKG_VERSION"));
             Ok(())

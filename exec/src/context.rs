@@ -233,6 +233,39 @@ impl Write for HashWriter<'_> {
     }
 }
 
+impl BuildContext {
+    /// The digest of each entry `COPY <sources>` would read, by its context-relative path: the
+    /// same framing as [`BuildContext::digest`] applied to one entry at a time, so a changed
+    /// digest here means a changed key there. `kiln cache explain` compares these between
+    /// builds to name the files that made a COPY miss.
+    pub fn file_digests(&self, sources: &[String]) -> Result<Vec<(String, [u8; 32])>, CopyError> {
+        let mut selected = sources::expand(&self.root, sources, Some(&self.ignore))?;
+        selected.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
+        selected.dedup_by(|a, b| a.name == b.name && a.path == b.path);
+        let mut files = Vec::new();
+        for source in &selected {
+            sources::walk(
+                &self.root,
+                source,
+                Some(&self.ignore),
+                &mut |visit| match visit {
+                    Visit::Enter(entry) | Visit::Leaf(entry) => {
+                        let mut hasher = blake3::Hasher::new();
+                        hash_entry(&mut hasher, &entry)?;
+                        let path = entry.root_path.to_string_lossy().into_owned();
+                        files.push((path, *hasher.finalize().as_bytes()));
+                        Ok(())
+                    }
+                    Visit::Leave(_) => Ok(()),
+                },
+            )?;
+        }
+        files.sort();
+        files.dedup_by(|a, b| a.0 == b.0);
+        Ok(files)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ mod error;
 mod expand;
 mod history;
 mod key;
+mod key_fields;
 mod mount;
 mod paths;
 mod plan;

@@ -33,6 +33,8 @@ pub struct ResolvedImage {
     pub manifest_media_type: String,
     /// The parsed manifest; Docker schema 2 media types appear as `MediaType::Other`.
     pub manifest: ImageManifest,
+    /// The raw manifest JSON, exactly as hashed (what a store keeps to serve it again).
+    pub manifest_bytes: Bytes,
     /// The raw config JSON, exactly as hashed.
     pub config_bytes: Bytes,
     /// The parsed config.
@@ -91,6 +93,7 @@ impl Client {
             index_digest,
             manifest_media_type: fetched.media_type,
             manifest,
+            manifest_bytes: fetched.bytes,
             config_bytes,
             config,
         })

@@ -28,7 +28,9 @@ pub(crate) const ALIASES: &str = "aliases";
 pub(crate) const FILES: &str = "files";
 pub(crate) const IMAGES: &str = "images";
 pub(crate) const BLOBS: &str = "blobs";
-pub(crate) const FAMILIES: [&str; 5] = [STEPS, ALIASES, FILES, IMAGES, BLOBS];
+/// Step site -> the inputs of that step at its last recorded build (`kiln cache explain`).
+pub(crate) const SITES: &str = "sites";
+pub(crate) const FAMILIES: [&str; 6] = [STEPS, ALIASES, FILES, IMAGES, BLOBS, SITES];
 
 /// The index of a cache directory. Cheap to clone; holds no open database.
 #[derive(Debug, Clone)]

@@ -7,8 +7,8 @@ use std::path::Path;
 use oci_spec::image::Digest;
 use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, WriteBatch};
 
-use super::{ALIASES, BLOBS, FAMILIES, FILES, IMAGES, STEPS};
-use crate::record::{FileIdentity, ImageRecord, StepRecord};
+use super::{ALIASES, BLOBS, FAMILIES, FILES, IMAGES, SITES, STEPS};
+use crate::record::{FileIdentity, ImageRecord, SiteRecord, StepRecord};
 use crate::{Error, Result};
 
 /// An open index, locked for as long as it lives. Reads of a database that does not exist yet
@@ -113,6 +113,25 @@ impl Session {
             }
         }
         Ok(blobs)
+    }
+
+    /// The inputs recorded at a step site by the last build (see `kiln cache explain`).
+    pub fn site(&self, site: &str) -> Result<Option<SiteRecord>> {
+        self.get_json(SITES, site.as_bytes())
+    }
+
+    /// Records the inputs of every step of a build at its site, all at once.
+    pub fn put_sites(&self, sites: &[(String, SiteRecord)]) -> Result<()> {
+        let (db, cf) = self.writable_family(SITES)?;
+        let mut batch = WriteBatch::default();
+        for (site, record) in sites {
+            let bytes = serde_json::to_vec(record).map_err(|source| Error::Json {
+                action: "encoding an index record",
+                source,
+            })?;
+            batch.put_cf(cf, site.as_bytes(), bytes);
+        }
+        db.write(batch).map_err(write_error)
     }
 
     /// Records a step's result. Call only once every blob it names is complete in the store.

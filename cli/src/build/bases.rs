@@ -32,11 +32,16 @@ pub struct PulledImage {
 
 /// Resolves each image (reference as written in the Dockerfile, for its platform) to its
 /// manifest and config, without downloading any layer; the result is keyed by the plan's image
-/// keys.
+/// keys. An image the cache directory holds completely (stored by `kiln warm`) with a record
+/// younger than `ttl` (any age for a digest reference) is read from the store without asking
+/// the registry.
 pub async fn resolve_all(
     client: &Client,
+    store: &Store,
+    ttl: std::time::Duration,
     pulls: &[ImagePull],
 ) -> anyhow::Result<BTreeMap<String, PulledImage>> {
+    let index = crate::warm::stored::index_beside(store)?;
     let mut images = BTreeMap::new();
     for pull in pulls {
         let name = &pull.key;
@@ -50,11 +55,27 @@ pub async fn resolve_all(
             .reference
             .parse()
             .with_context(|| format!("base image {name:?} is not a valid image name"))?;
-        tracing::info!("Retrieving image manifest {reference}");
-        let resolved = client
-            .resolve_pull(&reference, platform)
-            .await
-            .with_context(|| format!("cannot pull base image {name}"))?;
+        let kept = crate::warm::stored::load(store, &index, &reference, platform, ttl)
+            .unwrap_or_else(|err| {
+                tracing::warn!("Cannot read {reference} from the cache directory: {err:#}");
+                None
+            });
+        let resolved = match kept {
+            Some(resolved) => {
+                tracing::info!(
+                    "Using {reference} from the cache directory ({})",
+                    resolved.manifest_digest
+                );
+                resolved
+            }
+            None => {
+                tracing::info!("Retrieving image manifest {reference}");
+                client
+                    .resolve_pull(&reference, platform)
+                    .await
+                    .with_context(|| format!("cannot pull base image {name}"))?
+            }
+        };
         let config = parse_base(&resolved.config_bytes)
             .with_context(|| format!("base image {name}: unreadable config"))?;
         let layers = layers_of(&resolved, &config).with_context(|| format!("base image {name}"))?;
@@ -71,7 +92,10 @@ pub async fn resolve_all(
 }
 
 /// Pairs each manifest layer with its diff id from the config.
-fn layers_of(resolved: &ResolvedImage, config: &BaseConfig) -> anyhow::Result<Vec<Layer>> {
+pub(crate) fn layers_of(
+    resolved: &ResolvedImage,
+    config: &BaseConfig,
+) -> anyhow::Result<Vec<Layer>> {
     let descriptors = resolved.manifest.layers();
     if descriptors.len() != config.diff_ids.len() {
         bail!(

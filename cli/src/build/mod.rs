@@ -4,14 +4,14 @@
 //! Nothing is written to any destination (registry, tarball, layout, digest files) until the
 //! whole image exists in the store, so a failed build leaves every destination as it was.
 
-mod bases;
+pub(crate) mod bases;
 pub(crate) mod blobs;
 pub(crate) mod compat;
-mod contexts;
-mod downloads;
+pub(crate) mod contexts;
+pub(crate) mod downloads;
 mod git;
 pub(crate) mod isolation;
-mod keys;
+pub(crate) mod keys;
 mod mounts;
 pub(crate) mod references;
 mod schedule;
@@ -82,7 +82,8 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .with_context(|| format!("opening the build context {}", context_dir.display()))?;
 
     // Manifests and configs only: layers are downloaded when something unpacks or exports them.
-    let images = bases::resolve_all(&client, &planner.image_pulls()).await?;
+    let images =
+        bases::resolve_all(&client, &store, settings.cache.ttl, &planner.image_pulls()).await?;
     let states: BTreeMap<String, kiln_graph::ImageState> = images
         .iter()
         .map(|(name, image)| (name.clone(), image.config.state.clone()))
@@ -149,6 +150,12 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         .context("the key thread failed")??
     };
     log_keys(&plan, &label);
+    // What `kiln cache explain` compares against later, recorded once the build succeeded.
+    let sites = if cache.enabled() {
+        crate::cache::explain::sites(&plan, &scope_file, &images, &context, &settings.layers)?
+    } else {
+        Vec::new()
+    };
 
     let layers = settings.layers;
     let mut cache = Arc::into_inner(cache).context("the key thread kept the cache")?;
@@ -251,6 +258,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
             .chain([&image.config, &image.manifest]),
     )?;
 
+    crate::cache::explain::record(&settings.cache_dir, &sites)?;
     // Root filesystems are slow to delete: hand them to the background sweeper now.
     drop(work);
     // The cache first: a destination is only written once everything before it succeeded.
@@ -303,7 +311,7 @@ fn probe_keys(
 
 /// The Dockerfile's path relative to the context (its file name when it lives elsewhere): the
 /// part of a cache scope that is the same on every machine and checkout.
-fn scope_file(dockerfile: &std::path::Path, context: &std::path::Path) -> String {
+pub(crate) fn scope_file(dockerfile: &std::path::Path, context: &std::path::Path) -> String {
     dockerfile
         .strip_prefix(context)
         .ok()

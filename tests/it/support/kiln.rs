@@ -72,6 +72,33 @@ impl Kiln {
         Kiln { command, cache }
     }
 
+    /// `kiln warm --cache-dir <cache_dir>` with a private `HOME`.
+    pub fn warm(cache_dir: &Path) -> Kiln {
+        let cache = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .arg("warm")
+            .arg("--cache-dir")
+            .arg(cache_dir)
+            .env_remove("DOCKER_CONFIG")
+            .env("HOME", cache.path());
+        Kiln { command, cache }
+    }
+
+    /// `kiln cache explain --context <context> --cache-dir <cache_dir>` with a private `HOME`.
+    pub fn cache_explain(context: &Path, cache_dir: &Path) -> Kiln {
+        let cache = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .args(["cache", "explain", "--context"])
+            .arg(context)
+            .arg("--cache-dir")
+            .arg(cache_dir)
+            .env_remove("DOCKER_CONFIG")
+            .env("HOME", cache.path());
+        Kiln { command, cache }
+    }
+
     /// Feeds `text` to kiln's standard input.
     pub fn stdin_text(mut self, text: &str) -> Kiln {
         let path = self.cache.path().join("stdin");
