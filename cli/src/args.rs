@@ -98,6 +98,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Check credentials against a registry and save them to `config.json` (`docker login`).
     Login(LoginArgs),
+    /// Manage the local cache directory.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Print kiln's version.
     Version,
 }
@@ -595,6 +598,32 @@ pub struct LoginArgs {
     pub skip_tls_verify: bool,
 }
 
+/// `kiln cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Remove least recently used blobs (and the step records naming them) from the cache
+    /// directory; blobs used within the last hour always stay.
+    Gc(GcArgs),
+}
+
+/// Flags of `kiln cache gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The cache directory (default: `$XDG_CACHE_HOME/kiln` or `~/.cache/kiln`, as `kiln build`).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Remove blobs no build used for longer than this (Go syntax: `336h`, `90m`). Without
+    /// `--max-age` or `--max-size`, `336h` (`--cache-ttl`'s default).
+    #[arg(long, value_name = "DURATION", value_parser = go_duration)]
+    pub max_age: Option<std::time::Duration>,
+
+    /// Remove least recently used blobs until the store holds at most this many bytes
+    /// (`500000000`, `500M`, `20G`, `20Gi`: k/M/G/T are powers of 1000, Ki/Mi/Gi/Ti of 1024).
+    #[arg(long, value_name = "BYTES", value_parser = crate::cache::gc::parse_size)]
+    pub max_size: Option<u64>,
+}
+
 /// Flags of `kiln plan`: the subset of `kiln build`'s that shape the graph, so a plan shows
 /// exactly what the same `kiln build` would run.
 #[derive(Debug, Args)]
@@ -680,6 +709,7 @@ pub fn normalised_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
                 "build"
                     | "executor"
                     | "plan"
+                    | "cache"
                     | "version"
                     | "help"
                     | "--help"
@@ -698,6 +728,33 @@ pub fn normalised_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_gc_takes_a_go_duration_and_a_size_with_a_unit() {
+        let cli = Cli::try_parse_from([
+            "kiln",
+            "cache",
+            "gc",
+            "--cache-dir",
+            "/cache",
+            "--max-age",
+            "168h",
+            "--max-size",
+            "2G",
+        ])
+        .unwrap();
+        let Command::Cache(CacheCommand::Gc(args)) = cli.command else {
+            panic!("expected cache gc");
+        };
+        assert_eq!(args.cache_dir, Some(PathBuf::from("/cache")));
+        assert_eq!(
+            args.max_age,
+            Some(std::time::Duration::from_secs(168 * 3600))
+        );
+        assert_eq!(args.max_size, Some(2_000_000_000));
+        assert!(Cli::try_parse_from(["kiln", "cache", "gc", "--max-size", "lots"]).is_err());
+        assert!(Cli::try_parse_from(["kiln", "cache", "gc", "--max-age", "1 week"]).is_err());
+    }
 
     #[test]
     fn plan_defaults_to_text_and_build_defaults() {

@@ -81,6 +81,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Build(options) => build::run(*options).await,
         args::Command::Plan(options) => plan::run(&options),
         args::Command::Login(options) => login::run(options).await,
+        args::Command::Cache(args::CacheCommand::Gc(options)) => cache::gc::run(options),
         args::Command::Version => {
             println!("kiln {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -427,8 +427,9 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
-/// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
-fn default_cache_dir() -> anyhow::Result<PathBuf> {
+/// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`: the cache directory when `--cache-dir` is not
+/// given, for `kiln build` and `kiln cache gc` alike.
+pub(crate) fn default_cache_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("kiln"));
     }

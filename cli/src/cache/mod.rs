@@ -5,6 +5,7 @@
 //! while stages run, [`Cache::hit`] for a step and [`Cache::record`] what a step produced; and
 //! before any destination is touched, [`Cache::publish`] to the remote.
 
+pub mod gc;
 pub mod remote;
 pub mod settings;
 
