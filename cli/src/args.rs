@@ -101,7 +101,7 @@ pub enum Command {
     /// Store base images in the cache directory so builds start without a registry
     /// (Kaniko's warmer; also a binary named `warmer`).
     Warm(WarmArgs),
-    /// Inspect the local layer cache.
+    /// Inspect and trim the local cache directory.
     Cache(CacheArgs),
     /// Print kiln's version.
     Version,
@@ -599,6 +599,23 @@ pub struct LoginArgs {
     #[arg(long)]
     pub skip_tls_verify: bool,
 }
+/// Flags of `kiln cache gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The cache directory (default: `$XDG_CACHE_HOME/kiln` or `~/.cache/kiln`, as `kiln build`).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Remove blobs no build used for longer than this (Go syntax: `336h`, `90m`). Without
+    /// `--max-age` or `--max-size`, `336h` (`--cache-ttl`'s default).
+    #[arg(long, value_name = "DURATION", value_parser = go_duration)]
+    pub max_age: Option<std::time::Duration>,
+
+    /// Remove least recently used blobs until the store holds at most this many bytes
+    /// (`500000000`, `500M`, `20G`, `20Gi`: k/M/G/T are powers of 1000, Ki/Mi/Gi/Ti of 1024).
+    #[arg(long, value_name = "BYTES", value_parser = crate::cache::gc::parse_size)]
+    pub max_size: Option<u64>,
+}
 
 /// Flags of `kiln plan`: the subset of `kiln build`'s that shape the graph, so a plan shows
 /// exactly what the same `kiln build` would run.
@@ -643,6 +660,9 @@ pub enum CacheCommand {
     /// For each step of a build (same flags as `kiln build`), hit or miss in the local cache,
     /// and on a miss which inputs changed since the last recorded build of that step.
     Explain(Box<BuildOptions>),
+    /// Remove least recently used blobs (and the step records naming them) from the cache
+    /// directory; blobs used within the last hour always stay.
+    Gc(GcArgs),
 }
 
 /// Flags of `kiln warm` (Kaniko's warmer: `/kaniko/warmer`).
@@ -820,6 +840,36 @@ pub fn normalised_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_gc_takes_a_go_duration_and_a_size_with_a_unit() {
+        let cli = Cli::try_parse_from([
+            "kiln",
+            "cache",
+            "gc",
+            "--cache-dir",
+            "/cache",
+            "--max-age",
+            "168h",
+            "--max-size",
+            "2G",
+        ])
+        .unwrap();
+        let Command::Cache(CacheArgs {
+            command: CacheCommand::Gc(args),
+        }) = cli.command
+        else {
+            panic!("expected cache gc");
+        };
+        assert_eq!(args.cache_dir, Some(PathBuf::from("/cache")));
+        assert_eq!(
+            args.max_age,
+            Some(std::time::Duration::from_secs(168 * 3600))
+        );
+        assert_eq!(args.max_size, Some(2_000_000_000));
+        assert!(Cli::try_parse_from(["kiln", "cache", "gc", "--max-size", "lots"]).is_err());
+        assert!(Cli::try_parse_from(["kiln", "cache", "gc", "--max-age", "1 week"]).is_err());
+    }
 
     #[test]
     fn plan_defaults_to_text_and_build_defaults() {

@@ -93,6 +93,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Warm(options) => warm::run(options).await,
         args::Command::Cache(args) => match args.command {
             args::CacheCommand::Explain(options) => cache::explain::run(*options).await,
+            args::CacheCommand::Gc(options) => cache::gc::run(options),
         },
         args::Command::Version => {
             println!("kiln {}", env!("CARGO_PKG_VERSION"));

@@ -14,6 +14,8 @@ mod auth;
 mod bench_smoke;
 mod build;
 mod cache;
+mod cache_gc;
+mod cache_read_only;
 mod cache_remote;
 mod cloud_auth;
 mod contexts;

@@ -6,6 +6,7 @@
 
 pub(crate) mod bases;
 pub(crate) mod blobs;
+mod cache_dir;
 pub(crate) mod compat;
 pub(crate) mod contexts;
 pub(crate) mod downloads;
@@ -48,8 +49,7 @@ use work::WorkDir;
 /// Runs `kiln build`.
 pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let settings = Settings::new(options)?;
-    let store = Store::open(&settings.cache_dir.join("store"))
-        .with_context(|| format!("opening the store in {}", settings.cache_dir.display()))?;
+    let cache_dir::CacheDirs { store, writable } = cache_dir::CacheDirs::open(&settings.cache_dir)?;
     let client =
         Client::new(settings.registry.clone()).context("setting up the registry client")?;
     if settings.check_push_access {
@@ -60,7 +60,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         &settings.context,
         settings.context_sub_path.as_deref(),
         &client,
-        &settings.cache_dir.join("contexts"),
+        &writable.join("contexts"),
     )
     .await?;
     let context_dir = &materialized.dir;
@@ -106,7 +106,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let mountable = base_layers(|image| &image.resolved.reference);
     let downloadable = base_layers(|image| &image.resolved.source);
 
-    let work = WorkDir::create(&settings.cache_dir)?;
+    let work = WorkDir::create(&writable)?;
     // Before keys: an ADD <url> step's key holds what was downloaded.
     let downloads =
         downloads::Downloads::fetch(&client, &plan, &work.path().join("downloads"), &label).await?;
@@ -187,7 +187,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let built = {
         let store = store.clone();
         let work_dir = work.path().to_path_buf();
-        let cache_dir = settings.cache_dir.clone();
+        let cache_dir = writable.clone();
         let secrets = settings.secrets.clone();
         let created = created.clone();
         let jobs = settings.jobs;

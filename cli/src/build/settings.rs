@@ -428,7 +428,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`: the cache directory when `--cache-dir` is not
-/// given, the one place `kiln build` and `kiln warm` take it from, so they agree.
+/// given, the one place `kiln build`, `kiln warm` and `kiln cache gc` take it from, so they agree.
 pub(crate) fn default_cache_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("kiln"));

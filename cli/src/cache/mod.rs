@@ -6,6 +6,7 @@
 //! before any destination is touched, [`Cache::publish`] to the remote.
 
 pub mod explain;
+pub mod gc;
 pub mod remote;
 pub mod settings;
 

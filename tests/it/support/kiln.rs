@@ -85,6 +85,18 @@ impl Kiln {
         Kiln { command, cache }
     }
 
+    /// `kiln cache gc --cache-dir <cache_dir>` with a private `HOME`.
+    pub fn cache_gc(cache_dir: &Path) -> Kiln {
+        let cache = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .args(["cache", "gc", "--cache-dir"])
+            .arg(cache_dir)
+            .env_remove("DOCKER_CONFIG")
+            .env("HOME", cache.path());
+        Kiln { command, cache }
+    }
+
     /// `kiln cache explain --context <context> --cache-dir <cache_dir>` with a private `HOME`.
     pub fn cache_explain(context: &Path, cache_dir: &Path) -> Kiln {
         let cache = tempfile::tempdir().unwrap();
@@ -97,6 +109,30 @@ impl Kiln {
             .env_remove("DOCKER_CONFIG")
             .env("HOME", cache.path());
         Kiln { command, cache }
+    }
+
+    /// Runs kiln in a private mount namespace where `dir` is bind-mounted onto itself
+    /// read-only (as a pod mounts a read-only volume); needs root and `unshare`.
+    pub fn read_only_mount(self, dir: &Path) -> Kiln {
+        let unshare = super::tools::require("unshare", "util-linux");
+        let mut wrapped = Command::new(unshare);
+        wrapped
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(dir)
+            .arg(self.command.get_program())
+            .args(self.command.get_args());
+        for (key, value) in self.command.get_envs() {
+            match value {
+                Some(value) => wrapped.env(key, value),
+                None => wrapped.env_remove(key),
+            };
+        }
+        Kiln {
+            command: wrapped,
+            cache: self.cache,
+        }
     }
 
     /// Feeds `text` to kiln's standard input.
