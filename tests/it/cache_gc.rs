@@ -103,8 +103,9 @@ fn gc_removes_blobs_only_an_old_build_used_and_a_later_build_treats_them_as_miss
     assert!(gc.succeeded(), "kiln cache gc failed:\n{printed}");
     let after = stored(cache.path());
     let removed = before.len() - after.len();
-    // The two layers, the config and the manifest of app:1.
-    assert_eq!(removed, 4, "{printed}");
+    // At least the two layers, the config and the manifest of app:1 (blobs only the old build
+    // touched, such as a base manifest it stored, may go too: the next build fetches them again).
+    assert!(removed >= 4, "{printed}");
     assert!(
         printed.contains(&format!("Removed {removed} blobs")),
         "gc must say what it removed:\n{printed}"
