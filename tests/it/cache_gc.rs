@@ -56,7 +56,8 @@ fn gc_removes_blobs_only_an_old_build_used_and_a_later_build_treats_them_as_miss
     let base_arg = format!("BASE={base}");
     let build = |name: &str| {
         Kiln::build_in(project.path(), cache.path())
-            .args(["--cache", "--build-arg", &base_arg])
+            // The local cache only: a remote copy of the records would (rightly) survive gc.
+            .args(["--cache", "--no-push-cache", "--build-arg", &base_arg])
             .push_to(&registry.image(name))
             .run()
     };
