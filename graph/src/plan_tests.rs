@@ -337,14 +337,12 @@ fn add_of_urls_is_planned_and_mixing_them_with_local_files_is_refused_at_its_lin
         options(&[], None),
     );
     assert!(e.message.contains("multiple sources"), "{e}");
-    let e = plan_err(
-        "FROM scratch\nADD https://example.com/repo.git#main /src\n",
-        options(&[], None),
-    );
-    assert!(
-        e.message.contains("git sources are not supported yet"),
-        "{e}"
-    );
+    // A git URL is planned as a clone, not a download.
+    let p = plan("FROM scratch\nADD https://example.com/repo.git#main /src\n");
+    let StepKind::Copy(copy) = &p.stages[0].steps[0].kind else {
+        panic!("not a copy");
+    };
+    assert!(copy.clones() && !copy.downloads());
 }
 
 #[test]
