@@ -39,7 +39,8 @@ class Job:
 
 class Kiln:
     """kiln with an empty `--cache-dir` on every build: its warm run finds the image only in the
-    registry (kiln has no layer cache yet, so it is a full rebuild). Push-only scenarios keep
+    registry (a full rebuild, unless `--kiln-arg=--cache` makes it read the layer cache the cold
+    run published to `<destination>/cache`). Push-only scenarios keep
     the store their preparation filled, so the measured run does not download the image."""
 
     name = "kiln"
