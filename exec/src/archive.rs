@@ -36,6 +36,24 @@ pub enum Format {
     Xz,
 }
 
+impl Format {
+    /// The compression a stream starting with `head` (its first 6 bytes, or fewer if it is
+    /// shorter) uses, by magic number; anything unrecognised is read as plain.
+    pub fn sniff(head: &[u8]) -> Format {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Format::Layer(Compression::Gzip)
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Format::Layer(Compression::Zstd)
+        } else if head.starts_with(b"BZh") {
+            Format::Bzip2
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Format::Xz
+        } else {
+            Format::Layer(Compression::None)
+        }
+    }
+}
+
 /// Wraps `reader` into a stream of the uncompressed tar, decoding as it is read; a corrupt or
 /// truncated stream is an error from `read`.
 pub fn decode<'a, R: Read + Send + 'a>(
@@ -82,17 +100,7 @@ pub fn detect(file: &mut File) -> io::Result<Kind> {
     let read = read_up_to(file, &mut head)?;
     let head = &head[..read];
     file.rewind()?;
-    let format = if head.starts_with(&[0x1f, 0x8b]) {
-        Format::Layer(Compression::Gzip)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Format::Layer(Compression::Zstd)
-    } else if head.starts_with(b"BZh") {
-        Format::Bzip2
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Format::Xz
-    } else {
-        Format::Layer(Compression::None)
-    };
+    let format = Format::sniff(head);
     let tar = is_tar_after(file, format)?;
     file.rewind()?;
     Ok(if tar { Kind::Tar(format) } else { Kind::File })

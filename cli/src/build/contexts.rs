@@ -11,7 +11,6 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context as _, bail};
 use kiln_exec::RootFs;
 use kiln_exec::archive::{Format, decode};
-use kiln_exec::compression::Compression;
 use kiln_registry::Client;
 
 use super::git::{GitSource, checkout};
@@ -178,17 +177,7 @@ fn extract(reader: impl Read + Send, dir: &Path, label: &str) -> anyhow::Result<
     let head = reader
         .fill_buf()
         .with_context(|| format!("reading the context archive {label}"))?;
-    let format = if head.starts_with(&[0x1f, 0x8b]) {
-        Format::Layer(Compression::Gzip)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Format::Layer(Compression::Zstd)
-    } else if head.starts_with(b"BZh") {
-        Format::Bzip2
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Format::Xz
-    } else {
-        Format::Layer(Compression::None)
-    };
+    let format = Format::sniff(head);
     let root = RootFs::open(dir).with_context(|| format!("opening {}", dir.display()))?;
     let stream =
         decode(format, reader).with_context(|| format!("reading the context archive {label}"))?;
