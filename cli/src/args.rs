@@ -101,6 +101,9 @@ pub enum Command {
     /// Store base images in the cache directory so builds start without a registry
     /// (Kaniko's warmer; also a binary named `warmer`).
     Warm(WarmArgs),
+    /// Push an image from an OCI image layout (`kiln build --oci-layout-path`, skopeo, umoci)
+    /// to registries, skipping and mounting blobs as a build's push does.
+    Push(Box<crate::push::PushArgs>),
     /// Inspect and trim the local cache directory.
     Cache(CacheArgs),
     /// Print kiln's version.

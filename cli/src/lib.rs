@@ -16,6 +16,7 @@ mod login;
 mod output;
 mod plan;
 mod progress;
+mod push;
 mod warm;
 
 /// The remote layer cache's protocol, public only so the integration tests can drive it against
@@ -91,6 +92,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Plan(options) => plan::run(&options),
         args::Command::Login(options) => login::run(options).await,
         args::Command::Warm(options) => warm::run(options).await,
+        args::Command::Push(options) => push::run(*options).await,
         args::Command::Cache(args) => match args.command {
             args::CacheCommand::Explain(options) => cache::explain::run(*options).await,
             args::CacheCommand::Gc(options) => cache::gc::run(options),

@@ -36,6 +36,7 @@ mod plan;
 mod platform;
 mod pod;
 mod pull;
+mod push;
 mod registry_tls;
 mod signals;
 mod snapshot;

@@ -5,7 +5,7 @@
 
 mod push;
 
-pub use push::{Missing, MountSources};
+pub use push::{Missing, MountSources, PushOptions, push};
 
 use std::path::Path;
 
@@ -35,12 +35,12 @@ pub async fn write_all(
     if settings.no_push {
         tracing::info!("Skipping push to container registry due to --no-push flag");
     } else {
-        let options = push::PushOptions {
+        let options = PushOptions {
             ignore_immutable_tags: settings.ignore_immutable_tags,
         };
         // One destination after another, so the later ones can mount from the earlier.
         for destination in &settings.destinations {
-            push::push(
+            push(
                 client,
                 store,
                 image,

@@ -85,6 +85,17 @@ impl Kiln {
         Kiln { command, cache }
     }
 
+    /// `kiln push <source>` with a private `HOME` and no `DOCKER_CONFIG`.
+    pub fn push(source: &str) -> Kiln {
+        let cache = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .args(["push", source])
+            .env_remove("DOCKER_CONFIG")
+            .env("HOME", cache.path());
+        Kiln { command, cache }
+    }
+
     /// `kiln cache gc --cache-dir <cache_dir>` with a private `HOME`.
     pub fn cache_gc(cache_dir: &Path) -> Kiln {
         let cache = tempfile::tempdir().unwrap();
