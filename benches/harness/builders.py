@@ -40,8 +40,8 @@ class Job:
 class Kiln:
     """kiln with an empty `--cache-dir` on every build: its warm run finds the image only in the
     registry (a full rebuild, unless `--kiln-arg=--cache` makes it read the layer cache the cold
-    run published to `<destination>/cache`). Push-only scenarios keep
-    the store their preparation filled, so the measured run does not download the image."""
+    run published to `<destination>/cache`). Push-only scenarios build the image once into an
+    OCI layout (`--no-push --oci-layout-path`, unmeasured) and measure `kiln push` of it."""
 
     name = "kiln"
 
@@ -60,12 +60,14 @@ class Kiln:
         ]
 
     def prepare(self, job: Job) -> None:
-        if job.scenario.push_only:
-            measure.run(self._argv(job, job.state / "store", "--no-push"), job.log)
+        if job.scenario.push_only and not (job.state / "layout" / "index.json").exists():
+            layout = str(job.state / "layout")
+            measure.run(self._argv(job, job.state / "store", "--no-push", "--oci-layout-path", layout), job.log)
 
     def measure(self, job: Job) -> Usage:
         if job.scenario.push_only:
-            return measure.run(self._argv(job, job.state / "store"), job.log)
+            push = [str(self.binary), "push", str(job.state / "layout"), "--destination", job.destination, "--insecure"]
+            return measure.run(push, job.log)
         cache = job.state / f"cache-{job.variant}"
         try:
             return measure.run(self._argv(job, cache), job.log)
