@@ -391,7 +391,7 @@ fn create_cache(
         rustix::fs::CWD,
         &dir,
         rustix::fs::CWD,
-        &base.join(name),
+        base.join(name),
         rustix::fs::RenameFlags::NOREPLACE,
     ) {
         Ok(()) => Ok(()),
@@ -573,7 +573,11 @@ mod tests {
         // A second build that saw no directory a moment ago finishes creating its own.
         create_cache(base.path(), "c", None, 0o700, None, None).unwrap();
         let kept = std::fs::metadata(base.path().join("c")).unwrap();
-        assert_eq!(kept.ino(), first, "the first build's directory was replaced");
+        assert_eq!(
+            kept.ino(),
+            first,
+            "the first build's directory was replaced"
+        );
         assert_eq!(kept.mode() & 0o7777, 0o755);
     }
 }
