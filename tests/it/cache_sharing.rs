@@ -4,7 +4,8 @@
 //!
 //! Each command drops an `in-<name>` marker into the cache, waits (up to `WAIT` seconds) until
 //! it sees two markers, and prints how many it saw (`peak-<name>=N`) before removing its own.
-//! Two builds in the cache at once print 2; a build alone in it prints 1 after the wait.
+//! When two commands are in one directory at once, at least the one that was there first sees
+//! 2 (the other may arrive after it left); a command alone in it prints 1 after the wait.
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ fn dockerfile(sharing: &str) -> String {
              touch /c/in-$NAME; i=0; \
              while [ $i -lt $((WAIT * 4)) ] && [ $(ls /c | grep -c '^in-') -lt 2 ]; \
              do sleep 0.25; i=$((i + 1)); done; \
-             echo peak-$NAME=$(ls /c | grep -c '^in-'); rm /c/in-$NAME\n"
+             echo peak-$NAME=$(ls /c | grep -c '^in-'); sleep 0.5; rm /c/in-$NAME\n"
     )
 }
 
@@ -49,8 +50,10 @@ fn cache_mounts_shared_run_together_locked_wait_for_each_other_and_private_get_t
     let (registry, base) = Registry::with_busybox();
     // Generous: both stop waiting as soon as they meet.
     let [a, b] = pair(&registry, &base, "shared", 30);
-    assert!(a.contains("peak-a=2"), "shared: a never met b:\n{a}");
-    assert!(b.contains("peak-b=2"), "shared: b never met a:\n{b}");
+    assert!(
+        a.contains("peak-a=2") || b.contains("peak-b=2"),
+        "shared: the two commands never were in the cache at once:\n{a}\n{b}"
+    );
 
     let [a, b] = pair(&registry, &base, "locked", 3);
     assert!(a.contains("peak-a=1"), "locked: a was not alone:\n{a}");
