@@ -165,9 +165,9 @@ pub struct BuildOptions {
     )]
     pub custom_platform: Option<String>,
 
-    /// Options of a git context (`branch=`, `single-branch=`, `recurse-submodules=`,
-    /// `insecure-skip-tls=`, `depth=`); repeatable. Git contexts are refused, so these only
-    /// need to be well-formed.
+    /// How a git context is cloned (Kaniko's `branch=`, `single-branch=`,
+    /// `recurse-submodules=`, `insecure-skip-tls=`, OSS Kaniko's `depth=`); repeatable or
+    /// comma-separated.
     #[arg(long = "git", value_name = "KEY=VALUE", help_heading = "Build")]
     pub git: Vec<String>,
 

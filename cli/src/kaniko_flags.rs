@@ -247,7 +247,7 @@ fn table() -> Vec<(&'static [&'static str], Expect)> {
         ),
         (
             &["--git", "branch=main", "--git=depth=1"],
-            NoEffect(|o| o.git.len() == 2),
+            Same(|_, o| o.git.len() == 2),
         ),
         (&["--git=colour=blue"], Refused("unknown key \"colour\"")),
         (&["--git=single-branch=maybe"], Refused("not a valid value")),

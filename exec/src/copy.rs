@@ -114,16 +114,17 @@ impl CopyError {
 pub enum Chmod<'a> {
     /// Octal: these permission bits.
     Set(u32),
-    /// Symbolic (`u+x`): a change of the source file's mode.
-    Change(&'a (dyn Fn(u32) -> u32 + Sync)),
+    /// Symbolic (`u+x`): a change of the source entry's mode, told whether the entry is a
+    /// directory (`X` sets execute bits on directories and on files that have one).
+    Change(&'a (dyn Fn(u32, bool) -> u32 + Sync)),
 }
 
 impl Chmod<'_> {
-    /// The mode a copied file gets from its source mode.
-    pub fn mode(&self, source_mode: u32) -> u32 {
+    /// The mode a copied entry gets from its source mode.
+    pub fn mode(&self, source_mode: u32, is_dir: bool) -> u32 {
         match self {
             Chmod::Set(mode) => *mode,
-            Chmod::Change(change) => change(source_mode & 0o7777),
+            Chmod::Change(change) => change(source_mode & 0o7777, is_dir),
         }
     }
 }
@@ -143,8 +144,12 @@ pub struct CopyOptions<'a> {
     /// `--chown`, resolved. `None`: context files become `0:0`, `--from` files keep their owner
     /// (see `preserve_owner`).
     pub chown: Option<(u32, u32)>,
-    /// `--chmod`: applied to every copied non-directory; directories keep their mode so that
-    /// `--chmod=644` cannot make them untraversable (Kaniko #3166).
+    /// `--chmod`: applied to every copied entry, directories included, as BuildKit does since
+    /// tonistiigi/fsutil#228 (moby/buildkit#4945): the directories of a copied tree and the
+    /// directory a source directory's contents land in, when this copy creates them. Parents
+    /// created for the destination (`mkdir -p`) stay `0755`, as in Docker 28 (applying it to them
+    /// broke images: moby/moby#49851, osscontainertools/kaniko#80), and existing directories
+    /// keep their mode.
     pub chmod: Option<Chmod<'a>>,
     /// `.dockerignore`, only for the build context.
     pub ignore: Option<&'a Dockerignore>,
@@ -330,7 +335,9 @@ impl Writer<'_, '_> {
                     attributes: Attributes::new(
                         entry.stat,
                         self.owner(entry.stat),
-                        Some(entry.stat.st_mode),
+                        Some(self.options.chmod.map_or(entry.stat.st_mode, |chmod| {
+                            chmod.mode(entry.stat.st_mode, true)
+                        })),
                     ),
                     dest: dir.real,
                 };
@@ -470,7 +477,7 @@ impl Writer<'_, '_> {
                         Some(
                             self.options
                                 .chmod
-                                .map_or(stat.st_mode, |chmod| chmod.mode(stat.st_mode)),
+                                .map_or(stat.st_mode, |chmod| chmod.mode(stat.st_mode, false)),
                         ),
                     ),
                     capabilities: self.options.preserve_owner,

@@ -17,6 +17,7 @@ mod expand;
 mod history;
 mod key;
 mod key_fields;
+mod link;
 mod mount;
 mod paths;
 mod plan;

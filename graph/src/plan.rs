@@ -52,12 +52,12 @@ impl Stage {
         self.steps.last().map_or(&self.base_state, |s| &s.state)
     }
 
-    /// Key of the stage's output: its last step's key, or its base key when it has no steps.
+    /// Key of the stage's output: what its last step chains to (its key, unless it is a
+    /// rebasing `--link` copy), or its base key when it has no steps.
     pub fn final_key(&self) -> Option<NodeKey> {
-        match self.steps.last() {
-            Some(step) => step.key,
-            None => self.key,
-        }
+        self.steps.iter().try_fold(self.key?, |prev, step| {
+            Some(step.after_key(&prev, &step.key?))
+        })
     }
 }
 
@@ -211,7 +211,7 @@ impl Plan {
                     key = resolved;
                 }
                 self.stages[s].steps[i].key = Some(key);
-                prev = key;
+                prev = self.stages[s].steps[i].after_key(&prev, &key);
             }
         }
         Ok(())
@@ -335,8 +335,14 @@ impl Plan {
                 }
             }
             StepKind::Copy(copy) => {
-                b = KeyBuilder::new("copy");
-                b.key(prev);
+                // A rebasing `--link` copy is its own root: the platform instead of the parent.
+                if copy.rebases() {
+                    b = KeyBuilder::new("copy-link");
+                    b.platform(&self.stages[s].platform);
+                } else {
+                    b = KeyBuilder::new("copy");
+                    b.key(prev);
+                }
                 match &copy.from {
                     CopyFrom::Context => {
                         let digest = inputs.context_digest(copy).map_err(fail)?;

@@ -962,3 +962,60 @@ fn run_mounts_from_a_stage_or_image_are_dependencies_and_pulls() {
     );
     assert!(g.find_edge(from, to).is_some(), "RUN --mount from=<stage>");
 }
+
+const LINKED: &str = concat!(
+    "FROM base AS build\nRUN make\n",
+    "FROM base\nRUN setup\nCOPY --link f /app/f\nCOPY --link --from=build /out /out\n",
+    "COPY --link --chown=1000:1000 f /owned\nCOPY --link --chown=app f /named\nRUN after\n",
+);
+
+#[test]
+fn link_copies_are_keyed_without_the_parent_and_later_steps_still_see_it() {
+    let inputs = |image: &str| Inputs {
+        image: image.into(),
+        context: [1; 32],
+    };
+    let a = keys(LINKED, &[], amd64(), &inputs("sha256:aa"));
+    let b = keys(LINKED, &[], amd64(), &inputs("sha256:bb"));
+    // [build, make, stage, setup, link f, link --from, link numeric, link named, after]
+    assert_eq!(a.len(), 9);
+    assert_eq!(a[4], b[4], "COPY --link of context files ignores the base");
+    assert_ne!(
+        a[5], b[5],
+        "COPY --link --from=stage depends on that stage, whose base changed"
+    );
+    assert_eq!(a[6], b[6], "a numeric --chown keeps it independent");
+    assert_ne!(a[7], b[7], "a --chown by name reads the parent's passwd");
+    assert_ne!(a[8], b[8], "the step after a --link copy sees the new base");
+    assert_ne!(a[3], a[4]);
+    let arm = Platform {
+        architecture: "arm64".into(),
+        ..amd64()
+    };
+    let c = keys(LINKED, &[], arm, &inputs("sha256:aa"));
+    assert_ne!(a[4], c[4], "the platform is part of a --link key");
+}
+
+#[test]
+fn a_stage_ending_in_a_link_copy_has_a_final_key_that_follows_its_base() {
+    let final_key = |image: &str| {
+        let mut p = plan_with(
+            "FROM base\nRUN x\nCOPY --link f /f\n",
+            options(&[], None),
+            &ImageState::default(),
+        )
+        .expect("plans");
+        p.assign_keys(&Inputs {
+            image: image.into(),
+            context: [1; 32],
+        })
+        .expect("keys");
+        let stage = &p.stages[0];
+        (stage.steps[1].key, stage.final_key())
+    };
+    let (link_a, final_a) = final_key("sha256:aa");
+    let (link_b, final_b) = final_key("sha256:bb");
+    assert_eq!(link_a, link_b);
+    assert_ne!(final_a, final_b);
+    assert_ne!(final_a, link_a);
+}

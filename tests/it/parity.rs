@@ -57,7 +57,8 @@ fn copy_and_add_ownership_modes_links_and_users_match_docker() {
              COPY --chown=1000:1000 f.txt /owned/deep/f.txt\n\
              # Kaniko: /tmp lost its sticky 1777 when COPY wrote into it\n\
              COPY f.txt /tmp/f.txt\n\
-             # Kaniko: --chmod applied to directories made them untraversable\n\
+             # --chmod reaches copied directories too, as in BuildKit since fsutil#228\n\
+             # (Kaniko v1.23 did the same, #3166, and reverted)\n\
              COPY --chmod=640 tree/ /modes/\n\
              # Kaniko: symlinks dereferenced inside directories\n\
              COPY links/ /links/\n\
@@ -110,8 +111,8 @@ fn copy_and_add_ownership_modes_links_and_users_match_docker() {
             "/owned/deep/f.txt file 644 1000:1000 5",
             "/tmp dir 1777 0:0",
             "/tmp/f.txt file 644 0:0 5",
-            "/modes dir 755 0:0",
-            "/modes/sub dir 755 0:0",
+            "/modes dir 640 0:0",
+            "/modes/sub dir 640 0:0",
             "/modes/sub/a.txt file 640 0:0 3",
             "/modes/b.sh file 640 0:0 10",
             "/links/f file 644 0:0 6",
@@ -162,6 +163,80 @@ fn chown_by_name_and_existing_destination_directories_keep_their_mode_and_owner(
             "/data dir 700 5:6",
             "/data/f.txt file 644 1234:4321 5",
             "/added/f.txt file 644 1234:1234 5",
+        ]
+    );
+}
+
+#[test]
+fn chmod_reaches_copied_directories_as_in_buildkit_but_not_created_parents_or_existing_ones() {
+    let (registry, base) = Registry::with_busybox();
+    let project = Project::new()
+        .file("f.txt", "hello")
+        .file("tree/sub/a.txt", "aaa")
+        .file("tree/b.sh", "#!/bin/sh\n")
+        .dockerfile(&format!(
+            "FROM {base}\n\
+             RUN mkdir -m 700 /existing\n\
+             COPY --chmod=750 tree/ /deep/er/modes/\n\
+             COPY --chmod=u=rwX,go=rX tree/ /sym/\n\
+             COPY --chmod=640 f.txt /parents/p/f.txt\n\
+             COPY --chmod=750 tree/ /existing/\n"
+        ));
+    let mode = |path: &str, mode: u32| {
+        std::fs::set_permissions(
+            project.path().join(path),
+            std::fs::Permissions::from_mode(mode),
+        )
+        .unwrap();
+    };
+    mode("tree", 0o755);
+    mode("tree/sub", 0o700);
+    mode("tree/sub/a.txt", 0o600);
+    mode("tree/b.sh", 0o700);
+    let root = build_and_unpack(&registry, &project, "parity-chmod:1");
+    assert_eq!(
+        listing(
+            &root,
+            &[
+                "/deep",
+                "/deep/er",
+                "/deep/er/modes",
+                "/deep/er/modes/sub",
+                "/deep/er/modes/sub/a.txt",
+                "/deep/er/modes/b.sh",
+                "/sym",
+                "/sym/sub",
+                "/sym/sub/a.txt",
+                "/sym/b.sh",
+                "/parents",
+                "/parents/p",
+                "/parents/p/f.txt",
+                "/existing",
+                "/existing/sub",
+                "/existing/b.sh",
+            ]
+        ),
+        [
+            // Parents created for the destination keep 0755 (Docker 28, moby/moby#49851).
+            "/deep dir 755 0:0",
+            "/deep/er dir 755 0:0",
+            // Where a source directory's contents land, and every directory copied.
+            "/deep/er/modes dir 750 0:0",
+            "/deep/er/modes/sub dir 750 0:0",
+            "/deep/er/modes/sub/a.txt file 750 0:0 3",
+            "/deep/er/modes/b.sh file 750 0:0 10",
+            // Symbolic: X sets execute bits on directories and on files that have one.
+            "/sym dir 755 0:0",
+            "/sym/sub dir 755 0:0",
+            "/sym/sub/a.txt file 644 0:0 3",
+            "/sym/b.sh file 755 0:0 10",
+            "/parents dir 755 0:0",
+            "/parents/p dir 755 0:0",
+            "/parents/p/f.txt file 640 0:0 5",
+            // An existing destination directory keeps its mode.
+            "/existing dir 700 0:0",
+            "/existing/sub dir 750 0:0",
+            "/existing/b.sh file 750 0:0 10",
         ]
     );
 }

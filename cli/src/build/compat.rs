@@ -6,15 +6,6 @@ use anyhow::bail;
 
 use crate::args::BuildOptions;
 
-/// The `--git` option keys Kaniko (and OSS Kaniko's `depth`) define.
-const GIT_KEYS: [&str; 5] = [
-    "branch",
-    "single-branch",
-    "recurse-submodules",
-    "insecure-skip-tls",
-    "depth",
-];
-
 /// Refuses the flags kiln cannot honour and logs the ones that change nothing.
 pub fn check(options: &BuildOptions) -> anyhow::Result<()> {
     if let Some(bucket) = &options.bucket {
@@ -27,30 +18,8 @@ pub fn check(options: &BuildOptions) -> anyhow::Result<()> {
             "--azure-container-registry-config is not supported: put the registry's credentials in $DOCKER_CONFIG/config.json (or a credential helper there)"
         );
     }
-    for option in &options.git {
-        let Some((key, value)) = option.split_once('=') else {
-            bail!("--git {option:?} must be KEY=VALUE");
-        };
-        if !GIT_KEYS.contains(&key) {
-            bail!(
-                "--git {option:?}: unknown key {key:?} (known: {})",
-                GIT_KEYS.join(", ")
-            );
-        }
-        let valid = match key {
-            "branch" => true,
-            "depth" => value.parse::<u32>().is_ok(),
-            _ => matches!(value, "true" | "false"),
-        };
-        if !valid {
-            bail!("--git {option:?}: {value:?} is not a valid value for {key}");
-        }
-    }
-    if !options.git.is_empty() {
-        tracing::info!(
-            "--git has no effect: git contexts are not supported, the context is a local directory"
-        );
-    }
+    // Validated here so that a bad `--git` fails even when the context is not a repository.
+    super::git::CloneOptions::parse(&options.git)?;
     if options.skip_unused_stages {
         tracing::debug!(
             "--skip-unused-stages: kiln always builds only the stages the target needs"

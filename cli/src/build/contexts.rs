@@ -13,7 +13,7 @@ use kiln_exec::RootFs;
 use kiln_exec::archive::{Format, decode};
 use kiln_registry::Client;
 
-use super::git::{GitSource, checkout};
+use super::git::{CloneOptions, GitSource, checkout};
 
 /// Where the build context comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,13 +24,23 @@ pub enum ContextSource {
     Tar(PathBuf),
     /// `tar://stdin`: a tar archive on kiln's standard input.
     TarStdin,
-    /// A git repository, in `git clone` form with `#ref[:subdir]`.
-    Git(String),
+    /// A git repository, in `git clone` form with `#ref[:subdir]`, and how to clone it
+    /// (`--git`).
+    Git(String, CloneOptions),
     /// An `http(s)://` URL of a tar archive.
     Tarball(String),
 }
 
 impl ContextSource {
+    /// Applies `--git` options (and BuildKit's `BUILDKIT_CONTEXT_KEEP_GIT_DIR`) to a git
+    /// context; other contexts are unchanged.
+    pub fn with_clone_options(self, options: CloneOptions) -> ContextSource {
+        match self {
+            ContextSource::Git(url, _) => ContextSource::Git(url, options),
+            other => other,
+        }
+    }
+
     /// Parses `--context`; a local directory or archive must exist.
     pub fn parse(text: &str) -> anyhow::Result<ContextSource> {
         let (scheme, rest) = match text.split_once("://") {
@@ -49,9 +59,9 @@ impl ContextSource {
                 ContextSource::Tar(path)
             }
             // Kaniko's git contexts: `git://` stands for a clone over HTTPS.
-            Some("git") => ContextSource::Git(format!("https://{rest}")),
+            Some("git") => ContextSource::Git(format!("https://{rest}"), CloneOptions::default()),
             Some("http" | "https") if kiln_graph::is_git_url(text) => {
-                ContextSource::Git(text.to_owned())
+                ContextSource::Git(text.to_owned(), CloneOptions::default())
             }
             Some("http" | "https") => ContextSource::Tarball(text.to_owned()),
             Some(scheme @ ("s3" | "gs" | "az")) => bail!(
@@ -109,13 +119,14 @@ pub async fn materialize(
                 .context("the extraction thread failed")??;
             (scratch.path().to_path_buf(), Some(scratch))
         }
-        ContextSource::Git(url) => {
+        ContextSource::Git(url, options) => {
             let scratch = scratch()?;
             let target = scratch.path().join("repo");
             let text = url.clone();
+            let options = options.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let source = GitSource::parse(&text)?;
-                checkout(&source, &target, false)
+                checkout(&source, &target, &options)
             })
             .await
             .context("the git thread failed")?
@@ -198,11 +209,14 @@ mod tests {
         );
         assert_eq!(
             ContextSource::parse("git://github.com/acme/app.git#refs/heads/main").unwrap(),
-            ContextSource::Git("https://github.com/acme/app.git#refs/heads/main".into())
+            ContextSource::Git(
+                "https://github.com/acme/app.git#refs/heads/main".into(),
+                CloneOptions::default()
+            )
         );
         assert_eq!(
             ContextSource::parse("https://h/app.git#main:sub").unwrap(),
-            ContextSource::Git("https://h/app.git#main:sub".into())
+            ContextSource::Git("https://h/app.git#main:sub".into(), CloneOptions::default())
         );
         assert_eq!(
             ContextSource::parse("https://h/ctx.tar.gz").unwrap(),

@@ -20,7 +20,7 @@ use kiln_graph::{CopyStep, Plan, StepKind};
 use kiln_registry::Client;
 use sha2::Digest as _;
 
-use super::git::{Checkout, GitSource, checkout};
+use super::git::{Checkout, CloneOptions, GitSource, checkout};
 
 /// One downloaded URL.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ impl Downloads {
                             if let Some(parent) = target.parent() {
                                 std::fs::create_dir_all(parent)?;
                             }
-                            checkout(&source, &target, keep)
+                            checkout(&source, &target, &CloneOptions::for_add(keep))
                         })
                         .await
                         .context("the git thread failed")?

@@ -8,6 +8,9 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
+mod options;
+pub use options::CloneOptions;
+
 /// A repository, the ref to check out and the directory of it to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitSource {
@@ -17,6 +20,8 @@ pub struct GitSource {
     pub reference: Option<String>,
     /// Directory inside the repository, relative.
     pub subdir: Option<String>,
+    /// `reference` is Kaniko's commit after a second `#`, which `--git branch=` does not replace.
+    pub commit_given: bool,
 }
 
 impl GitSource {
@@ -39,7 +44,9 @@ impl GitSource {
                 None => (Some(fragment), None),
             },
         };
-        let reference = commit.filter(|c| !c.is_empty()).or(reference);
+        let commit = commit.filter(|c| !c.is_empty());
+        let commit_given = commit.is_some();
+        let reference = commit.or(reference);
         let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         let subdir = subdir.and_then(nonempty);
         if let Some(subdir) = &subdir
@@ -56,6 +63,7 @@ impl GitSource {
             url: url.to_owned(),
             reference: reference.and_then(nonempty),
             subdir,
+            commit_given,
         })
     }
 }
@@ -69,19 +77,50 @@ pub struct Checkout {
     pub commit: String,
 }
 
-/// Clones `source` into `dir` (which must not exist), checks out its ref, updates submodules,
-/// and removes `.git` unless `keep_git_dir`.
-pub fn checkout(source: &GitSource, dir: &Path, keep_git_dir: bool) -> anyhow::Result<Checkout> {
+/// Clones `source` into `dir` (which must not exist) as `options` say, checks out its ref,
+/// updates submodules if asked, and removes `.git` unless asked to keep it.
+pub fn checkout(
+    source: &GitSource,
+    dir: &Path,
+    options: &CloneOptions,
+) -> anyhow::Result<Checkout> {
     let label = || format!("git source {}", source.url);
     tracing::info!("Cloning {}", source.url);
-    git(
-        None,
-        &["clone", "--quiet", "--no-checkout", "--", &source.url],
-    )
-    .arg(dir)
-    .run()
-    .with_context(label)?;
-    let reference = source.reference.as_deref().unwrap_or("HEAD");
+    // `--git branch=` replaces the URL's ref; a commit named after a second `#` still wins.
+    let reference = match (&options.branch, source.commit_given) {
+        (Some(branch), false) => Some(branch.as_str()),
+        _ => source.reference.as_deref(),
+    };
+    let tls: &[&str] = if options.insecure_skip_tls {
+        &["-c", "http.sslVerify=false"]
+    } else {
+        &[]
+    };
+    let mut clone: Vec<String> = tls.iter().map(|s| (*s).to_owned()).collect();
+    clone.extend(["clone", "--quiet", "--no-checkout"].map(str::to_owned));
+    if let Some(depth) = options.depth {
+        clone.push(format!("--depth={depth}"));
+    }
+    if options.single_branch {
+        clone.push("--single-branch".to_owned());
+    } else if options.depth.is_some() {
+        // `--depth` implies one branch in git; Kaniko's shallow clones keep every branch.
+        clone.push("--no-single-branch".to_owned());
+    }
+    // `--branch` takes branch and tag names only; a commit is resolved after the clone.
+    if let Some(name) = reference.filter(|r| !looks_like_commit(r))
+        && (options.single_branch || options.depth.is_some())
+    {
+        let name = name
+            .strip_prefix("refs/heads/")
+            .or_else(|| name.strip_prefix("refs/tags/"))
+            .unwrap_or(name);
+        clone.push(format!("--branch={name}"));
+    }
+    clone.extend(["--".to_owned(), source.url.clone()]);
+    let args: Vec<&str> = clone.iter().map(String::as_str).collect();
+    git(None, &args).arg(dir).run().with_context(label)?;
+    let reference = reference.unwrap_or("HEAD");
     let branch = reference.strip_prefix("refs/heads/").unwrap_or(reference);
     let candidates = [
         format!("{reference}^{{commit}}"),
@@ -100,13 +139,12 @@ pub fn checkout(source: &GitSource, dir: &Path, keep_git_dir: bool) -> anyhow::R
     git(Some(dir), &["checkout", "--quiet", "--detach", &commit])
         .run()
         .with_context(label)?;
-    git(
-        Some(dir),
-        &["submodule", "update", "--quiet", "--init", "--recursive"],
-    )
-    .run()
-    .with_context(label)?;
-    if !keep_git_dir {
+    if options.recurse_submodules {
+        let mut update: Vec<&str> = tls.to_vec();
+        update.extend(["submodule", "update", "--quiet", "--init", "--recursive"]);
+        git(Some(dir), &update).run().with_context(label)?;
+    }
+    if !options.keep_git_dir {
         std::fs::remove_dir_all(dir.join(".git"))
             .with_context(|| format!("removing {}", dir.join(".git").display()))?;
     }
@@ -130,6 +168,11 @@ pub fn checkout(source: &GitSource, dir: &Path, keep_git_dir: bool) -> anyhow::R
         root: canonical,
         commit,
     })
+}
+
+/// An abbreviated or full hexadecimal object name, which `git clone --branch` cannot take.
+fn looks_like_commit(reference: &str) -> bool {
+    (7..=64).contains(&reference.len()) && reference.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 struct Git(Command);
@@ -189,6 +232,7 @@ mod tests {
                 url: "https://h/r.git".into(),
                 reference: Some("v1.0".into()),
                 subdir: Some("docs/api".into()),
+                commit_given: false,
             }
         );
         assert_eq!(
@@ -197,6 +241,7 @@ mod tests {
                 url: "git://h/r".into(),
                 reference: None,
                 subdir: Some("sub".into()),
+                commit_given: false,
             }
         );
         assert_eq!(GitSource::parse("git@h:r.git").unwrap().reference, None);

@@ -384,10 +384,19 @@ fn create_cache(
     }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
     std::os::unix::fs::chown(&dir, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))?;
-    match std::fs::rename(&dir, base.join(name)) {
+    // Never `rename(2)` over the target: it replaces an *empty* directory, which is what a
+    // concurrent build's cache is between its creation and its command's first write, and
+    // that build would then work in an unlinked directory nobody else sees.
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &dir,
+        rustix::fs::CWD,
+        base.join(name),
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
         Ok(()) => Ok(()),
         Err(_) if base.join(name).is_dir() => Ok(()),
-        Err(err) => Err(err.into()),
+        Err(err) => Err(std::io::Error::from(err).into()),
     }
 }
 
@@ -554,5 +563,21 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("secret npm is required"), "{message}");
+    }
+
+    #[test]
+    fn creating_a_cache_never_replaces_the_empty_one_a_concurrent_build_just_made() {
+        let base = tempfile::tempdir().unwrap();
+        create_cache(base.path(), "c", None, 0o755, None, None).unwrap();
+        let first = std::fs::metadata(base.path().join("c")).unwrap().ino();
+        // A second build that saw no directory a moment ago finishes creating its own.
+        create_cache(base.path(), "c", None, 0o700, None, None).unwrap();
+        let kept = std::fs::metadata(base.path().join("c")).unwrap();
+        assert_eq!(
+            kept.ino(),
+            first,
+            "the first build's directory was replaced"
+        );
+        assert_eq!(kept.mode() & 0o7777, 0o755);
     }
 }

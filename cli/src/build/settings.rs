@@ -139,6 +139,10 @@ impl Settings {
             .iter()
             .map(|arg| build_arg(arg))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let context = context.with_clone_options(super::git::CloneOptions {
+            keep_git_dir: keep_git_dir(&build_args),
+            ..super::git::CloneOptions::parse(&options.git)?
+        });
         let labels = options
             .labels
             .iter()
@@ -323,6 +327,13 @@ fn snapshot_settings(options: &BuildOptions) -> anyhow::Result<SnapshotSettings>
 
 /// `SOURCE_DATE_EPOCH` from `--build-arg` (as BuildKit takes it), else from kiln's environment
 /// (as buildx passes it on); an empty value means unset, as in reproducible-builds.org's spec.
+/// BuildKit's `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`: a git context keeps its `.git`.
+fn keep_git_dir(build_args: &[(String, String)]) -> bool {
+    build_args.iter().any(|(key, value)| {
+        key == "BUILDKIT_CONTEXT_KEEP_GIT_DIR" && matches!(value.as_str(), "1" | "true")
+    })
+}
+
 fn source_date_epoch(build_args: &[(String, String)]) -> anyhow::Result<Option<u64>> {
     let value = build_args
         .iter()

@@ -40,6 +40,8 @@ use crate::cache::{Cache, Hit, Scope};
 use crate::image::Layer;
 use crate::image::config::history_entry;
 
+mod link;
+
 /// The image a stage produced, and its root filesystem while later stages may need it.
 #[derive(Debug, Clone)]
 pub struct StageImage {
@@ -202,7 +204,11 @@ impl Executor<'_> {
                 hit = self.cached(step, key.as_ref())?;
             }
             rekeyed = rekeyed || key != step.key;
-            prev = key;
+            // A rebasing `--link` copy's key ignores the parent; the next steps must not.
+            prev = match (prev, key) {
+                (Some(prev), Some(key)) => Some(step.after_key(&prev, &key)),
+                _ => key,
+            };
             if let Some((cache_key, hit)) = hit {
                 tracing::info!("CACHED {}{in_stage}", step.text);
                 self.cache.used(&scope, cache_key, &hit);
@@ -246,20 +252,28 @@ impl Executor<'_> {
             let Some((root, snapshotter)) = live.as_mut() else {
                 bail!("the root filesystem of {} is missing", stage_label(stage));
             };
-            let mut changes = self
-                .apply(root, step, built, snapshotter, false)
-                .with_context(at)?;
-            if !step.in_history {
-                continue;
-            }
-            snapshotter.filter(&mut changes);
-            let layer = if changes.is_empty() {
-                None
+            let layer = if let StepKind::Copy(copy) = &step.kind
+                && copy.link
+                && step.in_history
+            {
+                self.linked(root, step, copy, built, snapshotter)
+                    .with_context(at)?
             } else {
-                Some(
-                    self.snapshot(root, &changes)
-                        .with_context(|| format!("snapshotting {}", at()))?,
-                )
+                let mut changes = self
+                    .apply(root, step, built, snapshotter, false)
+                    .with_context(at)?;
+                if !step.in_history {
+                    continue;
+                }
+                snapshotter.filter(&mut changes);
+                if changes.is_empty() {
+                    None
+                } else {
+                    Some(
+                        self.snapshot(root, &changes)
+                            .with_context(|| format!("snapshotting {}", at()))?,
+                    )
+                }
             };
             self.record(&scope, step, key.as_ref(), layer.as_ref())
                 .with_context(|| format!("recording {} in the cache", at()))?;
@@ -965,13 +979,17 @@ fn from_options(chown: Option<(u32, u32)>, chmod: Option<Chmod<'_>>) -> CopyOpti
     }
 }
 
-/// A step's symbolic `--chmod` as the function exec applies to each source mode.
-fn chmod_change(step: &CopyStep) -> impl Fn(u32) -> u32 + Sync + '_ {
-    move |mode| step.chmod.as_ref().map_or(mode, |c| c.apply(mode, false))
+/// A step's symbolic `--chmod` as the function exec applies to each source mode (and whether
+/// the entry is a directory, for `X`).
+fn chmod_change(step: &CopyStep) -> impl Fn(u32, bool) -> u32 + Sync + '_ {
+    move |mode, is_dir| step.chmod.as_ref().map_or(mode, |c| c.apply(mode, is_dir))
 }
 
 /// A step's `--chmod` in exec's terms: octal as bits, symbolic through `change`.
-fn exec_chmod<'a>(step: &CopyStep, change: &'a (dyn Fn(u32) -> u32 + Sync)) -> Option<Chmod<'a>> {
+fn exec_chmod<'a>(
+    step: &CopyStep,
+    change: &'a (dyn Fn(u32, bool) -> u32 + Sync),
+) -> Option<Chmod<'a>> {
     match step.chmod.as_ref()? {
         kiln_graph::Chmod::Octal(mode) => Some(Chmod::Set(*mode)),
         kiln_graph::Chmod::Symbolic(_) => Some(Chmod::Change(change)),

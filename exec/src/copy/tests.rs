@@ -176,19 +176,40 @@ fn chown_by_name_uses_the_destination_roots_passwd_for_files_and_new_parents() {
 }
 
 #[test]
-fn chmod_applies_to_files_but_not_directories() {
+fn chmod_applies_to_copied_files_and_directories_but_not_to_created_parents() {
     let fx = Fixture::new();
     fx.file("d/f", "f", 0o644);
+    fx.file("d/sub/g", "g", 0o755);
     fs::set_permissions(fx.ctx("d"), fs::Permissions::from_mode(0o755)).unwrap();
     let options = CopyOptions {
-        chmod: Some(Chmod::Set(0o400)),
+        chmod: Some(Chmod::Set(0o750)),
         ..CopyOptions::default()
     };
     fx.copy(&["d"], "/out/d/", &options);
-    assert_eq!(
-        fs::metadata(fx.root("out/d/f")).unwrap().mode() & 0o7777,
-        0o400
-    );
+    let mode = |p: &str| fs::symlink_metadata(fx.root(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("out"), 0o755, "a parent created for the destination");
+    assert_eq!(mode("out/d"), 0o750, "where the directory's contents land");
+    assert_eq!(mode("out/d/sub"), 0o750);
+    assert_eq!(mode("out/d/f"), 0o750);
+    assert_eq!(mode("out/d/sub/g"), 0o750);
+
+    // Symbolic modes are told whether the entry is a directory (`X`).
+    let change = |mode: u32, dir: bool| {
+        if dir || mode & 0o111 != 0 {
+            mode | 0o111
+        } else {
+            mode
+        }
+    };
+    let options = CopyOptions {
+        chmod: Some(Chmod::Change(&change)),
+        ..CopyOptions::default()
+    };
+    fs::set_permissions(fx.ctx("d/sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    fx.copy(&["d"], "/x/", &options);
+    assert_eq!(mode("x/sub"), 0o711);
+    assert_eq!(mode("x/f"), 0o644);
+    assert_eq!(mode("x/sub/g"), 0o755);
 }
 
 #[test]
