@@ -33,6 +33,7 @@ mod mounts;
 mod outputs;
 mod parity;
 mod plan;
+mod progress;
 mod platform;
 mod pod;
 mod pull;

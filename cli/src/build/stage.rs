@@ -203,10 +203,15 @@ impl Executor<'_> {
             }
             rekeyed = rekeyed || key != step.key;
             prev = key;
+            let id = crate::events::StepId::new(stage.index, index);
             if let Some((cache_key, hit)) = hit {
-                tracing::info!("CACHED {}{in_stage}", step.text);
                 self.cache.used(&scope, cache_key, &hit);
                 let layer = hit.record.layer.clone().map(Layer::from);
+                crate::events::emit(crate::events::Event::StepCached {
+                    id,
+                    layer: layer.as_ref(),
+                    remote: hit.origin == crate::cache::Origin::Remote,
+                });
                 if let (Some(layer), Some((root, snapshotter))) = (&layer, &mut live) {
                     self.apply_cached(root, layer).with_context(at)?;
                     snapshotter.invalidate();
@@ -221,13 +226,14 @@ impl Executor<'_> {
                 image.layers.extend(layer);
                 continue;
             }
-            tracing::info!("{}{in_stage}", step.text);
+            crate::events::emit(crate::events::Event::StepStarted(id));
             if matches!(step.kind, StepKind::Config) {
                 if step.in_history {
                     image
                         .history
                         .push(history_entry(&self.created, &step.created_by, true));
                 }
+                crate::events::emit(crate::events::Event::StepDone { id, layer: None });
                 continue;
             }
             if live.is_none() {
@@ -250,12 +256,14 @@ impl Executor<'_> {
                 .apply(root, step, built, snapshotter, false)
                 .with_context(at)?;
             if !step.in_history {
+                crate::events::emit(crate::events::Event::StepDone { id, layer: None });
                 continue;
             }
             snapshotter.filter(&mut changes);
             let layer = if changes.is_empty() {
                 None
             } else {
+                crate::events::emit(crate::events::Event::Snapshotting(id));
                 Some(
                     self.snapshot(root, &changes)
                         .with_context(|| format!("snapshotting {}", at()))?,
@@ -263,6 +271,10 @@ impl Executor<'_> {
             };
             self.record(&scope, step, key.as_ref(), layer.as_ref())
                 .with_context(|| format!("recording {} in the cache", at()))?;
+            crate::events::emit(crate::events::Event::StepDone {
+                id,
+                layer: layer.as_ref(),
+            });
             image.history.push(history_entry(
                 &self.created,
                 &step.created_by,
@@ -318,14 +330,16 @@ impl Executor<'_> {
         let exclude = self.single_snapshot_exclusions(stage);
         let before = Snapshot::scan_with(root.path(), self.snapshots.mode, &exclude)?;
         let mut deferred_history = Vec::new();
-        for step in &stage.steps {
+        for (index, step) in stage.steps.iter().enumerate() {
             if crate::interrupt::requested() {
                 anyhow::bail!("interrupted before {}", step.text);
             }
-            tracing::info!("{}{in_stage}", step.text);
+            let id = crate::events::StepId::new(stage.index, index);
+            crate::events::emit(crate::events::Event::StepStarted(id));
             let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
             self.apply(&root, step, built, &mut snapshotter, true)
                 .with_context(at)?;
+            crate::events::emit(crate::events::Event::StepDone { id, layer: None });
             if step.in_history {
                 deferred_history.push(step.created_by.as_str());
             }

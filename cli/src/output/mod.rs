@@ -51,7 +51,8 @@ pub async fn write_all(
             )
             .await?;
             sources.pushed(destination);
-            tracing::info!("Pushed {}", destination.with_digest(&digest));
+            let pushed = destination.with_digest(&digest).to_string();
+            crate::events::emit(crate::events::Event::Pushed(&pushed));
         }
     }
     if let Some(path) = &settings.digest_file {
