@@ -85,9 +85,10 @@ pub fn main() -> ExitCode {
 /// `--report` and `--report-markdown` of `kiln build`.
 fn report_files(command: &args::Command) -> Option<events::report::ReportFiles> {
     match command {
-        args::Command::Build(options) => {
-            events::report::ReportFiles::new(options.report.clone(), options.report_markdown.clone())
-        }
+        args::Command::Build(options) => events::report::ReportFiles::new(
+            options.report.clone(),
+            options.report_markdown.clone(),
+        ),
         _ => None,
     }
 }

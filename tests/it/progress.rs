@@ -28,7 +28,10 @@ fn plain_and_json_logs_and_the_reports_of_a_fixed_build_match_their_snapshots() 
         .args(["--cache", "--progress", "plain", "--log-format", "text"])
         .run()
         .success_with_log();
-    assert!(log.contains(&format!("Pushed {destination}@{}", digest.trim())), "{log}");
+    assert!(
+        log.contains(&format!("Pushed {destination}@{}", digest.trim())),
+        "{log}"
+    );
     insta::assert_snapshot!("plain_log_cold", normalise(&log));
 
     // Warm, with the copied file changed: the COPY misses naming the file, the RUN after it
@@ -66,7 +69,8 @@ fn plain_and_json_logs_and_the_reports_of_a_fixed_build_match_their_snapshots() 
 #[test]
 fn a_failed_build_still_writes_its_report_naming_the_failed_step() {
     let (registry, base) = Registry::with_busybox();
-    let project = Project::new().dockerfile(&format!("FROM {base}\nRUN true\nRUN exit 3\nRUN true\n"));
+    let project =
+        Project::new().dockerfile(&format!("FROM {base}\nRUN true\nRUN exit 3\nRUN true\n"));
     let report = project.out("report.json");
     let stderr = Kiln::build(project.path())
         .push_to(&registry.image("progress/failed:1"))
@@ -109,7 +113,10 @@ fn secret_values_and_registry_credentials_reach_no_log_or_report() {
     let auth = base64::engine::general_purpose::STANDARD.encode(&creds);
     std::fs::write(
         docker_config.join("config.json"),
-        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.addr()),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            registry.addr()
+        ),
     )
     .unwrap();
     let report = project.out("report.json");
@@ -168,23 +175,65 @@ fn the_live_view_on_a_terminal_ends_with_the_summary_table_and_the_digest() {
     assert!(output.status.success(), "{seen}");
     // Drawn live: cursor movements and line clears, not just lines.
     assert!(seen.contains("\u{1b}["), "no terminal drawing:\n{seen}");
-    let summary_at = seen.rfind("STEP").unwrap_or_else(|| panic!("no summary:\n{seen}"));
+    let summary_at = seen
+        .rfind("STEP")
+        .unwrap_or_else(|| panic!("no summary:\n{seen}"));
     let summary = &seen[summary_at..];
+    // The summary is the last thing on screen: nothing is redrawn under it.
+    assert!(
+        !summary.contains('\u{1b}'),
+        "drawn after the summary:\n{summary}"
+    );
+    let digest = summary
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Image "))
+        .unwrap_or_else(|| panic!("no image digest in the summary:\n{summary}"));
+    // Printed on stdout (the same terminal) as a line of its own, and twice in the summary.
+    assert_eq!(
+        seen.matches(&format!("{digest}\r\n")).count(),
+        3,
+        "the digest is not printed on a line of its own:\n{seen}"
+    );
     for expected in [
         "CACHE",
         "TIME",
         "LAYER",
-        "RUN cat /hello.txt > /copied",
-        "COPY hello.txt /hello.txt",
+        "Dockerfile:4 RUN cat /hello.txt > /copied",
+        "Dockerfile:3 COPY hello.txt /hello.txt",
         "Build succeeded",
-        &format!("Pushed {destination}@sha256:"),
+        &format!("Pushed {destination}@{digest}"),
     ] {
-        assert!(summary.contains(expected), "{expected:?} not in:\n{summary}");
+        assert!(
+            summary.contains(expected),
+            "{expected:?} not in:\n{summary}"
+        );
     }
-    // The digest (stdout) is the last thing printed.
-    let digest = summary.lines().last().unwrap().trim();
-    assert!(digest.starts_with("sha256:"), "{summary}");
-    assert!(summary.contains(&format!("Image {digest}")), "{summary}");
+}
+
+#[test]
+fn a_plan_as_dot_renders_with_graphviz() {
+    let dot = crate::support::tools::require("dot", "graphviz");
+    let project = Project::new().dockerfile(
+        "FROM scratch AS a\nCOPY x /x\nFROM scratch AS b\nCOPY y /y\nFROM scratch\nCOPY --from=a /x /x\nCOPY --from=b /y /y\n",
+    );
+    let graph = Kiln::plan(project.path())
+        .args(["--format", "dot"])
+        .run()
+        .success();
+    let rendered = project.out("plan.dot");
+    std::fs::write(&rendered, &graph).unwrap();
+    let svg =
+        crate::support::tools::run(std::process::Command::new(dot).arg("-Tsvg").arg(&rendered));
+    let svg = String::from_utf8(svg.stdout).unwrap();
+    assert!(svg.contains("<svg"), "{svg}");
+    for text in [
+        "COPY x /x",
+        "from=a /x /x",
+        "from=b /y /y",
+        "stage 2 FROM scratch (target)",
+    ] {
+        assert!(svg.contains(text), "{text} not drawn:\n{svg}");
+    }
 }
 
 /// Replaces what varies between runs with placeholders.
@@ -232,14 +281,22 @@ fn normalise(text: &str, registry: &Registry, project: &Project) -> String {
 /// The length of a duration (`0.4s`, `2m05s`) or a size (`512 B`, `1.5 KiB`) at the start of
 /// `chars`, if there is one.
 fn measure(chars: &[char]) -> Option<usize> {
-    let digits = |from: usize| chars[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let digits = |from: usize| {
+        chars[from..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
     let mut len = digits(0);
     if len == 0 {
         return None;
     }
     if chars.get(len) == Some(&'.') && digits(len + 1) > 0 {
         len += 1 + digits(len + 1);
-    } else if chars.get(len) == Some(&'m') && digits(len + 1) == 2 && chars.get(len + 3) == Some(&'s') {
+    } else if chars.get(len) == Some(&'m')
+        && digits(len + 1) == 2
+        && chars.get(len + 3) == Some(&'s')
+    {
         return Some(len + 4);
     }
     let rest: String = chars[len..].iter().take(4).collect();
@@ -264,7 +321,10 @@ fn replace_json_numbers(text: &str, names: &[&str]) -> String {
             while let Some(at) = rest.find(&needle) {
                 let after = at + needle.len();
                 out.push_str(&rest[..after]);
-                let digits = rest[after..].chars().take_while(char::is_ascii_digit).count();
+                let digits = rest[after..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .count();
                 if digits > 0 {
                     out.push_str("[n]");
                 }
@@ -288,7 +348,9 @@ fn replace_json_strings(text: &str, names: &[&str]) -> String {
             let after = at + needle.len();
             out.push_str(&rest[..after]);
             out.push_str("[s]");
-            let end = rest[after..].find('"').map_or(rest.len(), |end| after + end);
+            let end = rest[after..]
+                .find('"')
+                .map_or(rest.len(), |end| after + end);
             rest = &rest[end..];
         }
         out.push_str(rest);

@@ -30,9 +30,9 @@ impl View {
             ProgressMode::Auto => terminal && format != LogFormat::Json,
         };
         if live {
-            View::Live(MultiProgress::with_draw_target(
-                ProgressDrawTarget::stderr_with_hz(10),
-            ))
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+            let _ = LIVE.set(multi.clone());
+            View::Live(multi)
         } else {
             View::Plain
         }
@@ -56,6 +56,18 @@ impl View {
             observers.push(Box::new(reports));
         }
         Events::new(observers)
+    }
+}
+
+/// The live view's drawing, when there is one, for [`print_result`].
+static LIVE: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+
+/// Prints a command's result (the digest) on stdout, a line of its own even when stdout is the
+/// terminal the live view draws on.
+pub fn print_result(line: &str) {
+    match LIVE.get() {
+        Some(multi) => multi.suspend(|| println!("{line}")),
+        None => println!("{line}"),
     }
 }
 

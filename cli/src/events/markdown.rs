@@ -89,7 +89,7 @@ pub fn render(report: &Report) -> String {
         out.push_str(&format!("Image: `{}`\n", image.manifest));
     }
     for pushed in &report.pushed {
-        out.push_str(&format!("\nPushed: `{}`\n", code(pushed)));
+        out.push_str(&format!("\nPushed: `{}`\n", pushed.replace('`', "'")));
     }
     out
 }

@@ -322,9 +322,8 @@ impl Observer for ReportFiles {
                 .with_context(|| format!("writing the build report {}", path.display()))?;
         }
         if let Some(path) = &self.markdown {
-            std::fs::write(path, super::markdown::render(&report)).with_context(|| {
-                format!("writing the Markdown build report {}", path.display())
-            })?;
+            std::fs::write(path, super::markdown::render(&report))
+                .with_context(|| format!("writing the Markdown build report {}", path.display()))?;
         }
         Ok(())
     }

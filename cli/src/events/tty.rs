@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_registry::Direction;
 
 use super::report::{CacheOutcome, Report, StepStatus, Tally};
@@ -56,7 +56,7 @@ impl Live {
         line.set_style(style(
             "{spinner:.cyan} {prefix:.bold} {wide_msg} {elapsed:>4}",
         ));
-        line.set_prefix(step.location.clone());
+        line.set_prefix(short_location(&step.location));
         line.set_message(step.display());
         line.enable_steady_tick(Duration::from_millis(120));
         state.lines.insert(id, line.clone());
@@ -156,6 +156,8 @@ impl Observer for Live {
                 bar.finish_and_clear();
             }
         }
+        // What is drawn stays on screen; nothing is redrawn under the summary.
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
         let report = self.tally.report(outcome);
         let summary = summary(&report);
         self.multi.suspend(|| eprint!("{summary}"));
@@ -187,7 +189,7 @@ pub fn summary(report: &Report) -> String {
                 .layer
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), |layer| human_bytes(layer.size));
-            let mut text = format!("{} {}", step.location, step.instruction);
+            let mut text = format!("{} {}", short_location(&step.location), step.instruction);
             if text.chars().count() > 60 {
                 text = format!("{}...", text.chars().take(57).collect::<String>());
             }
@@ -238,6 +240,14 @@ pub fn summary(report: &Report) -> String {
         out.push_str(&format!("Pushed {pushed}\n"));
     }
     out
+}
+
+/// `Dockerfile:12` for `/long/path/to/Dockerfile:12`: the table has no room for paths.
+fn short_location(location: &str) -> String {
+    location
+        .rsplit_once('/')
+        .map_or(location, |(_, name)| name)
+        .to_owned()
 }
 
 /// `registry/repository@sha256:0123456789ab`: the digest cut to what people compare.

@@ -77,7 +77,7 @@ pub async fn write_all(
     if let (Some(dir), false) = (&settings.builder_output, settings.no_push) {
         write_builder_output(dir, &settings.destinations, &digest)?;
     }
-    println!("{digest}");
+    crate::events::console::print_result(&digest);
     Ok(())
 }
 
