@@ -8,7 +8,9 @@ use crate::args::Cli;
 
 /// The page.
 fn render() -> String {
-    let cli = Cli::command();
+    let mut cli = Cli::command();
+    // Built, every argument knows how many values it takes.
+    cli.build();
     let mut out = String::from(
         "# kiln flags\n\n\
          Generated from kiln's flag definitions (`cli/src/flag_reference.rs`); a unit test keeps it \
@@ -30,13 +32,17 @@ fn render() -> String {
 }
 
 fn subcommand(out: &mut String, parent: &str, command: &clap::Command) {
-    if command.is_hide_set() {
+    if command.is_hide_set() || command.get_name() == "help" {
         return;
     }
     let name = format!("{parent} {}", command.get_name());
     out.push_str(&format!("\n## `{name}`\n\n"));
     if let Some(about) = command.get_long_about().or(command.get_about()) {
-        out.push_str(&format!("{}\n", one_paragraph(&about.to_string())));
+        out.push_str(&format!("{}.\n", one_paragraph(&about.to_string())));
+    }
+    if name == "kiln cache explain" {
+        out.push_str("\nTakes every flag of `kiln build` (above); pushes nothing, runs nothing.\n");
+        return;
     }
     let aliases: Vec<&str> = command.get_all_aliases().collect();
     if !aliases.is_empty() {
@@ -84,6 +90,7 @@ fn spelling(arg: &clap::Arg) -> String {
         .get_value_names()
         .and_then(|names| names.first())
         .map_or_else(|| arg.get_id().as_str().to_uppercase(), ToString::to_string);
+    let optional = arg.get_num_args().is_some_and(|n| n.min_values() == 0);
     let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values())
         && !matches!(
             arg.get_action(),
@@ -96,7 +103,9 @@ fn spelling(arg: &clap::Arg) -> String {
     if let Some(short) = arg.get_short() {
         names.push(format!("`-{short}`"));
     }
-    let long = if takes_value {
+    let long = if takes_value && optional {
+        format!("`--{long}[=BOOL]`")
+    } else if takes_value {
         format!("`--{long} {value}`")
     } else {
         format!("`--{long}`")
@@ -115,6 +124,9 @@ fn meaning(arg: &clap::Arg) -> String {
         .map(|help| one_paragraph(&help.to_string()))
         .unwrap_or_default();
     let mut text = help.replace('|', "\\|");
+    if !text.is_empty() && !text.ends_with('.') {
+        text.push('.');
+    }
     let values: Vec<String> = arg
         .get_possible_values()
         .iter()
