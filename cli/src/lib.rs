@@ -10,6 +10,7 @@ mod cache;
 mod events;
 #[cfg(test)]
 mod flag_reference;
+mod hints;
 mod image;
 mod interrupt;
 #[cfg(test)]
@@ -57,7 +58,13 @@ pub fn main() -> ExitCode {
     };
     let verbose = matches!(verbosity, "debug" | "trace");
     let result = runtime.block_on(interrupt::guard(run(cli)));
-    let error = result.as_ref().err().map(|err| render_error(err, verbose));
+    let error = result.as_ref().err().map(|err| {
+        let message = render_error(err, verbose);
+        match hints::hint(err, &message) {
+            Some(hint) => format!("{message}\n  hint: {hint}"),
+            None => message,
+        }
+    });
     let outcome = events::Outcome {
         elapsed: started.elapsed(),
         error: error.clone(),
