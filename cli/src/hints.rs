@@ -54,7 +54,9 @@ fn registry_hint(err: &kiln_registry::Error) -> Option<String> {
              that repository (push needs write access)"
                 .to_owned(),
         ),
-        (_, Some(404)) if codes.contains(&"MANIFEST_UNKNOWN") || codes.contains(&"NAME_UNKNOWN") => {
+        (_, Some(404))
+            if codes.contains(&"MANIFEST_UNKNOWN") || codes.contains(&"NAME_UNKNOWN") =>
+        {
             Some(
                 "check the image's name and tag (`skopeo inspect docker://IMAGE` shows what the \
                  registry has)"
