@@ -328,3 +328,94 @@ impl Observer for ReportFiles {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::human_duration;
+    use kiln_registry::TransferProgress;
+
+    fn planned(step: usize, text: &str, cache: CacheStatus) -> PlannedStep {
+        PlannedStep {
+            id: StepId::new(0, step),
+            location: format!("Dockerfile:{}", step + 2),
+            text: text.to_owned(),
+            stage: None,
+            key: Some(format!("{step:064x}")),
+            cache,
+            runs: true,
+        }
+    }
+
+    fn layer(size: u64) -> crate::image::Layer {
+        crate::image::Layer {
+            digest: format!("sha256:{:064x}", size).parse().unwrap(),
+            size,
+            diff_id: String::new(),
+            media_type: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_failed_build_reports_the_running_step_failed_and_later_ones_not_run() {
+        let tally = Tally::default();
+        let reason = CacheStatus::Cacheable {
+            miss_reason: Some("file a changed".to_owned()),
+        };
+        let steps = [
+            planned(0, "COPY a /a", reason.clone()),
+            planned(1, "RUN make", reason),
+            planned(2, "RUN test", CacheStatus::Disabled),
+        ];
+        tally.observe(&Event::Planned {
+            dockerfile: "Dockerfile",
+            steps: &steps,
+        });
+        tally.observe(&Event::StepStarted(StepId::new(0, 0)));
+        let copied = layer(100);
+        tally.observe(&Event::StepDone {
+            id: StepId::new(0, 0),
+            layer: Some(&copied),
+        });
+        tally.observe(&Event::StepStarted(StepId::new(0, 1)));
+        for done in [0, 10, 40] {
+            tally.observe(&Event::Transfer(&TransferProgress {
+                direction: Direction::Pull,
+                blob: "r/base@sha256:1",
+                done,
+                total: Some(40),
+            }));
+        }
+        let report = tally.report(&Outcome {
+            elapsed: std::time::Duration::from_secs(2),
+            error: Some("Dockerfile:3: RUN make: exit code: 2".to_owned()),
+        });
+        let statuses: Vec<StepStatus> = report.steps.iter().map(|step| step.status).collect();
+        assert_eq!(
+            statuses,
+            [StepStatus::Built, StepStatus::Failed, StepStatus::NotRun]
+        );
+        assert_eq!(
+            report.steps[0].miss_reason.as_deref(),
+            Some("file a changed")
+        );
+        assert_eq!(report.steps[0].layer.as_ref().map(|l| l.size), Some(100));
+        assert_eq!(report.steps[2].cache, CacheOutcome::Disabled);
+        assert_eq!((report.bytes_pulled, report.blobs_pulled), (40, 1));
+        assert!(!report.success);
+
+        let markdown = crate::events::markdown::render(&report);
+        assert!(markdown.contains("### kiln build failed"), "{markdown}");
+        assert!(
+            markdown.contains("| Dockerfile:3 | `RUN make` | **failed** |"),
+            "{markdown}"
+        );
+        let table = crate::events::tty::summary(&report);
+        assert!(table.contains("Dockerfile:3 RUN make"), "{table}");
+        assert!(table.contains("FAILED"), "{table}");
+        assert!(
+            table.contains(&human_duration(std::time::Duration::from_secs(2))),
+            "{table}"
+        );
+    }
+}

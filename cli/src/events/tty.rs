@@ -159,6 +159,11 @@ impl Observer for Live {
         // What is drawn stays on screen; nothing is redrawn under the summary.
         self.multi.set_draw_target(ProgressDrawTarget::hidden());
         let report = self.tally.report(outcome);
+        if report.steps.is_empty() {
+            // Not a build (`kiln warm`, `kiln plan`, ...), or one that failed before planning:
+            // the error, if any, follows.
+            return Ok(());
+        }
         let summary = summary(&report);
         self.multi.suspend(|| eprint!("{summary}"));
         Ok(())
