@@ -358,3 +358,30 @@ fn replace_json_strings(text: &str, names: &[&str]) -> String {
     }
     text
 }
+
+#[test]
+fn registry_failures_end_with_a_hint_at_the_likely_fix() {
+    let registry = Registry::start();
+    let project = Project::new().dockerfile(&format!(
+        "FROM {}\nRUN true\n",
+        registry.image("no/such-image:1")
+    ));
+    let stderr = Kiln::build(project.path())
+        .push_to(&registry.image("hint/app:1"))
+        .run()
+        .failure();
+    assert!(stderr.contains("404"), "{stderr}");
+    assert!(
+        stderr.contains("hint: check the image's name and tag"),
+        "{stderr}"
+    );
+
+    let port = crate::support::registry::free_port();
+    let project = Project::new().dockerfile(&format!("FROM 127.0.0.1:{port}/base:1\n"));
+    let stderr = Kiln::build(project.path())
+        .args(["--no-push", "--image-download-retry", "0"])
+        .run()
+        .failure();
+    assert!(stderr.contains("cannot reach registry"), "{stderr}");
+    assert!(stderr.contains("hint: check the registry's host and port"), "{stderr}");
+}
