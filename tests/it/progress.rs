@@ -383,5 +383,8 @@ fn registry_failures_end_with_a_hint_at_the_likely_fix() {
         .run()
         .failure();
     assert!(stderr.contains("cannot reach registry"), "{stderr}");
-    assert!(stderr.contains("hint: check the registry's host and port"), "{stderr}");
+    assert!(
+        stderr.contains("hint: check the registry's host and port"),
+        "{stderr}"
+    );
 }
