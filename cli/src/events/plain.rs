@@ -131,7 +131,7 @@ impl Plain {
                     layer.digest,
                     human_bytes(layer.size)
                 ),
-                None => tracing::info!("DONE {} {took}: no files changed", step.location),
+                None => tracing::info!("DONE {} {took}: no new layer", step.location),
             }
         }
     }
