@@ -35,6 +35,11 @@ pub struct Cli {
         action = clap::ArgAction::Set
     )]
     log_timestamp: bool,
+
+    /// Progress display: tty (live view), plain (log lines, for CI) or auto (tty when stderr
+    /// is a terminal and --log-format is not json).
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
 }
 
 impl Cli {
@@ -75,6 +80,22 @@ impl Cli {
     pub fn log_style(&self) -> (LogFormat, bool) {
         (self.log_format, self.log_timestamp)
     }
+
+    /// `--progress`.
+    pub fn progress(&self) -> ProgressMode {
+        self.progress
+    }
+}
+
+/// `--progress` (BuildKit's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// The live view on a terminal, plain lines elsewhere.
+    Auto,
+    /// The live view.
+    Tty,
+    /// Plain log lines.
+    Plain,
 }
 
 /// `--log-format` (Kaniko's values).
@@ -108,6 +129,17 @@ pub enum Command {
     Cache(CacheArgs),
     /// Print kiln's version.
     Version,
+    /// Print a shell completion script: `kiln completions bash > /etc/bash_completion.d/kiln`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff): `kiln man | man -l -`, `kiln man build`.
+    Man {
+        /// The subcommand whose page to print (default: kiln's own).
+        command: Option<String>,
+    },
 }
 
 /// Flags of `kiln build` / `kiln executor`.
@@ -444,6 +476,15 @@ pub struct BuildOptions {
     /// Write `repository:tag@digest` for each destination to this file.
     #[arg(long, help_heading = "Output")]
     pub image_name_tag_with_digest_file: Option<PathBuf>,
+
+    /// Write a JSON build report to this file, also when the build fails: each step with its
+    /// key, cache hit or miss and why, duration and layer; bytes pulled and pushed; digests.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub report: Option<PathBuf>,
+
+    /// Write the build report as Markdown to this file (for `buildkite-agent annotate`).
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub report_markdown: Option<PathBuf>,
 
     /// Push to destinations over plain HTTP.
     #[arg(long, help_heading = "Registry")]

@@ -7,12 +7,17 @@
 mod args;
 mod build;
 mod cache;
+mod events;
+#[cfg(test)]
+mod flag_reference;
+mod hints;
 mod image;
 mod interrupt;
 #[cfg(test)]
 mod kaniko_flags;
 mod logging;
 mod login;
+mod manual;
 mod output;
 mod plan;
 mod progress;
@@ -34,10 +39,13 @@ pub fn main() -> ExitCode {
     let cli = args::Cli::parse_kaniko(args::normalised_args(std::env::args_os()));
     let verbosity = cli.verbosity();
     let (format, timestamps) = cli.log_style();
-    if let Err(err) = logging::init(verbosity, format, timestamps) {
+    let view = events::console::View::choose(cli.progress(), format);
+    if let Err(err) = logging::init(verbosity, format, timestamps, view.log_writer()) {
         eprintln!("kiln: {err:#}");
         return ExitCode::FAILURE;
     }
+    events::install(view.events(format, report_files(&cli.command)));
+    let started = std::time::Instant::now();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -50,15 +58,46 @@ pub fn main() -> ExitCode {
         }
     };
     let verbose = matches!(verbosity, "debug" | "trace");
-    match runtime.block_on(interrupt::guard(run(cli))) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{}", render_error(&err, verbose));
+    let result = runtime.block_on(interrupt::guard(run(cli)));
+    let error = result.as_ref().err().map(|err| {
+        let message = render_error(err, verbose);
+        match hints::hint(err, &message) {
+            Some(hint) => format!("{message}\n  hint: {hint}"),
+            None => message,
+        }
+    });
+    let outcome = events::Outcome {
+        elapsed: started.elapsed(),
+        error: error.clone(),
+    };
+    let reported = events::finish(&outcome);
+    match (result, reported) {
+        (Ok(()), Ok(())) => ExitCode::SUCCESS,
+        (Ok(()), Err(err)) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+        (Err(err), reported) => {
+            tracing::error!("{}", error.unwrap_or_default());
+            if let Err(report) = reported {
+                tracing::error!("{report:#}");
+            }
             match err.downcast_ref::<interrupt::Interrupted>() {
                 Some(stopped) => ExitCode::from(stopped.exit_code()),
                 None => ExitCode::FAILURE,
             }
         }
+    }
+}
+
+/// `--report` and `--report-markdown` of `kiln build`.
+fn report_files(command: &args::Command) -> Option<events::report::ReportFiles> {
+    match command {
+        args::Command::Build(options) => events::report::ReportFiles::new(
+            options.report.clone(),
+            options.report_markdown.clone(),
+        ),
+        _ => None,
     }
 }
 
@@ -97,6 +136,8 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
             args::CacheCommand::Explain(options) => cache::explain::run(*options).await,
             args::CacheCommand::Gc(options) => cache::gc::run(options),
         },
+        args::Command::Completions { shell } => manual::completions(shell),
+        args::Command::Man { command } => manual::man(command.as_deref()),
         args::Command::Version => {
             println!("kiln {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -8,7 +8,14 @@ use crate::args::LogFormat;
 /// Installs the global subscriber. Other crates' logs are off by default: kiln reports their
 /// failures itself, with context (rustls would otherwise log a certificate error kiln then
 /// explains).
-pub fn init(verbosity: &str, format: LogFormat, timestamps: bool) -> anyhow::Result<()> {
+///
+/// Lines go through `writer`: plain stderr, or above the live view's bars.
+pub fn init(
+    verbosity: &str,
+    format: LogFormat,
+    timestamps: bool,
+    writer: crate::events::console::LogWriter,
+) -> anyhow::Result<()> {
     let level = match verbosity {
         "panic" | "fatal" | "error" => "error",
         "warn" | "warning" => "warn",
@@ -28,7 +35,7 @@ pub fn init(verbosity: &str, format: LogFormat, timestamps: bool) -> anyhow::Res
     let ansi = format == LogFormat::Color && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi)
         .with_target(false);
     let installed = match (format, timestamps) {

@@ -1,26 +1,9 @@
-//! Rendering blob transfer progress. For now a debug log line per report (the registry client
-//! reports every few MiB per blob); a live display comes with the terminal UI.
+//! Blob transfer progress: the registry client's callback, turned into build events
+//! ([`crate::events::Event::Transfer`]) that the plain log, the live view and the report render.
 
-use kiln_registry::{Direction, Progress, TransferProgress};
+use kiln_registry::Progress;
 
 /// The callback handed to the registry client.
 pub fn renderer() -> Progress {
-    Progress::new(log)
-}
-
-fn log(progress: &TransferProgress<'_>) {
-    let verb = match progress.direction {
-        Direction::Pull => "pulled",
-        Direction::Push => "pushed",
-    };
-    match progress.total {
-        Some(total) => tracing::debug!(
-            "{} {verb} {}/{} bytes ({}%)",
-            progress.blob,
-            progress.done,
-            total,
-            (progress.done * 100).checked_div(total).unwrap_or(100)
-        ),
-        None => tracing::debug!("{} {verb} {} bytes", progress.blob, progress.done),
-    }
+    Progress::new(|progress| crate::events::emit(crate::events::Event::Transfer(progress)))
 }

@@ -38,6 +38,7 @@ mod parity;
 mod plan;
 mod platform;
 mod pod;
+mod progress;
 mod pull;
 mod push;
 mod registry_tls;

@@ -157,6 +157,18 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         Vec::new()
     };
 
+    crate::events::reasons::announce(&crate::events::reasons::Announce {
+        plan: &plan,
+        dockerfile: &label,
+        scope_file: &scope_file,
+        images: &images,
+        context: &context,
+        layers: &settings.layers,
+        cache: cache.as_ref(),
+        cache_dir: &settings.cache_dir,
+        store: &store,
+        ttl: settings.cache.ttl,
+    });
     let layers = settings.layers;
     let mut cache = Arc::into_inner(cache).context("the key thread kept the cache")?;
     if cache.enabled() {
@@ -249,7 +261,10 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
             created: &created,
         },
     )?;
-    tracing::info!("Built image {}", image.manifest);
+    crate::events::emit(crate::events::Event::Built {
+        manifest: image.manifest.as_ref(),
+        config: image.config.as_ref(),
+    });
     cache.touch(
         built
             .layers

@@ -209,10 +209,15 @@ impl Executor<'_> {
                 (Some(prev), Some(key)) => Some(step.after_key(&prev, &key)),
                 _ => key,
             };
+            let id = crate::events::StepId::new(stage.index, index);
             if let Some((cache_key, hit)) = hit {
-                tracing::info!("CACHED {}{in_stage}", step.text);
                 self.cache.used(&scope, cache_key, &hit);
                 let layer = hit.record.layer.clone().map(Layer::from);
+                crate::events::emit(crate::events::Event::StepCached {
+                    id,
+                    layer: layer.as_ref(),
+                    remote: hit.origin == crate::cache::Origin::Remote,
+                });
                 if let (Some(layer), Some((root, snapshotter))) = (&layer, &mut live) {
                     self.apply_cached(root, layer).with_context(at)?;
                     snapshotter.invalidate();
@@ -227,13 +232,14 @@ impl Executor<'_> {
                 image.layers.extend(layer);
                 continue;
             }
-            tracing::info!("{}{in_stage}", step.text);
+            crate::events::emit(crate::events::Event::StepStarted(id));
             if matches!(step.kind, StepKind::Config) {
                 if step.in_history {
                     image
                         .history
                         .push(history_entry(&self.created, &step.created_by, true));
                 }
+                crate::events::emit(crate::events::Event::StepDone { id, layer: None });
                 continue;
             }
             if live.is_none() {
@@ -256,6 +262,7 @@ impl Executor<'_> {
                 && copy.link
                 && step.in_history
             {
+                crate::events::emit(crate::events::Event::Snapshotting(id));
                 self.linked(root, step, copy, built, snapshotter)
                     .with_context(at)?
             } else {
@@ -263,12 +270,14 @@ impl Executor<'_> {
                     .apply(root, step, built, snapshotter, false)
                     .with_context(at)?;
                 if !step.in_history {
+                    crate::events::emit(crate::events::Event::StepDone { id, layer: None });
                     continue;
                 }
                 snapshotter.filter(&mut changes);
                 if changes.is_empty() {
                     None
                 } else {
+                    crate::events::emit(crate::events::Event::Snapshotting(id));
                     Some(
                         self.snapshot(root, &changes)
                             .with_context(|| format!("snapshotting {}", at()))?,
@@ -277,6 +286,10 @@ impl Executor<'_> {
             };
             self.record(&scope, step, key.as_ref(), layer.as_ref())
                 .with_context(|| format!("recording {} in the cache", at()))?;
+            crate::events::emit(crate::events::Event::StepDone {
+                id,
+                layer: layer.as_ref(),
+            });
             image.history.push(history_entry(
                 &self.created,
                 &step.created_by,
@@ -332,14 +345,16 @@ impl Executor<'_> {
         let exclude = self.single_snapshot_exclusions(stage);
         let before = Snapshot::scan_with(root.path(), self.snapshots.mode, &exclude)?;
         let mut deferred_history = Vec::new();
-        for step in &stage.steps {
+        for (index, step) in stage.steps.iter().enumerate() {
             if crate::interrupt::requested() {
                 anyhow::bail!("interrupted before {}", step.text);
             }
-            tracing::info!("{}{in_stage}", step.text);
+            let id = crate::events::StepId::new(stage.index, index);
+            crate::events::emit(crate::events::Event::StepStarted(id));
             let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
             self.apply(&root, step, built, &mut snapshotter, true)
                 .with_context(at)?;
+            crate::events::emit(crate::events::Event::StepDone { id, layer: None });
             if step.in_history {
                 deferred_history.push(step.created_by.as_str());
             }

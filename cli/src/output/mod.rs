@@ -51,7 +51,8 @@ pub async fn write_all(
             )
             .await?;
             sources.pushed(destination);
-            tracing::info!("Pushed {}", destination.with_digest(&digest));
+            let pushed = destination.with_digest(&digest).to_string();
+            crate::events::emit(crate::events::Event::Pushed(&pushed));
         }
     }
     if let Some(path) = &settings.digest_file {
@@ -76,7 +77,7 @@ pub async fn write_all(
     if let (Some(dir), false) = (&settings.builder_output, settings.no_push) {
         write_builder_output(dir, &settings.destinations, &digest)?;
     }
-    println!("{digest}");
+    crate::events::console::print_result(&digest);
     Ok(())
 }
 
