@@ -202,6 +202,8 @@ impl Plan {
         for s in self.build_order() {
             let root = self.root_key(s, inputs)?;
             self.stages[s].key = Some(root);
+            // The last filesystem step's key: configuration steps do not chain (see
+            // `Plan::chains`).
             let mut prev = root;
             for i in 0..self.stages[s].steps.len() {
                 let mut key = self.step_key(s, i, &prev, inputs, None)?;
@@ -211,7 +213,9 @@ impl Plan {
                     key = resolved;
                 }
                 self.stages[s].steps[i].key = Some(key);
-                prev = key;
+                if self.chains(s, i) {
+                    prev = key;
+                }
             }
         }
         Ok(())
@@ -244,8 +248,9 @@ impl Plan {
         Ok(b.finish())
     }
 
-    /// The key of step `i` of stage `s` after a step whose key is `prev`: for a build that
-    /// re-derived an earlier key while running (a `COPY --from` resolved to its content key).
+    /// The key of step `i` of stage `s` when the last filesystem step before it (see
+    /// [`Plan::chains`]) has key `prev`: for a build that re-derived an earlier key while
+    /// running (a `COPY --from` resolved to its content key).
     pub fn step_key_after(
         &self,
         s: usize,
@@ -269,6 +274,21 @@ impl Plan {
         inputs: &dyn KeyInputs,
     ) -> Result<NodeKey, Error> {
         self.step_key(s, i, prev, inputs, Some(content))
+    }
+
+    /// Whether step `i` of stage `s` is the `prev` of the steps after it: every step but a
+    /// configuration-only one (ARG, ENV, LABEL, ...). Those change no file, and what they
+    /// change that a later step's result depends on is framed in that step's own key (a RUN's
+    /// environment, user, working directory and volumes; a COPY's expanded sources and
+    /// destination), as in BuildKit, where ARG and ENV are not LLB operations: a changed ARG a
+    /// COPY does not use leaves the COPY cached, while every RUN that sees it misses.
+    /// Configuration steps still get keys of their own (derived from the last filesystem
+    /// step), so a stage ending in one has a final key covering its configuration.
+    pub fn chains(&self, s: usize, i: usize) -> bool {
+        self.stages
+            .get(s)
+            .and_then(|stage| stage.steps.get(i))
+            .is_some_and(|step| !matches!(step.kind, StepKind::Config))
     }
 
     /// Whether step `i` of stage `s` is a `COPY --from=<stage>`.
@@ -320,6 +340,11 @@ impl Plan {
                     b.str("mounts").strs(mounts.iter().map(String::as_str));
                 }
                 // What a `from=` mount reads is an input, as for COPY --from.
+                // A RUN after VOLUME loses what it writes there: the volumes are an input.
+                if !step.state.volumes.is_empty() {
+                    b.str("volumes")
+                        .strs(step.state.volumes.iter().map(String::as_str));
+                }
                 for (index, source) in &run.mount_sources {
                     b.str("mount-source").str(&index.to_string());
                     match source {

@@ -167,8 +167,9 @@ impl Executor<'_> {
         let scope = crate::cache::scope(self.scope_file, stage);
         // Created when the first step that must run needs it, from the layers so far.
         let mut live: Option<(RootFs, Snapshotter)> = None;
-        // The previous step's key, and whether it differs from the plan's (a `COPY --from`
-        // resolved to its content key re-keys every step after it).
+        // The last filesystem step's key (configuration steps do not chain), and whether it
+        // differs from the plan's (a `COPY --from` resolved to its content key re-keys every
+        // step after it).
         let mut prev = stage.key;
         let mut rekeyed = false;
         for (index, step) in stage.steps.iter().enumerate() {
@@ -202,7 +203,9 @@ impl Executor<'_> {
                 hit = self.cached(step, key.as_ref())?;
             }
             rekeyed = rekeyed || key != step.key;
-            prev = key;
+            if self.plan.chains(stage.index, index) {
+                prev = key;
+            }
             if let Some((cache_key, hit)) = hit {
                 tracing::info!("CACHED {}{in_stage}", step.text);
                 self.cache.used(&scope, cache_key, &hit);
