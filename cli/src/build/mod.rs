@@ -47,8 +47,9 @@ use work::WorkDir;
 
 /// Runs `kiln build`.
 pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
-    let settings = Settings::new(options)?;
+    let mut settings = Settings::new(options)?;
     let cache_dir::CacheDirs { store, writable } = cache_dir::CacheDirs::open(&settings.cache_dir)?;
+    cache_dir::keep_out_of_layers(&mut settings, &writable);
     let client =
         Client::new(settings.registry.clone()).context("setting up the registry client")?;
     if settings.check_push_access {

@@ -152,8 +152,8 @@ impl Settings {
         let secrets = super::secrets::Secrets::parse(&options.secrets)?;
         let cache_dir = match (&options.cache_dir, mode) {
             (Some(dir), _) => absolute(dir)?,
-            // `$HOME` is part of the root filesystem the build replaces.
-            (None, Isolation::None) => absolute(&options.kaniko_dir)?.join("kiln"),
+            // Kaniko's default; `$HOME` is part of the root filesystem the build replaces.
+            (None, Isolation::None) => PathBuf::from(super::cache_dir::CONTAINER_CACHE_DIR),
             (None, Isolation::Chroot) => default_cache_dir()?,
         };
         let ignore = match mode {
