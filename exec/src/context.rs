@@ -412,12 +412,14 @@ mod tests {
         }
     }
 
+    type FileDigests = Vec<(String, [u8; 32])>;
+
     /// Digest and per-file digests of `sources` through `memo`, with how many files were opened.
     fn digests_counting(
         tmp: &tempfile::TempDir,
         sources: &[&str],
         memo: &Memo,
-    ) -> ([u8; 32], Vec<(String, [u8; 32])>, usize) {
+    ) -> ([u8; 32], FileDigests, usize) {
         let ctx = BuildContext::open(tmp.path(), None).unwrap();
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         let opened = std::sync::atomic::AtomicUsize::new(0);
@@ -448,10 +450,26 @@ mod tests {
         let (first, files, opened) = digests_counting(&a, &["app"], &memo);
         // The digest read each file once; the per-file digests after it read none.
         assert_eq!(opened, 3);
-        assert_eq!(first, digest(&a, &["app"]), "the memo does not change the digest");
-        assert_eq!(files, BuildContext::open(a.path(), None).unwrap().file_digests(&["app".into()]).unwrap());
+        assert_eq!(
+            first,
+            digest(&a, &["app"]),
+            "the memo does not change the digest"
+        );
+        assert_eq!(
+            files,
+            BuildContext::open(a.path(), None)
+                .unwrap()
+                .file_digests(&["app".into()])
+                .unwrap()
+        );
         // Just written: usable for this build, not to be trusted by the next one.
-        assert!(memo.known.lock().unwrap().values().all(|(_, settled)| !settled));
+        assert!(
+            memo.known
+                .lock()
+                .unwrap()
+                .values()
+                .all(|(_, settled)| !settled)
+        );
         let (again, _, opened) = digests_counting(&a, &["app"], &memo);
         assert_eq!((again, opened), (first, 0));
         // The identity lists exactly the regular files the digest reads.

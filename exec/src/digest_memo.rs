@@ -134,7 +134,13 @@ mod tests {
         let meta = std::fs::metadata(&path).unwrap();
         use std::os::unix::fs::MetadataExt as _;
         assert_eq!(id.ino, meta.ino());
-        assert_eq!(id.mtime_ns, meta.mtime() * 1_000_000_000 + meta.mtime_nsec());
-        assert_eq!(id.ctime_ns, meta.ctime() * 1_000_000_000 + meta.ctime_nsec());
+        assert_eq!(
+            id.mtime_ns,
+            meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+        );
+        assert_eq!(
+            id.ctime_ns,
+            meta.ctime() * 1_000_000_000 + meta.ctime_nsec()
+        );
     }
 }

@@ -919,8 +919,14 @@ fn a_changed_arg_misses_the_runs_that_see_it_but_not_a_copy_that_does_not_use_it
     assert_eq!(one[0], two[0], "the stage's base");
     assert_ne!(one[1], two[1], "the ARG step itself");
     assert_ne!(one[2], two[2], "the LABEL that uses it");
-    assert_eq!(one[3], two[3], "a COPY whose line does not use the ARG stays cached");
-    assert_ne!(one[4], two[4], "a RUN sees declared ARGs in its environment");
+    assert_eq!(
+        one[3], two[3],
+        "a COPY whose line does not use the ARG stays cached"
+    );
+    assert_ne!(
+        one[4], two[4],
+        "a RUN sees declared ARGs in its environment"
+    );
     assert_ne!(one[5], two[5], "a COPY whose line uses the ARG");
     // Metadata between filesystem steps never moves their keys; a VOLUME moves a RUN's.
     let labelled = keys(
@@ -937,7 +943,10 @@ fn a_changed_arg_misses_the_runs_that_see_it_but_not_a_copy_that_does_not_use_it
         &inputs,
     );
     assert_eq!(volume[3], one[3]);
-    assert_ne!(volume[4], one[4], "a RUN after VOLUME loses its writes there");
+    assert_ne!(
+        volume[4], one[4],
+        "a RUN after VOLUME loses its writes there"
+    );
 }
 
 #[test]

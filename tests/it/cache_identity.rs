@@ -48,7 +48,10 @@ fn unchanged_context_files_are_not_read_again_and_an_edit_restoring_size_and_mti
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    assert_eq!(std::fs::metadata(&edited).unwrap().modified().unwrap(), mtime);
+    assert_eq!(
+        std::fs::metadata(&edited).unwrap().modified().unwrap(),
+        mtime
+    );
     let third = world.build(&project, "app:3", &debug);
     let log = third.everything_printed();
     third.success();

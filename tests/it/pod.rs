@@ -357,7 +357,10 @@ fn in_the_containers_own_root_the_cache_lives_in_slash_cache_out_of_every_layer_
         .bind(workspace.path(), "/workspace")
         .bind(volume.path(), "/cache");
     let first = build(&writable, "v1");
-    assert!(first.contains("42ran") && first.contains("55ran"), "{first}");
+    assert!(
+        first.contains("42ran") && first.contains("55ran"),
+        "{first}"
+    );
     assert!(
         volume.path().join("store/oci-layout").is_file() && volume.path().join("index").is_dir(),
         "the store and index belong in /cache"
@@ -374,10 +377,19 @@ fn in_the_containers_own_root_the_cache_lives_in_slash_cache_out_of_every_layer_
         .bind_read_only(volume.path(), "/cache");
     let second = build(&read_only, "v2");
     assert!(second.contains("is read-only"), "{second}");
-    assert!(second.contains("Cache: 2 of 4 steps found (2 locally"), "{second}");
-    assert!(!second.contains("42ran") && second.contains("55ran"), "{second}");
+    assert!(
+        second.contains("Cache: 2 of 4 steps found (2 locally"),
+        "{second}"
+    );
+    assert!(
+        !second.contains("42ran") && second.contains("55ran"),
+        "{second}"
+    );
     let root = image("v2");
-    assert_eq!(std::fs::read_to_string(root.join("b2")).unwrap(), "changed\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("b2")).unwrap(),
+        "changed\n"
+    );
     assert_eq!(std::fs::read_to_string(root.join("ran")).unwrap(), "a\n");
     assert!(!root.join("cache").exists(), "/cache leaked into a layer");
     assert!(

@@ -97,9 +97,7 @@ impl Session {
             .into_iter()
             .map(|found| {
                 found
-                    .map(|value| {
-                        value.and_then(|value| <[u8; 32]>::try_from(value.as_ref()).ok())
-                    })
+                    .map(|value| value.and_then(|value| <[u8; 32]>::try_from(value.as_ref()).ok()))
                     .map_err(|err| Error::Index {
                         action: "reading",
                         message: err.into_string(),

@@ -103,8 +103,7 @@ impl LoadedBuild {
         if self.persistent_context
             && let Some(index) = cache.index()
         {
-            self.file_hashes
-                .preload(index, &self.context, &self.plan)?;
+            self.file_hashes.preload(index, &self.context, &self.plan)?;
         }
         self.plan.assign_keys(&keys::Inputs {
             images: &self.images,
@@ -125,4 +124,3 @@ impl LoadedBuild {
         }
     }
 }
-

@@ -73,8 +73,12 @@ pub fn sites(
     build: &LoadedBuild,
     layers: &LayerOptions,
 ) -> anyhow::Result<Vec<(String, SiteRecord)>> {
-    let (plan, scope_file, images, context) =
-        (&build.plan, build.scope_file.as_str(), &build.images, &build.context);
+    let (plan, scope_file, images, context) = (
+        &build.plan,
+        build.scope_file.as_str(),
+        &build.images,
+        &build.context,
+    );
     let now = kiln_cas::record::now();
     let mut sites = Vec::new();
     for stage in plan.build_order() {
@@ -218,13 +222,8 @@ pub fn explain(build: &Explained<'_>) -> anyhow::Result<Vec<(usize, usize, Verdi
                 match session.site(&site).context("reading the cache index")? {
                     None => Verdict::NeverBuilt,
                     Some(recorded) => {
-                        let now = describe(
-                            plan,
-                            stage,
-                            step,
-                            &build.build.images,
-                            &build.build.context,
-                        )?;
+                        let now =
+                            describe(plan, stage, step, &build.build.images, &build.build.context)?;
                         let changed = compare(&recorded.inputs, &now);
                         if !changed.is_empty() {
                             Verdict::Changed(changed)
@@ -311,8 +310,13 @@ pub async fn run(mut options: crate::args::BuildOptions) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", settings.cache_dir.display()))?;
     let client = kiln_registry::Client::new(settings.registry.clone())
         .context("setting up the registry client")?;
-    let mut build =
-        LoadedBuild::load(&settings, &client, &store, &settings.cache_dir.join("contexts")).await?;
+    let mut build = LoadedBuild::load(
+        &settings,
+        &client,
+        &store,
+        &settings.cache_dir.join("contexts"),
+    )
+    .await?;
     let local_only = crate::cache::CacheSettings {
         repo: None,
         ..settings.cache.clone()

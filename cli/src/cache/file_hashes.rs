@@ -42,7 +42,12 @@ impl FileHashes {
     /// Looks up, in one read session of `index`, the identity of every context file a COPY of
     /// `plan` selects. A step whose sources cannot be walked is skipped here: computing its key
     /// reports the error with its line.
-    pub fn preload(&self, index: &Index, context: &BuildContext, plan: &Plan) -> anyhow::Result<()> {
+    pub fn preload(
+        &self,
+        index: &Index,
+        context: &BuildContext,
+        plan: &Plan,
+    ) -> anyhow::Result<()> {
         let mut identities = Vec::new();
         for stage in plan.build_order() {
             for step in &plan.stages[stage].steps {

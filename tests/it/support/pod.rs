@@ -114,9 +114,7 @@ impl Pod {
                 quote(host)
             ));
             if self.read_only.contains(target) {
-                script.push_str(&format!(
-                    "mount -o remount,bind,ro \"$root{target}\"\n"
-                ));
+                script.push_str(&format!("mount -o remount,bind,ro \"$root{target}\"\n"));
             }
         }
         script.push_str(&format!(
