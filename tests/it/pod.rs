@@ -356,10 +356,21 @@ fn in_the_containers_own_root_the_cache_lives_in_slash_cache_out_of_every_layer_
         .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
         .bind(workspace.path(), "/workspace")
         .bind(volume.path(), "/cache");
+    // Kaniko's warmer, without --cache-dir either, fills the same directory.
+    let warmed = writable.run(&["/kaniko/warmer", "--image", &base]);
+    assert!(
+        warmed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&warmed.stderr)
+    );
     let first = build(&writable, "v1");
     assert!(
         first.contains("42ran") && first.contains("55ran"),
         "{first}"
+    );
+    assert!(
+        first.contains(&format!("Using {base} from the cache directory")),
+        "the build did not find what the warmer stored:\n{first}"
     );
     assert!(
         volume.path().join("store/oci-layout").is_file() && volume.path().join("index").is_dir(),
