@@ -72,6 +72,15 @@ fn aliases_files_images_and_blobs_round_trip() {
     let session = index.read().expect("read");
     assert_eq!(session.alias(&[1; 32]).expect("alias"), Some([2; 32]));
     assert_eq!(session.file(&identity).expect("file"), Some([9; 32]));
+    let other = FileIdentity {
+        ctime_ns: 6,
+        ..identity
+    };
+    assert_eq!(
+        session.files(&[other, identity]).expect("files"),
+        vec![None, Some([9; 32])],
+        "a batched lookup answers in order, and a changed ctime is another file"
+    );
     assert_eq!(
         session.image("busybox:latest linux/amd64").expect("image"),
         Some(image)

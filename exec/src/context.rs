@@ -4,16 +4,20 @@
 //! resolved against the context itself and can never expose host files to the image. Its digest
 //! is the cache key of a `COPY`: it covers exactly the files that `COPY` would read.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use rustix::fs::{FileType, Mode, OFlags};
 use thiserror::Error;
 
 use crate::copy::CopyError;
+use crate::digest_memo::{DigestMemo, FileIdentity, NoMemo};
 use crate::dockerignore::{Dockerignore, DockerignoreError};
 use crate::fsroot::RootFs;
 use crate::sources::{self, Entry, Visit};
@@ -52,6 +56,9 @@ pub enum ContextError {
 pub struct BuildContext {
     root: RootFs,
     ignore: Dockerignore,
+    /// Content hashes by file identity: what [`BuildContext::digest`] and
+    /// [`BuildContext::file_digests`] need not read again.
+    memo: Arc<dyn DigestMemo>,
 }
 
 impl BuildContext {
@@ -84,7 +91,18 @@ impl BuildContext {
                 }
             }
         };
-        Ok(BuildContext { root, ignore })
+        Ok(BuildContext {
+            root,
+            ignore,
+            memo: Arc::new(NoMemo),
+        })
+    }
+
+    /// Uses `memo` for the content hashes of the context's files: a file whose identity it
+    /// knows is not read again (see [`crate::digest_memo`]).
+    pub fn with_memo(mut self, memo: Arc<dyn DigestMemo>) -> BuildContext {
+        self.memo = memo;
+        self
     }
 
     /// The context directory as a root: symlinks inside it can never reach host files.
@@ -100,12 +118,37 @@ impl BuildContext {
     /// Content digest of what `COPY <sources>` would read, for cache keys: BLAKE3 over every
     /// selected source's name and every entry below it (after wildcard expansion and
     /// `.dockerignore`), sources sorted, entries depth first with names sorted,
-    /// each length-framed as (context-relative path, file type, permission bits, size, content or
-    /// link target or device number). Names are included, so a rename changes the key (Kaniko's
-    /// keys omitted them and served stale layers); owners and times are not, since `COPY` resets
-    /// owners and an identical regenerated file should still hit.
+    /// each length-framed as (context-relative path, file type, permission bits, size, BLAKE3
+    /// of the content or link target or device number). Names are included, so a rename
+    /// changes the key (Kaniko's keys omitted them and served stale layers); owners and times
+    /// are not, since `COPY` resets owners and an identical regenerated file should still hit.
+    /// Content hashes come from the context's memo when it knows the file's identity.
     pub fn digest(&self, sources: &[String]) -> Result<[u8; 32], CopyError> {
-        digest_sources(&self.root, sources, Some(&self.ignore), Owners::Ignored)
+        let reader = ContentReader::new(self.memo.as_ref());
+        digest_with(
+            &self.root,
+            sources,
+            Some(&self.ignore),
+            Owners::Ignored,
+            &reader,
+        )
+    }
+
+    /// The identity of every regular file `COPY <sources>` would read, without reading any:
+    /// what a persistent memo looks up, all at once, before the digests are computed.
+    pub fn identities(&self, sources: &[String]) -> Result<Vec<FileIdentity>, CopyError> {
+        let mut identities = Vec::new();
+        for source in sources::expand(&self.root, sources, Some(&self.ignore))? {
+            sources::walk(&self.root, &source, Some(&self.ignore), &mut |visit| {
+                if let Visit::Leaf(entry) = visit
+                    && FileType::from_raw_mode(entry.stat.st_mode) == FileType::RegularFile
+                {
+                    identities.push(FileIdentity::of(entry.stat));
+                }
+                Ok(())
+            })?;
+        }
+        Ok(identities)
     }
 }
 
@@ -127,6 +170,16 @@ pub fn digest_sources(
     ignore: Option<&Dockerignore>,
     owners: Owners,
 ) -> Result<[u8; 32], CopyError> {
+    digest_with(root, sources, ignore, owners, &ContentReader::new(&NoMemo))
+}
+
+fn digest_with(
+    root: &RootFs,
+    sources: &[String],
+    ignore: Option<&Dockerignore>,
+    owners: Owners,
+    reader: &ContentReader<'_>,
+) -> Result<[u8; 32], CopyError> {
     let mut selected = sources::expand(root, sources, ignore)?;
     selected.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
     selected.dedup_by(|a, b| a.name == b.name && a.path == b.path);
@@ -134,8 +187,8 @@ pub fn digest_sources(
     frame(
         &mut hasher,
         match owners {
-            Owners::Ignored => b"kiln-context-digest-v1",
-            Owners::Kept => b"kiln-owned-digest-v1",
+            Owners::Ignored => b"kiln-context-digest-v2",
+            Owners::Kept => b"kiln-owned-digest-v2",
         },
     );
     for source in &selected {
@@ -149,7 +202,7 @@ pub fn digest_sources(
                     frame(&mut hasher, &entry.stat.st_uid.to_le_bytes());
                     frame(&mut hasher, &entry.stat.st_gid.to_le_bytes());
                 }
-                hash_entry(&mut hasher, &entry)
+                hash_entry(&mut hasher, &entry, reader)
             }
             Visit::Leave(_) => Ok(()),
         })?;
@@ -170,7 +223,11 @@ fn frame(hasher: &mut blake3::Hasher, bytes: &[u8]) {
     hasher.update(bytes);
 }
 
-fn hash_entry(hasher: &mut blake3::Hasher, entry: &Entry<'_>) -> Result<(), CopyError> {
+fn hash_entry(
+    hasher: &mut blake3::Hasher,
+    entry: &Entry<'_>,
+    reader: &ContentReader<'_>,
+) -> Result<(), CopyError> {
     let stat = entry.stat;
     let file_type = FileType::from_raw_mode(stat.st_mode);
     frame(hasher, entry.root_path.as_os_str().as_bytes());
@@ -189,22 +246,7 @@ fn hash_entry(hasher: &mut blake3::Hasher, entry: &Entry<'_>) -> Result<(), Copy
         FileType::RegularFile => {
             let size = u64::try_from(stat.st_size).unwrap_or(0);
             frame(hasher, &size.to_le_bytes());
-            let fd = rustix::fs::openat(
-                entry.parent,
-                entry.name,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|err| CopyError::in_source("open", entry.root_path, err.into()))?;
-            let copied = io::copy(&mut File::from(fd).take(size), &mut HashWriter(hasher))
-                .map_err(|err| CopyError::in_source("read", entry.root_path, err))?;
-            if copied != size {
-                return Err(CopyError::in_source(
-                    "read",
-                    entry.root_path,
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while hashing"),
-                ));
-            }
+            frame(hasher, &reader.content(entry, size)?);
         }
         FileType::Symlink => {
             let target = rustix::fs::readlinkat(entry.parent, entry.name, Vec::new())
@@ -217,6 +259,65 @@ fn hash_entry(hasher: &mut blake3::Hasher, entry: &Entry<'_>) -> Result<(), Copy
         _ => {}
     }
     Ok(())
+}
+
+/// Opens a regular file found by the walk, for reading.
+type Open<'a> = dyn Fn(BorrowedFd<'_>, &OsStr) -> io::Result<OwnedFd> + Sync + 'a;
+
+/// Reads content hashes: from the memo when it knows the file's identity, else from the file,
+/// telling the memo what it read.
+struct ContentReader<'a> {
+    memo: &'a dyn DigestMemo,
+    open: &'a Open<'a>,
+}
+
+impl<'a> ContentReader<'a> {
+    fn new(memo: &'a dyn DigestMemo) -> ContentReader<'a> {
+        ContentReader {
+            memo,
+            open: &open_file,
+        }
+    }
+
+    /// BLAKE3 of the `size` bytes of the regular file `entry`.
+    fn content(&self, entry: &Entry<'_>, size: u64) -> Result<[u8; 32], CopyError> {
+        let identity = FileIdentity::of(entry.stat);
+        if let Some(hash) = self.memo.recall(&identity) {
+            return Ok(hash);
+        }
+        let read_at = SystemTime::now();
+        let file = File::from(
+            (self.open)(entry.parent, entry.name)
+                .map_err(|err| CopyError::in_source("open", entry.root_path, err))?,
+        );
+        let mut hasher = blake3::Hasher::new();
+        let copied = io::copy(&mut (&file).take(size), &mut HashWriter(&mut hasher))
+            .map_err(|err| CopyError::in_source("read", entry.root_path, err))?;
+        if copied != size {
+            return Err(CopyError::in_source(
+                "read",
+                entry.root_path,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while hashing"),
+            ));
+        }
+        let hash = *hasher.finalize().as_bytes();
+        // A file that changed while it was read is hashed as read, but vouches for nothing.
+        if rustix::fs::fstat(&file).is_ok_and(|after| FileIdentity::of(&after) == identity) {
+            self.memo
+                .remember(identity, hash, identity.settled(read_at));
+        }
+        Ok(hash)
+    }
+}
+
+fn open_file(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)
 }
 
 /// `io::Write` into a hasher we only borrow.
@@ -239,6 +340,14 @@ impl BuildContext {
     /// digest here means a changed key there. `kiln cache explain` compares these between
     /// builds to name the files that made a COPY miss.
     pub fn file_digests(&self, sources: &[String]) -> Result<Vec<(String, [u8; 32])>, CopyError> {
+        self.file_digests_with(sources, &ContentReader::new(self.memo.as_ref()))
+    }
+
+    fn file_digests_with(
+        &self,
+        sources: &[String],
+        reader: &ContentReader<'_>,
+    ) -> Result<Vec<(String, [u8; 32])>, CopyError> {
         let mut selected = sources::expand(&self.root, sources, Some(&self.ignore))?;
         selected.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
         selected.dedup_by(|a, b| a.name == b.name && a.path == b.path);
@@ -251,7 +360,7 @@ impl BuildContext {
                 &mut |visit| match visit {
                     Visit::Enter(entry) | Visit::Leaf(entry) => {
                         let mut hasher = blake3::Hasher::new();
-                        hash_entry(&mut hasher, &entry)?;
+                        hash_entry(&mut hasher, &entry, reader)?;
                         let path = entry.root_path.to_string_lossy().into_owned();
                         files.push((path, *hasher.finalize().as_bytes()));
                         Ok(())
@@ -285,6 +394,113 @@ mod tests {
         let ctx = BuildContext::open(tmp.path(), None).unwrap();
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         ctx.digest(&sources).unwrap()
+    }
+
+    /// Remembers every hash with whether it was settled, and counts the files opened.
+    #[derive(Debug, Default)]
+    struct Memo {
+        known: std::sync::Mutex<std::collections::HashMap<FileIdentity, ([u8; 32], bool)>>,
+    }
+
+    impl DigestMemo for Memo {
+        fn recall(&self, file: &FileIdentity) -> Option<[u8; 32]> {
+            self.known.lock().unwrap().get(file).map(|(hash, _)| *hash)
+        }
+
+        fn remember(&self, file: FileIdentity, hash: [u8; 32], settled: bool) {
+            self.known.lock().unwrap().insert(file, (hash, settled));
+        }
+    }
+
+    type FileDigests = Vec<(String, [u8; 32])>;
+
+    /// Digest and per-file digests of `sources` through `memo`, with how many files were opened.
+    fn digests_counting(
+        tmp: &tempfile::TempDir,
+        sources: &[&str],
+        memo: &Memo,
+    ) -> ([u8; 32], FileDigests, usize) {
+        let ctx = BuildContext::open(tmp.path(), None).unwrap();
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let opened = std::sync::atomic::AtomicUsize::new(0);
+        let counting = |parent: BorrowedFd<'_>, name: &OsStr| {
+            opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            open_file(parent, name)
+        };
+        let reader = ContentReader {
+            memo,
+            open: &counting,
+        };
+        let digest = digest_with(
+            ctx.root(),
+            &sources,
+            Some(ctx.ignore()),
+            Owners::Ignored,
+            &reader,
+        )
+        .unwrap();
+        let files = ctx.file_digests_with(&sources, &reader).unwrap();
+        (digest, files, opened.into_inner())
+    }
+
+    #[test]
+    fn a_file_whose_identity_the_memo_knows_is_not_read_again() {
+        let a = context(&[("app/a", "one"), ("app/b", "two"), ("app/sub/c", "three")]);
+        let memo = Memo::default();
+        let (first, files, opened) = digests_counting(&a, &["app"], &memo);
+        // The digest read each file once; the per-file digests after it read none.
+        assert_eq!(opened, 3);
+        assert_eq!(
+            first,
+            digest(&a, &["app"]),
+            "the memo does not change the digest"
+        );
+        assert_eq!(
+            files,
+            BuildContext::open(a.path(), None)
+                .unwrap()
+                .file_digests(&["app".into()])
+                .unwrap()
+        );
+        // Just written: usable for this build, not to be trusted by the next one.
+        assert!(
+            memo.known
+                .lock()
+                .unwrap()
+                .values()
+                .all(|(_, settled)| !settled)
+        );
+        let (again, _, opened) = digests_counting(&a, &["app"], &memo);
+        assert_eq!((again, opened), (first, 0));
+        // The identity lists exactly the regular files the digest reads.
+        let ctx = BuildContext::open(a.path(), None).unwrap();
+        let mut identities = ctx.identities(&["app".into()]).unwrap();
+        identities.sort_by_key(|id| id.ino);
+        let mut known: Vec<FileIdentity> = memo.known.lock().unwrap().keys().copied().collect();
+        known.sort_by_key(|id| id.ino);
+        assert_eq!(identities, known);
+    }
+
+    #[test]
+    fn an_edit_that_restores_size_and_mtime_is_read_again() {
+        let a = context(&[("f", "one"), ("g", "two")]);
+        let memo = Memo::default();
+        let (before, _, _) = digests_counting(&a, &["f", "g"], &memo);
+        let path = a.path().join("f");
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+        // Past the kernel's coarse timestamp clock, so the ctime moves.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        fs::write(&path, "ONE").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let (after, _, opened) = digests_counting(&a, &["f", "g"], &memo);
+        assert_eq!(opened, 1, "only the edited file is read");
+        assert_ne!(after, before);
+        assert_eq!(after, digest(&a, &["f", "g"]));
     }
 
     #[test]

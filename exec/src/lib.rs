@@ -11,6 +11,7 @@ pub mod changes;
 pub mod compression;
 pub mod context;
 pub mod copy;
+pub mod digest_memo;
 pub mod dockerignore;
 pub mod fsroot;
 pub mod glob;

@@ -10,7 +10,7 @@ use crate::step::CopyStep;
 /// under. Bump the version whenever the framing or the fields of any node type change, so keys
 /// recorded by an older kiln (in a local index or a remote cache) can never match a new key
 /// computed from different inputs. `graph/tests/key_scheme.rs` pins it.
-pub const KEY_SCHEME: &str = "kiln 2025 kiln-graph node key v1";
+pub const KEY_SCHEME: &str = "kiln 2025 kiln-graph node key v2";
 
 /// Identifies a node's output: equal keys mean equal inputs.
 #[derive(

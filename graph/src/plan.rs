@@ -52,12 +52,22 @@ impl Stage {
         self.steps.last().map_or(&self.base_state, |s| &s.state)
     }
 
-    /// Key of the stage's output: what its last step chains to (its key, unless it is a
-    /// rebasing `--link` copy), or its base key when it has no steps.
+    /// Key of the stage's output: the filesystem chain as [`Plan::assign_keys`] follows it
+    /// (configuration steps do not chain; a rebasing `--link` copy chains through
+    /// [`Step::after_key`]), or the last step's key when that is a configuration step, whose
+    /// key frames the whole image state; the base key when the stage has no steps.
     pub fn final_key(&self) -> Option<NodeKey> {
-        self.steps.iter().try_fold(self.key?, |prev, step| {
-            Some(step.after_key(&prev, &step.key?))
-        })
+        let mut prev = self.key?;
+        for step in &self.steps {
+            let key = step.key?;
+            if !matches!(step.kind, StepKind::Config) {
+                prev = step.after_key(&prev, &key);
+            }
+        }
+        match self.steps.last() {
+            Some(step) if matches!(step.kind, StepKind::Config) => step.key,
+            _ => Some(prev),
+        }
     }
 }
 
@@ -202,6 +212,8 @@ impl Plan {
         for s in self.build_order() {
             let root = self.root_key(s, inputs)?;
             self.stages[s].key = Some(root);
+            // The last filesystem step's key: configuration steps do not chain (see
+            // `Plan::chains`).
             let mut prev = root;
             for i in 0..self.stages[s].steps.len() {
                 let mut key = self.step_key(s, i, &prev, inputs, None)?;
@@ -211,7 +223,9 @@ impl Plan {
                     key = resolved;
                 }
                 self.stages[s].steps[i].key = Some(key);
-                prev = self.stages[s].steps[i].after_key(&prev, &key);
+                if self.chains(s, i) {
+                    prev = self.stages[s].steps[i].after_key(&prev, &key);
+                }
             }
         }
         Ok(())
@@ -244,8 +258,9 @@ impl Plan {
         Ok(b.finish())
     }
 
-    /// The key of step `i` of stage `s` after a step whose key is `prev`: for a build that
-    /// re-derived an earlier key while running (a `COPY --from` resolved to its content key).
+    /// The key of step `i` of stage `s` when the last filesystem step before it (see
+    /// [`Plan::chains`]) has key `prev`: for a build that re-derived an earlier key while
+    /// running (a `COPY --from` resolved to its content key).
     pub fn step_key_after(
         &self,
         s: usize,
@@ -269,6 +284,21 @@ impl Plan {
         inputs: &dyn KeyInputs,
     ) -> Result<NodeKey, Error> {
         self.step_key(s, i, prev, inputs, Some(content))
+    }
+
+    /// Whether step `i` of stage `s` is the `prev` of the steps after it: every step but a
+    /// configuration-only one (ARG, ENV, LABEL, ...). Those change no file, and what they
+    /// change that a later step's result depends on is framed in that step's own key (a RUN's
+    /// environment, user, working directory and volumes; a COPY's expanded sources and
+    /// destination), as in BuildKit, where ARG and ENV are not LLB operations: a changed ARG a
+    /// COPY does not use leaves the COPY cached, while every RUN that sees it misses.
+    /// Configuration steps still get keys of their own (derived from the last filesystem
+    /// step), so a stage ending in one has a final key covering its configuration.
+    pub fn chains(&self, s: usize, i: usize) -> bool {
+        self.stages
+            .get(s)
+            .and_then(|stage| stage.steps.get(i))
+            .is_some_and(|step| !matches!(step.kind, StepKind::Config))
     }
 
     /// Whether step `i` of stage `s` is a `COPY --from=<stage>`.
@@ -320,6 +350,11 @@ impl Plan {
                     b.str("mounts").strs(mounts.iter().map(String::as_str));
                 }
                 // What a `from=` mount reads is an input, as for COPY --from.
+                // A RUN after VOLUME loses what it writes there: the volumes are an input.
+                if !step.state.volumes.is_empty() {
+                    b.str("volumes")
+                        .strs(step.state.volumes.iter().map(String::as_str));
+                }
                 for (index, source) in &run.mount_sources {
                     b.str("mount-source").str(&index.to_string());
                     match source {

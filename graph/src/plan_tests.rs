@@ -907,6 +907,49 @@ fn keys_change_when_any_input_changes() {
 }
 
 #[test]
+fn a_changed_arg_misses_the_runs_that_see_it_but_not_a_copy_that_does_not_use_it() {
+    let inputs = Inputs {
+        image: "sha256:aa".into(),
+        context: [1; 32],
+    };
+    let src = "FROM base\nARG V=1\nLABEL v=$V\nCOPY app /app\nRUN make\nCOPY app /app-$V\n";
+    // Keys: stage, ARG, LABEL, COPY, RUN, COPY.
+    let one = keys(src, &[], amd64(), &inputs);
+    let two = keys(src, &[("V", "2")], amd64(), &inputs);
+    assert_eq!(one[0], two[0], "the stage's base");
+    assert_ne!(one[1], two[1], "the ARG step itself");
+    assert_ne!(one[2], two[2], "the LABEL that uses it");
+    assert_eq!(
+        one[3], two[3],
+        "a COPY whose line does not use the ARG stays cached"
+    );
+    assert_ne!(
+        one[4], two[4],
+        "a RUN sees declared ARGs in its environment"
+    );
+    assert_ne!(one[5], two[5], "a COPY whose line uses the ARG");
+    // Metadata between filesystem steps never moves their keys; a VOLUME moves a RUN's.
+    let labelled = keys(
+        &src.replace("LABEL v=$V", "LABEL v=$V other=1"),
+        &[],
+        amd64(),
+        &inputs,
+    );
+    assert_eq!(labelled[3..5], one[3..5]);
+    let volume = keys(
+        &src.replace("LABEL v=$V", "VOLUME /data"),
+        &[],
+        amd64(),
+        &inputs,
+    );
+    assert_eq!(volume[3], one[3]);
+    assert_ne!(
+        volume[4], one[4],
+        "a RUN after VOLUME loses its writes there"
+    );
+}
+
+#[test]
 fn missing_image_digest_is_an_error() {
     struct NoDigests;
     impl KeyInputs for NoDigests {

@@ -14,7 +14,7 @@ use kiln_graph::{
     CopyStep, ImageState, KEY_SCHEME, KeyInputs, PlanOptions, Planner, Platform, parse,
 };
 
-const PINNED_SCHEME: &str = "kiln 2025 kiln-graph node key v1";
+const PINNED_SCHEME: &str = "kiln 2025 kiln-graph node key v2";
 
 /// Every node type: image and stage bases, RUN, COPY from the context, from a stage and from an
 /// image, WORKDIR, and configuration-only steps.
@@ -93,27 +93,27 @@ fn the_key_scheme_version_is_the_pinned_one() {
 fn keys_of_a_fixed_plan_are_pinned_for_this_scheme_version() {
     let expected = [
         // stage build (FROM ${BASE})
-        "06ba1b41afd900072a215c928d71d3123d3f4776c9061165bc4b848bd8fc4c12",
+        "6aa492732d96b1c82876267e1f034393b136e529e4f7e336b9b6cf5adf2a6ca8",
         // ARG VERSION=1.0
-        "9338eb11fc9023bab5ff43367564f9c0c38f3ea7f81bee6b00bc738247171457",
+        "737fc593f2430eb63b7203d586e596346770e860ffbac509688b8f5e78abce05",
         // ENV GREETING=hello
-        "60e80eee0d13755d751d931556e97cf9b58afd6a127431b5820f7f2699a61f10",
+        "ee2655deb8c24edc674b8e7212cc70230ba66f91dada0ed2a92d3af287f8fef0",
         // WORKDIR /src
-        "7ee0f04ff64766a382b42ca6b925fc784a0886c56ce66e5a7981bf082f53b6ab",
+        "e6603941a12637f35aa52d405e4d3e26a8a7a876887136de4263de5b5dc93c24",
         // COPY --chown=1:2 --chmod=640 app.txt ./
-        "e282691f3048f18c414cef1ff2814ebd3fe79a37adece8d6784155a7f85fa19c",
+        "e22e6de03cfc0f3b92d47ae3e2921610cc7edb6d182ef3e262067b0a83268f27",
         // RUN echo ...
-        "c1fde9a000846f24e0dac2f6d0f94a417609f7cc5b8e1be0c42fb5a39c5245f3",
+        "3a0cf50430c0ec6bbe476f1f2a00c57c2964fee09d245e10e52527d0f01c6cb6",
         // stage 1 (FROM scratch)
-        "ef0b09718f70ed9a5dc7a2f9d93fae96982994b055f37015a08804ce59015c86",
+        "7bd3abd43b58dc28d5ca5949cfa075a85ed091e97f20d465f67f3370c523a308",
         // COPY --from=build
-        "6e335ae127f99855f4df0a037c155c23befb9b0cf7d7bdb6e07d7f16ad706201",
+        "6120951549537c1d4487556e70bc3a20411e080aa4284afb6f7589f5a9bd24b4",
         // COPY --from=example.com/tools:2
-        "03f5c435fb1f30ae7bb1d6080d33f4dcfaf2daf8643398e403a11f051e641647",
+        "6c55955d7a8d51152a73a5d9a900146718e6f91391d0a2b1d43385a74f23a017",
         // LABEL version=${VERSION}
-        "52994c4a6e900cee62612d97b6250de8d20e97894a0ce9ae3af3bc9a941cdaff",
+        "a43b1759224d383284589e9484d99726b7fd86b9f13a1435940c441868c90ff4",
         // CMD
-        "84f52c631213e71c187e0d75e9ad58552f06e49e78808701b5f338d9f369c708",
+        "d5de79e9f5ec99c38b7efdf4b969a3c12c88801502ac585dc080664ebee9fa39",
     ];
     assert_eq!(
         keys(),

@@ -13,14 +13,14 @@ use crate::support::tools::{inspect, unpack};
 use crate::support::{Kiln, Outcome, Project, Registry};
 
 /// A registry with busybox, and one cache directory for every build of the test.
-struct World {
+pub(crate) struct World {
     registry: Registry,
     base: String,
     cache_dir: tempfile::TempDir,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         let (registry, base) = Registry::with_busybox();
         World {
             registry,
@@ -30,7 +30,7 @@ impl World {
     }
 
     /// `kiln build --cache` of `project` to `name`, with `args`.
-    fn build(&self, project: &Project, name: &str, args: &[&str]) -> Outcome {
+    pub(crate) fn build(&self, project: &Project, name: &str, args: &[&str]) -> Outcome {
         Kiln::build_in(project.path(), self.cache_dir.path())
             .args(["--cache", "--build-arg", &format!("BASE={}", self.base)])
             .args(args)
@@ -38,7 +38,7 @@ impl World {
             .run()
     }
 
-    fn layers(&self, name: &str) -> Vec<String> {
+    pub(crate) fn layers(&self, name: &str) -> Vec<String> {
         inspect(&format!("docker://{}", self.registry.image(name)))["Layers"]
             .as_array()
             .unwrap()
@@ -47,7 +47,7 @@ impl World {
             .collect()
     }
 
-    fn unpack(&self, name: &str) -> std::path::PathBuf {
+    pub(crate) fn unpack(&self, name: &str) -> std::path::PathBuf {
         unpack(
             &format!("docker://{}", self.registry.image(name)),
             self.registry.scratch(),
@@ -56,18 +56,18 @@ impl World {
 }
 
 /// How many steps the log says came from the cache.
-fn cached(log: &str) -> usize {
+pub(crate) fn cached(log: &str) -> usize {
     log.lines().filter(|line| line.contains("CACHED ")).count()
 }
 
-fn read(root: &Path, path: &str) -> String {
+pub(crate) fn read(root: &Path, path: &str) -> String {
     std::fs::read_to_string(root.join(path)).unwrap()
 }
 
 const COPY_AND_RUN: &str =
     "ARG BASE\nFROM ${BASE}\nCOPY app/ /app/\nRUN echo $((40+2))ran && cat /app/a.txt > /ran\n";
 
-fn app() -> Project {
+pub(crate) fn app() -> Project {
     Project::new()
         .dockerfile(COPY_AND_RUN)
         .file("app/a.txt", "one\n")

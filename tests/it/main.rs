@@ -15,6 +15,7 @@ mod bench_smoke;
 mod build;
 mod cache;
 mod cache_gc;
+mod cache_identity;
 mod cache_read_only;
 mod cache_remote;
 mod cache_sharing;

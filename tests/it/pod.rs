@@ -134,7 +134,7 @@ fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
     // RUN ran in the container's own root: the executor's directory was visible to it...
     assert!(read("app/kaniko-seen").contains("executor"), "{log}");
     // ...but nothing of the container reached a layer.
-    for absent in ["kaniko", "workspace", "busybox", "out"] {
+    for absent in ["kaniko", "workspace", "busybox", "out", "cache"] {
         assert!(
             !image.join(absent).exists(),
             "/{absent} leaked into the image"
@@ -184,6 +184,7 @@ fn the_executor_image_builds_a_multi_stage_dockerfile_in_a_pod_and_pushes_it() {
             ".",
             "..",
             "busybox",
+            "cache",
             "dev",
             "etc",
             "kaniko",
@@ -304,5 +305,110 @@ fn in_the_containers_own_root_volumes_stay_out_of_a_single_snapshot_layer() {
     assert!(
         log.contains("may not create namespaces") && log.contains("--isolation=none"),
         "{log}"
+    );
+}
+
+#[test]
+fn in_the_containers_own_root_the_cache_lives_in_slash_cache_out_of_every_layer_and_is_reused() {
+    let (registry, base) = Registry::with_busybox();
+    let bundle = executor_bundle(&registry.scratch().join("executor"));
+    let workspace = Project::new()
+        .dockerfile(&format!(
+            "FROM {base}\n\
+             COPY a.txt /a.txt\n\
+             RUN echo $((40+2))ran && cp /a.txt /ran\n\
+             COPY b.txt /b.txt\n\
+             RUN echo $((50+5))ran && cat /b.txt > /b2\n"
+        ))
+        .file("a.txt", "a\n")
+        .file("b.txt", "b\n");
+    // The volume a pod mounts at Kaniko's default --cache-dir; no --cache-dir is passed.
+    let volume = tempfile::tempdir().unwrap();
+    let build = |pod: &Pod, tag: &str| {
+        let output = pod.run(&[
+            "/kaniko/executor",
+            "--no-push",
+            "--cache",
+            &format!("--destination=example.test/app:{tag}"),
+            "--oci-layout-path=/workspace/out",
+            // No remote cache: every hit must come from /cache.
+            "--cache-repo=oci:/workspace/remote-cache",
+            "--no-push-cache",
+        ]);
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{log}");
+        assert!(log.contains("Isolation: none"), "{log}");
+        log
+    };
+    let image = |tag: &str| {
+        unpack_layout(
+            &workspace.path().join("out"),
+            tag,
+            &registry.scratch().join(format!("result-{tag}")),
+        )
+    };
+
+    let writable = Pod::from_bundle(&bundle)
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .bind(workspace.path(), "/workspace")
+        .bind(volume.path(), "/cache");
+    // Kaniko's warmer, without --cache-dir either, fills the same directory.
+    let warmed = writable.run(&["/kaniko/warmer", "--image", &base]);
+    assert!(
+        warmed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&warmed.stderr)
+    );
+    let first = build(&writable, "v1");
+    assert!(
+        first.contains("42ran") && first.contains("55ran"),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!("Using {base} from the cache directory")),
+        "the build did not find what the warmer stored:\n{first}"
+    );
+    assert!(
+        volume.path().join("store/oci-layout").is_file() && volume.path().join("index").is_dir(),
+        "the store and index belong in /cache"
+    );
+    let root = image("v1");
+    assert!(!root.join("cache").exists(), "/cache leaked into a layer");
+
+    // The same volume mounted read-only, one file changed: the steps before it come from
+    // /cache, new blobs and the work area go to $TMPDIR/kiln-<uid>, and neither reaches a layer.
+    std::fs::write(workspace.path().join("b.txt"), "changed\n").unwrap();
+    let read_only = Pod::from_bundle(&bundle)
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .bind(workspace.path(), "/workspace")
+        .bind_read_only(volume.path(), "/cache");
+    let second = build(&read_only, "v2");
+    assert!(second.contains("is read-only"), "{second}");
+    assert!(
+        second.contains("Cache: 2 of 4 steps found (2 locally"),
+        "{second}"
+    );
+    assert!(
+        !second.contains("42ran") && second.contains("55ran"),
+        "{second}"
+    );
+    let root = image("v2");
+    assert_eq!(
+        std::fs::read_to_string(root.join("b2")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(std::fs::read_to_string(root.join("ran")).unwrap(), "a\n");
+    assert!(!root.join("cache").exists(), "/cache leaked into a layer");
+    assert!(
+        !root.join("tmp").exists() || std::fs::read_dir(root.join("tmp")).unwrap().count() == 0,
+        "the fallback directory leaked into a layer"
+    );
+    assert!(
+        writable.rootfs().join("tmp").join("kiln-0").is_dir(),
+        "the fallback directory was used"
     );
 }

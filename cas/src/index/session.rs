@@ -83,6 +83,29 @@ impl Session {
             .and_then(|value| <[u8; 32]>::try_from(value.as_slice()).ok()))
     }
 
+    /// The blake3 hashes recorded for many file identities, in one batched lookup (a
+    /// context's files are looked up all at once, never one read per file).
+    pub fn files(&self, identities: &[FileIdentity]) -> Result<Vec<Option<[u8; 32]>>> {
+        let Some(db) = &self.db else {
+            return Ok(vec![None; identities.len()]);
+        };
+        let Some(cf) = db.cf_handle(FILES) else {
+            return Ok(vec![None; identities.len()]);
+        };
+        let keys: Vec<[u8; 44]> = identities.iter().map(FileIdentity::to_key).collect();
+        db.batched_multi_get_cf(cf, keys.iter(), false)
+            .into_iter()
+            .map(|found| {
+                found
+                    .map(|value| value.and_then(|value| <[u8; 32]>::try_from(value.as_ref()).ok()))
+                    .map_err(|err| Error::Index {
+                        action: "reading",
+                        message: err.into_string(),
+                    })
+            })
+            .collect()
+    }
+
     /// What `reference` (with its platform folded in by the caller) last resolved to.
     pub fn image(&self, reference: &str) -> Result<Option<ImageRecord>> {
         self.get_json(IMAGES, reference.as_bytes())

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use kiln_cas::Store;
 
+/// The cache directory of a build in kiln's own root (`--isolation=none`, the executor image)
+/// when `--cache-dir` is not given: Kaniko's default, where pods mount the warmer's volume.
+pub const CONTAINER_CACHE_DIR: &str = "/cache";
+
 /// The directories of one build.
 #[derive(Debug)]
 pub struct CacheDirs {
@@ -53,6 +57,25 @@ impl CacheDirs {
             }
         }
     }
+}
+
+/// In kiln's own root (`--isolation=none`), keeps the writable directory a build fell back to
+/// out of every layer, snapshot and cleanup, as the cache directory itself is.
+pub fn keep_out_of_layers(settings: &mut super::Settings, writable: &Path) {
+    if settings.isolation.mode != kiln_exec::run::Isolation::None
+        || settings.isolation.ignore.ignores(writable)
+    {
+        return;
+    }
+    settings.isolation.ignore.extend([writable]);
+    settings.snapshot.ignore_paths = settings
+        .isolation
+        .ignore
+        .paths()
+        .iter()
+        .map(|path| Path::new("/").join(path))
+        .collect();
+    tracing::debug!("ignore list: {:?}", settings.isolation.ignore.paths());
 }
 
 /// `$TMPDIR/kiln-<uid>` (`/tmp` without `TMPDIR`): per user, so that two users of one host do

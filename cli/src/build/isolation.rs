@@ -65,6 +65,20 @@ fn running_as_executor(kaniko_dir: &Path) -> bool {
     std::fs::canonicalize(kaniko_dir.join("executor")).is_ok_and(|executor| executor == exe)
 }
 
+/// Whether kiln runs as the executor image's own binary (`$KANIKO_DIR/executor` or its
+/// `warmer` link, `KANIKO_DIR` defaulting to `/kaniko`) in a container: there Kaniko's
+/// defaults apply to every command, so the warmer fills the `/cache` the executor reads.
+pub fn in_executor_image() -> bool {
+    let kaniko_dir = std::env::var_os("KANIKO_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(
+            || std::path::PathBuf::from("/kaniko"),
+            std::path::PathBuf::from,
+        );
+    running_as_executor(&kaniko_dir)
+        && container_marker(|name| std::env::var(name).ok(), Path::new("/")).is_some()
+}
+
 /// Decides `--isolation` and logs the choice with its reason.
 pub fn decide(options: &BuildOptions) -> anyhow::Result<Isolation> {
     let marker = container_marker(|name| std::env::var(name).ok(), Path::new("/"));

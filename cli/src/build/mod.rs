@@ -13,6 +13,7 @@ pub(crate) mod downloads;
 mod git;
 pub(crate) mod isolation;
 pub(crate) mod keys;
+pub(crate) mod loaded;
 mod mounts;
 pub(crate) mod references;
 mod schedule;
@@ -24,17 +25,15 @@ mod work;
 pub use blobs::Blobs;
 pub use settings::Settings;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use kiln_cas::Store;
 use kiln_cas::export::StoredImage;
-use kiln_exec::context::BuildContext;
 use kiln_exec::run::Isolation;
 use kiln_exec::snapshot::ScanMode;
 use kiln_exec::snapshotter::Strategy;
-use kiln_graph::{PlanOptions, Planner};
 use kiln_registry::{Client, Reference};
 use oci_spec::image::Digest;
 
@@ -48,52 +47,23 @@ use work::WorkDir;
 
 /// Runs `kiln build`.
 pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
-    let settings = Settings::new(options)?;
+    let mut settings = Settings::new(options)?;
     let cache_dir::CacheDirs { store, writable } = cache_dir::CacheDirs::open(&settings.cache_dir)?;
+    cache_dir::keep_out_of_layers(&mut settings, &writable);
     let client =
         Client::new(settings.registry.clone()).context("setting up the registry client")?;
     if settings.check_push_access {
         check_push_access(&client, &settings.destinations).await?;
     }
 
-    let materialized = contexts::materialize(
-        &settings.context,
-        settings.context_sub_path.as_deref(),
-        &client,
-        &writable.join("contexts"),
-    )
-    .await?;
-    let context_dir = &materialized.dir;
-    let dockerfile_file = settings::dockerfile_path(&settings.dockerfile, context_dir)?;
-    let label = dockerfile_file.display().to_string();
-    let text =
-        std::fs::read_to_string(&dockerfile_file).with_context(|| format!("reading {label}"))?;
-    let dockerfile = kiln_graph::parse(&text, &label)?;
-    let planner = Planner::new(
-        &dockerfile,
-        PlanOptions {
-            build_args: settings.build_args.clone(),
-            target: settings.target.clone(),
-            platform: settings.platform.clone(),
-            build_platform: settings::host_platform(),
-        },
-    )?;
-    let context = BuildContext::open(context_dir, Some(&dockerfile_file))
-        .with_context(|| format!("opening the build context {}", context_dir.display()))?;
-
-    // Manifests and configs only: layers are downloaded when something unpacks or exports them.
-    let images =
-        bases::resolve_all(&client, &store, settings.cache.ttl, &planner.image_pulls()).await?;
-    let states: BTreeMap<String, kiln_graph::ImageState> = images
-        .iter()
-        .map(|(name, image)| (name.clone(), image.config.state.clone()))
-        .collect();
-    let mut plan = planner.plan(&states)?;
-    refuse_unsupported(&plan, &label, settings.isolation.mode)?;
+    let mut loaded =
+        loaded::LoadedBuild::load(&settings, &client, &store, &writable.join("contexts")).await?;
+    refuse_unsupported(&loaded.plan, &loaded.label, settings.isolation.mode)?;
     // Where each base layer can be mounted from (the image as named) and downloaded from
     // (the mirror that served it).
     let base_layers = |repository: fn(&bases::PulledImage) -> &Reference| {
-        images
+        loaded
+            .images
             .values()
             .flat_map(|image| {
                 image
@@ -108,15 +78,20 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
 
     let work = WorkDir::create(&writable)?;
     // Before keys: an ADD <url> step's key holds what was downloaded.
-    let downloads =
-        downloads::Downloads::fetch(&client, &plan, &work.path().join("downloads"), &label).await?;
+    let downloads = downloads::Downloads::fetch(
+        &client,
+        &loaded.plan,
+        &work.path().join("downloads"),
+        &loaded.label,
+    )
+    .await?;
 
     let mut cache = Cache::open(&settings.cache, &settings.cache_dir, &client)?;
-    let scope_file = scope_file(&dockerfile_file, context_dir);
-    let scopes: Vec<Scope> = plan
+    let scopes: Vec<Scope> = loaded
+        .plan
         .build_order()
         .into_iter()
-        .map(|index| crate::cache::scope(&scope_file, &plan.stages[index]))
+        .map(|index| crate::cache::scope(&loaded.scope_file, &loaded.plan.stages[index]))
         .collect();
     cache.fetch_remote(&scopes).await?;
     if let Some(remote) = cache.remote() {
@@ -134,35 +109,31 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let cache = Arc::new(cache);
 
     // Hashing the context for node keys reads files: blocking work.
-    let (plan, context, images, downloads) = {
+    let (loaded, downloads) = {
         let cache = Arc::clone(&cache);
         let _blocking = crate::interrupt::BlockingPhase::enter();
         tokio::task::spawn_blocking(move || {
-            plan.assign_keys(&keys::Inputs {
-                images: &images,
-                context: &context,
-                cache: Some(cache.as_ref()),
-                downloads: &downloads,
-            })
-            .map(|()| (plan, context, images, downloads))
+            loaded
+                .assign_keys(&cache, &downloads)
+                .map(|()| (loaded, downloads))
         })
         .await
         .context("the key thread failed")??
     };
-    log_keys(&plan, &label);
+    log_keys(&loaded.plan, &loaded.label);
     // What `kiln cache explain` compares against later, recorded once the build succeeded.
     let sites = if cache.enabled() {
-        crate::cache::explain::sites(&plan, &scope_file, &images, &context, &settings.layers)?
+        crate::cache::explain::sites(&loaded, &settings.layers)?
     } else {
         Vec::new()
     };
+    loaded.file_hashes.log_summary();
+    let file_hashes = loaded.settled_file_hashes();
+    let label = loaded.label.clone();
+    let scope_file = loaded.scope_file.clone();
 
     crate::events::reasons::announce(&crate::events::reasons::Announce {
-        plan: &plan,
-        dockerfile: &label,
-        scope_file: &scope_file,
-        images: &images,
-        context: &context,
+        build: &loaded,
         layers: &settings.layers,
         cache: cache.as_ref(),
         cache_dir: &settings.cache_dir,
@@ -172,7 +143,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
     let layers = settings.layers;
     let mut cache = Arc::into_inner(cache).context("the key thread kept the cache")?;
     if cache.enabled() {
-        cache.probe(&probe_keys(&plan, &cache, &layers), &store)?;
+        cache.probe(&probe_keys(&loaded.plan, &cache, &layers), &store)?;
     }
     let cache = Arc::new(cache);
     let blobs = Blobs::new(
@@ -210,10 +181,10 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
         let _blocking = crate::interrupt::BlockingPhase::enter();
         tokio::task::spawn_blocking(move || {
             stage::Executor {
-                plan: &plan,
+                plan: &loaded.plan,
                 store: &store,
-                context: &context,
-                images: &images,
+                context: &loaded.context,
+                images: &loaded.images,
                 downloads: &downloads,
                 work: &work_dir,
                 created,
@@ -225,7 +196,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
                 roots: &roots,
                 mounts: &mounts::MountInputs {
                     cache_dir: &cache_dir,
-                    context: &context,
+                    context: &loaded.context,
                     secrets: &secrets,
                     work: &work_dir,
                     overlay_available: snapshots.overlay_available,
@@ -273,7 +244,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<()> {
             .chain([&image.config, &image.manifest]),
     )?;
 
-    crate::cache::explain::record(&settings.cache_dir, &sites)?;
+    crate::cache::explain::record(&settings.cache_dir, &sites, &file_hashes)?;
     // Root filesystems are slow to delete: hand them to the background sweeper now.
     drop(work);
     // The cache first: a destination is only written once everything before it succeeded.

@@ -156,8 +156,8 @@ impl Settings {
         let secrets = super::secrets::Secrets::parse(&options.secrets)?;
         let cache_dir = match (&options.cache_dir, mode) {
             (Some(dir), _) => absolute(dir)?,
-            // `$HOME` is part of the root filesystem the build replaces.
-            (None, Isolation::None) => absolute(&options.kaniko_dir)?.join("kiln"),
+            // Kaniko's default; `$HOME` is part of the root filesystem the build replaces.
+            (None, Isolation::None) => PathBuf::from(super::cache_dir::CONTAINER_CACHE_DIR),
             (None, Isolation::Chroot) => default_cache_dir()?,
         };
         let ignore = match mode {
@@ -438,9 +438,13 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
-/// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`: the cache directory when `--cache-dir` is not
-/// given, the one place `kiln build`, `kiln warm` and `kiln cache gc` take it from, so they agree.
+/// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln` (`/cache` in the executor image, as in Kaniko):
+/// the cache directory when `--cache-dir` is not given, the one place `kiln build`, `kiln warm`
+/// and `kiln cache gc` take it from, so they agree.
 pub(crate) fn default_cache_dir() -> anyhow::Result<PathBuf> {
+    if super::isolation::in_executor_image() {
+        return Ok(PathBuf::from(super::cache_dir::CONTAINER_CACHE_DIR));
+    }
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("kiln"));
     }

@@ -169,8 +169,9 @@ impl Executor<'_> {
         let scope = crate::cache::scope(self.scope_file, stage);
         // Created when the first step that must run needs it, from the layers so far.
         let mut live: Option<(RootFs, Snapshotter)> = None;
-        // The previous step's key, and whether it differs from the plan's (a `COPY --from`
-        // resolved to its content key re-keys every step after it).
+        // The last filesystem step's key (configuration steps do not chain), and whether it
+        // differs from the plan's (a `COPY --from` resolved to its content key re-keys every
+        // step after it).
         let mut prev = stage.key;
         let mut rekeyed = false;
         for (index, step) in stage.steps.iter().enumerate() {
@@ -204,11 +205,14 @@ impl Executor<'_> {
                 hit = self.cached(step, key.as_ref())?;
             }
             rekeyed = rekeyed || key != step.key;
-            // A rebasing `--link` copy's key ignores the parent; the next steps must not.
-            prev = match (prev, key) {
-                (Some(prev), Some(key)) => Some(step.after_key(&prev, &key)),
-                _ => key,
-            };
+            // Configuration steps do not chain; a rebasing `--link` copy's key ignores the
+            // parent, but the next steps must not.
+            if self.plan.chains(stage.index, index) {
+                prev = match (prev, key) {
+                    (Some(prev), Some(key)) => Some(step.after_key(&prev, &key)),
+                    _ => key,
+                };
+            }
             let id = crate::events::StepId::new(stage.index, index);
             if let Some((cache_key, hit)) = hit {
                 self.cache.used(&scope, cache_key, &hit);

@@ -13,12 +13,13 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use kiln_cas::index::Index;
-use kiln_cas::{SiteRecord, Store};
+use kiln_cas::{FileIdentity, SiteRecord, Store};
 use kiln_exec::context::BuildContext;
 use kiln_exec::layer::LayerOptions;
 use kiln_graph::{BaseRef, CopyFrom, Plan, StepKind};
 
 use crate::build::bases::PulledImage;
+use crate::build::loaded::LoadedBuild;
 
 /// The site of step `step` of `stage`: the same in every build of this Dockerfile.
 pub fn site(scope_file: &str, stage: &kiln_graph::Stage, step: usize) -> String {
@@ -65,15 +66,19 @@ fn describe(
     Ok(inputs)
 }
 
-/// Every step's site and record, for [`record`] once the build succeeded. Reads the context
-/// files COPY steps select (computed before the build consumes the plan).
+/// Every step's site and record, for [`record`] once the build succeeded. The per-file digests
+/// of context COPY steps come from the hashes the keys were computed with: no file is read
+/// again.
 pub fn sites(
-    plan: &Plan,
-    scope_file: &str,
-    images: &BTreeMap<String, PulledImage>,
-    context: &BuildContext,
+    build: &LoadedBuild,
     layers: &LayerOptions,
 ) -> anyhow::Result<Vec<(String, SiteRecord)>> {
+    let (plan, scope_file, images, context) = (
+        &build.plan,
+        build.scope_file.as_str(),
+        &build.images,
+        &build.context,
+    );
     let now = kiln_cas::record::now();
     let mut sites = Vec::new();
     for stage in plan.build_order() {
@@ -92,8 +97,17 @@ pub fn sites(
     Ok(sites)
 }
 
-/// Stores the sites of a successful build in the cache index (nothing on a read-only one).
-pub fn record(cache_dir: &Path, sites: &[(String, SiteRecord)]) -> anyhow::Result<()> {
+/// Stores the sites of a successful build and the context file hashes it may trust later in
+/// the cache index, in one session (nothing on a read-only index, nothing at all when there is
+/// nothing to store).
+pub fn record(
+    cache_dir: &Path,
+    sites: &[(String, SiteRecord)],
+    files: &[(FileIdentity, [u8; 32])],
+) -> anyhow::Result<()> {
+    if sites.is_empty() && files.is_empty() {
+        return Ok(());
+    }
     let dir = cache_dir.join("index");
     let index = Index::open(&dir)
         .with_context(|| format!("opening the cache index in {}", dir.display()))?;
@@ -101,9 +115,16 @@ pub fn record(cache_dir: &Path, sites: &[(String, SiteRecord)]) -> anyhow::Resul
         return Ok(());
     }
     let session = index.write().context("writing the cache index")?;
-    session
-        .put_sites(sites)
-        .context("writing the cache index")?;
+    if !sites.is_empty() {
+        session
+            .put_sites(sites)
+            .context("writing the cache index")?;
+    }
+    if !files.is_empty() {
+        session
+            .put_files(files)
+            .context("writing the cache index")?;
+    }
     Ok(())
 }
 
@@ -158,14 +179,8 @@ pub fn compare(
 
 /// What [`explain`] looks at.
 pub struct Explained<'a> {
-    /// The build's plan, keys assigned.
-    pub plan: &'a Plan,
-    /// The Dockerfile's path relative to the context.
-    pub scope_file: &'a str,
-    /// Its base images.
-    pub images: &'a BTreeMap<String, PulledImage>,
-    /// Its context.
-    pub context: &'a BuildContext,
+    /// The build, keys assigned.
+    pub build: &'a LoadedBuild,
     /// How its layers would be written (part of the cache key).
     pub layers: &'a LayerOptions,
     /// The build's cache (what is cacheable).
@@ -180,7 +195,7 @@ pub struct Explained<'a> {
 
 /// The verdict for every step of the plan, in build order: (stage, step, verdict).
 pub fn explain(build: &Explained<'_>) -> anyhow::Result<Vec<(usize, usize, Verdict)>> {
-    let plan = build.plan;
+    let plan = &build.build.plan;
     let session = build.index.read().context("reading the cache index")?;
     let oldest = kiln_cas::record::now().saturating_sub(build.ttl.as_secs());
     let mut verdicts = Vec::new();
@@ -203,11 +218,12 @@ pub fn explain(build: &Explained<'_>) -> anyhow::Result<Vec<(usize, usize, Verdi
             {
                 Verdict::Hit
             } else {
-                let site = site(build.scope_file, &plan.stages[stage], step);
+                let site = site(&build.build.scope_file, &plan.stages[stage], step);
                 match session.site(&site).context("reading the cache index")? {
                     None => Verdict::NeverBuilt,
                     Some(recorded) => {
-                        let now = describe(plan, stage, step, build.images, build.context)?;
+                        let now =
+                            describe(plan, stage, step, &build.build.images, &build.build.context)?;
                         let changed = compare(&recorded.inputs, &now);
                         if !changed.is_empty() {
                             Verdict::Changed(changed)
@@ -286,7 +302,7 @@ fn hex(bytes: &[u8; 32]) -> String {
 /// would (base images from the cache directory when it holds them fresh, else the registry),
 /// then prints each step's verdict. Runs nothing and writes nothing.
 pub async fn run(mut options: crate::args::BuildOptions) -> anyhow::Result<()> {
-    use crate::build::{bases, keys, settings::Settings};
+    use crate::build::settings::Settings;
     options.no_push = true;
     options.cache = true;
     let settings = Settings::new(options)?;
@@ -294,38 +310,13 @@ pub async fn run(mut options: crate::args::BuildOptions) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", settings.cache_dir.display()))?;
     let client = kiln_registry::Client::new(settings.registry.clone())
         .context("setting up the registry client")?;
-    let materialized = crate::build::contexts::materialize(
-        &settings.context,
-        settings.context_sub_path.as_deref(),
+    let mut build = LoadedBuild::load(
+        &settings,
         &client,
+        &store,
         &settings.cache_dir.join("contexts"),
     )
     .await?;
-    let context_dir = &materialized.dir;
-    let dockerfile_file =
-        crate::build::settings::dockerfile_path(&settings.dockerfile, context_dir)?;
-    let label = dockerfile_file.display().to_string();
-    let text =
-        std::fs::read_to_string(&dockerfile_file).with_context(|| format!("reading {label}"))?;
-    let dockerfile = kiln_graph::parse(&text, &label)?;
-    let planner = kiln_graph::Planner::new(
-        &dockerfile,
-        kiln_graph::PlanOptions {
-            build_args: settings.build_args.clone(),
-            target: settings.target.clone(),
-            platform: settings.platform.clone(),
-            build_platform: crate::build::settings::host_platform(),
-        },
-    )?;
-    let context = BuildContext::open(context_dir, Some(&dockerfile_file))
-        .with_context(|| format!("opening the build context {}", context_dir.display()))?;
-    let images =
-        bases::resolve_all(&client, &store, settings.cache.ttl, &planner.image_pulls()).await?;
-    let states: BTreeMap<String, kiln_graph::ImageState> = images
-        .iter()
-        .map(|(name, image)| (name.clone(), image.config.state.clone()))
-        .collect();
-    let mut plan = planner.plan(&states)?;
     let local_only = crate::cache::CacheSettings {
         repo: None,
         ..settings.cache.clone()
@@ -333,30 +324,27 @@ pub async fn run(mut options: crate::args::BuildOptions) -> anyhow::Result<()> {
     let cache = crate::cache::Cache::open(&local_only, &settings.cache_dir, &client)?;
     // An ADD <url> step's key holds what it downloads: explain fetches it too, into scratch.
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-    let downloads =
-        crate::build::downloads::Downloads::fetch(&client, &plan, scratch.path(), &label).await?;
-    plan.assign_keys(&keys::Inputs {
-        images: &images,
-        context: &context,
-        cache: Some(&cache),
-        downloads: &downloads,
-    })?;
-    let index_dir = settings.cache_dir.join("index");
-    let index = Index::open(&index_dir)
-        .with_context(|| format!("opening the cache index in {}", index_dir.display()))?;
-    let scope_file = crate::build::scope_file(&dockerfile_file, context_dir);
+    let downloads = crate::build::downloads::Downloads::fetch(
+        &client,
+        &build.plan,
+        scratch.path(),
+        &build.label,
+    )
+    .await?;
+    build.assign_keys(&cache, &downloads)?;
+    let index = cache
+        .index()
+        .context("the cache index is not open")?
+        .clone();
     let verdicts = explain(&Explained {
-        plan: &plan,
-        scope_file: &scope_file,
-        images: &images,
-        context: &context,
+        build: &build,
         layers: &settings.layers,
         cache: &cache,
         index: &index,
         store: &store,
         ttl: settings.cache.ttl,
     })?;
-    print!("{}", render(&plan, &scope_file, &verdicts));
+    print!("{}", render(&build.plan, &build.scope_file, &verdicts));
     Ok(())
 }
 

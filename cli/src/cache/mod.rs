@@ -6,6 +6,7 @@
 //! before any destination is touched, [`Cache::publish`] to the remote.
 
 pub mod explain;
+pub mod file_hashes;
 pub mod gc;
 pub mod remote;
 pub mod settings;
@@ -133,6 +134,11 @@ impl Cache {
             StepKind::Workdir { .. } => true,
             StepKind::Config => false,
         }
+    }
+
+    /// The local index, with `--cache`.
+    pub fn index(&self) -> Option<&Index> {
+        self.index.as_ref()
     }
 
     /// The remote cache, if there is one.

@@ -8,28 +8,19 @@ use std::time::Duration;
 
 use kiln_cas::Store;
 use kiln_cas::index::Index;
-use kiln_exec::context::BuildContext;
 use kiln_exec::layer::LayerOptions;
 use kiln_graph::{Plan, StepKind};
 
 use super::{CacheStatus, Event, PlannedStep, StepId, emit};
-use crate::build::bases::PulledImage;
+use crate::build::loaded::LoadedBuild;
 use crate::cache::Cache;
 use crate::cache::explain::{Explained, Verdict, explain};
 
 /// What [`announce`] describes.
 #[derive(Debug)]
 pub struct Announce<'a> {
-    /// The plan, keys assigned.
-    pub plan: &'a Plan,
-    /// The Dockerfile's name, for locations.
-    pub dockerfile: &'a str,
-    /// The Dockerfile's path relative to the context (cache sites).
-    pub scope_file: &'a str,
-    /// Base images.
-    pub images: &'a BTreeMap<String, PulledImage>,
-    /// The build context.
-    pub context: &'a BuildContext,
+    /// The build, keys assigned.
+    pub build: &'a LoadedBuild,
     /// Layer options (part of cache keys).
     pub layers: &'a LayerOptions,
     /// The build's cache.
@@ -53,9 +44,9 @@ pub fn announce(build: &Announce<'_>) {
     } else {
         BTreeMap::new()
     };
-    let steps = planned_steps(build.plan, build.dockerfile, build.cache, &reasons);
+    let steps = planned_steps(&build.build.plan, &build.build.label, build.cache, &reasons);
     emit(Event::Planned {
-        dockerfile: build.dockerfile,
+        dockerfile: &build.build.label,
         steps: &steps,
     });
 }
@@ -103,10 +94,7 @@ fn planned_steps(
 fn miss_reasons(build: &Announce<'_>) -> anyhow::Result<BTreeMap<StepId, String>> {
     let index = Index::open(&build.cache_dir.join("index"))?;
     let verdicts = explain(&Explained {
-        plan: build.plan,
-        scope_file: build.scope_file,
-        images: build.images,
-        context: build.context,
+        build: build.build,
         layers: build.layers,
         cache: build.cache,
         index: &index,

@@ -26,6 +26,8 @@ pub struct Pod {
     rootfs: PathBuf,
     env: Vec<String>,
     binds: Vec<(PathBuf, String)>,
+    /// Targets of `binds` mounted read-only.
+    read_only: Vec<String>,
     etc: tempfile::TempDir,
 }
 
@@ -56,6 +58,7 @@ impl Pod {
             rootfs: bundle.join("rootfs"),
             env,
             binds: Vec::new(),
+            read_only: Vec::new(),
             etc,
         }
     }
@@ -72,6 +75,12 @@ impl Pod {
     pub fn bind(mut self, host: &Path, target: &str) -> Pod {
         self.binds.push((host.to_path_buf(), target.to_owned()));
         self
+    }
+
+    /// Bind-mounts `host` at `target` read-only (a warmer's volume mounted `readOnly`).
+    pub fn bind_read_only(mut self, host: &Path, target: &str) -> Pod {
+        self.read_only.push(target.to_owned());
+        self.bind(host, target)
     }
 
     /// The container's root filesystem as the host sees it (to inspect after a run).
@@ -104,6 +113,9 @@ impl Pod {
                 "mkdir -p \"$root{target}\"\nmount --bind {} \"$root{target}\"\n",
                 quote(host)
             ));
+            if self.read_only.contains(target) {
+                script.push_str(&format!("mount -o remount,bind,ro \"$root{target}\"\n"));
+            }
         }
         script.push_str(&format!(
             "exec {} --bounding-set={DOCKER_CAPABILITIES} -- /usr/bin/env -i \"$@\"\n",
