@@ -17,11 +17,13 @@
 pub mod cancel;
 mod direct;
 mod mounts;
+mod output;
 mod sandbox;
 mod stubs;
 
 pub use direct::run_direct;
 pub use mounts::{MountSource, RunMount};
+pub use output::{LineSink, Output, Stream};
 
 use std::ffi::{CString, OsStr};
 use std::io::{self, Read};
@@ -82,6 +84,10 @@ pub struct RunSpec {
     /// `RUN --mount`s, resolved to host paths or tmpfs, mounted in this order (a later target
     /// inside an earlier one is mounted over it).
     pub mounts: Vec<RunMount>,
+    /// Where stdout and stderr go. Only the sandbox pipes them ([`run_direct`] always inherits:
+    /// nothing bounds the life of what a command leaves running in kiln's own root, and a
+    /// background process holding the pipe would hold the step).
+    pub output: Output,
 }
 
 /// Where a `RUN` executes.
@@ -190,7 +196,8 @@ pub fn run_with(
             .args(&spec.argv[1..])
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)));
-        execute(command, plan, report, program)
+        spec.output.configure(&mut command);
+        execute(command, plan, report, program, &spec.output)
     });
     let host_root = std::fs::canonicalize(root.path()).ok();
     let upper = overlays
@@ -420,6 +427,7 @@ fn execute(
     plan: Plan,
     mut report: io::PipeReader,
     program: &str,
+    output: &Output,
 ) -> Result<(), RunError> {
     if cancel::is_cancelled() {
         return Err(RunError::Cancelled);
@@ -435,11 +443,14 @@ fn execute(
                 source,
             };
             let registered = cancel::Registered::new(child.id());
+            let forwarding = output.forward(&mut child);
             // Wait without reaping, deregister, then reap: a cancellation can never signal a
             // recycled pid.
             wait_exited_keeping(&child).map_err(wait_error)?;
             drop(registered);
             let status = child.wait().map_err(wait_error)?;
+            // The namespace ended with the command, and every writer with it.
+            forwarding.finish();
             if cancel::is_cancelled() && !status.success() {
                 return Err(RunError::Cancelled);
             }

@@ -388,3 +388,42 @@ fn registry_failures_end_with_a_hint_at_the_likely_fix() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_live_view_shows_a_running_commands_last_lines_and_prints_them_when_it_fails() {
+    let script = crate::support::tools::require("script", "bsdutils");
+    let (_registry, base) = Registry::with_busybox();
+    let project = Project::new().dockerfile(&format!(
+        "FROM {base}\n\
+         RUN echo tail-visible && sleep 1\n\
+         RUN echo first-line && echo second-line >&2 && sleep 1 && exit 3\n"
+    ));
+    let cache = tempfile::tempdir().unwrap();
+    let kiln = format!(
+        "{} build --context {} --cache-dir {} --no-push --insecure-pull",
+        env!("CARGO_BIN_EXE_kiln"),
+        project.path().display(),
+        cache.path().display()
+    );
+    let output = std::process::Command::new(script)
+        .args(["--quiet", "--return", "--command", &kiln, "/dev/null"])
+        .env_remove("DOCKER_CONFIG")
+        .env("HOME", cache.path())
+        .env("TERM", "xterm-256color")
+        .env("COLUMNS", "120")
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(!output.status.success(), "{seen}");
+    // Drawn under its step while it ran, never as a bare line of kiln's own output.
+    assert!(seen.contains("> tail-visible"), "{seen}");
+    assert!(!seen.contains("\ntail-visible"), "{seen}");
+    // The failed command's last lines come with the failure, stdout and stderr alike.
+    let last = seen
+        .find("Last output of RUN echo first-line")
+        .unwrap_or_else(|| panic!("no last output:\n{seen}"));
+    let after = &seen[last..];
+    assert!(after.contains("  first-line\r\n"), "{after}");
+    assert!(after.contains("  second-line\r\n"), "{after}");
+    assert!(after.contains("Build FAILED"), "{after}");
+}

@@ -267,11 +267,11 @@ impl Executor<'_> {
                 && step.in_history
             {
                 crate::events::emit(crate::events::Event::Snapshotting(id));
-                self.linked(root, step, copy, built, snapshotter)
+                self.linked(root, id, step, copy, built, snapshotter)
                     .with_context(at)?
             } else {
                 let mut changes = self
-                    .apply(root, step, built, snapshotter, false)
+                    .apply(root, id, step, built, snapshotter, false)
                     .with_context(at)?;
                 if !step.in_history {
                     crate::events::emit(crate::events::Event::StepDone { id, layer: None });
@@ -356,7 +356,7 @@ impl Executor<'_> {
             let id = crate::events::StepId::new(stage.index, index);
             crate::events::emit(crate::events::Event::StepStarted(id));
             let at = || format!("{}:{}: {}{in_stage}", self.file(), step.line, step.text);
-            self.apply(&root, step, built, &mut snapshotter, true)
+            self.apply(&root, id, step, built, &mut snapshotter, true)
                 .with_context(at)?;
             crate::events::emit(crate::events::Event::StepDone { id, layer: None });
             if step.in_history {
@@ -633,6 +633,7 @@ impl Executor<'_> {
     fn apply(
         &self,
         root: &RootFs,
+        id: crate::events::StepId,
         step: &Step,
         built: &dyn Progress<StageImage>,
         snapshotter: &mut Snapshotter,
@@ -669,6 +670,7 @@ impl Executor<'_> {
                     },
                     pipes,
                     mounts: mounts.mounts.clone(),
+                    output: crate::events::run_output(id),
                 };
                 let volumes: Vec<String> = step.state.volumes.iter().cloned().collect();
                 if unobserved {

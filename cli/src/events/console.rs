@@ -62,6 +62,11 @@ impl View {
 /// The live view's drawing, when there is one, for [`print_result`].
 static LIVE: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
 
+/// Whether the live view is drawing on the terminal.
+pub fn is_live() -> bool {
+    LIVE.get().is_some()
+}
+
 /// Prints a command's result (the digest) on stdout, a line of its own even when stdout is the
 /// terminal the live view draws on.
 pub fn print_result(line: &str) {

@@ -105,6 +105,14 @@ pub enum Event<'a> {
         /// Whether the result was found in the remote cache.
         remote: bool,
     },
+    /// A line a running `RUN` wrote (only with the live view, which shows the last lines;
+    /// otherwise the command writes to kiln's stdout and stderr itself).
+    RunOutput {
+        /// Which step.
+        id: StepId,
+        /// The line (stdout or stderr alike, as BuildKit shows them), without its newline.
+        line: &'a [u8],
+    },
     /// The changes of a step are being written as a layer.
     Snapshotting(StepId),
     /// A step finished executing.
@@ -197,6 +205,17 @@ pub fn finish(outcome: &Outcome) -> anyhow::Result<()> {
         }
     }
     first.map_or(Ok(()), Err)
+}
+
+/// Where step `id`'s `RUN` output goes: kiln's own stdout and stderr, unless the live view is
+/// drawing there, in which case the lines become [`Event::RunOutput`]s it shows in place.
+pub fn run_output(id: StepId) -> kiln_exec::run::Output {
+    if !console::is_live() {
+        return kiln_exec::run::Output::Inherit;
+    }
+    kiln_exec::run::Output::Lines(std::sync::Arc::new(move |_stream, line: &[u8]| {
+        emit(Event::RunOutput { id, line });
+    }))
 }
 
 /// A byte count for people: `512 B`, `1.5 KiB`, `12.3 MiB`.

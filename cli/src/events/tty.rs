@@ -6,7 +6,7 @@
 //! Drawn with `indicatif`; log lines are printed above the bars (`console::LogWriter` suspends
 //! the drawing while a line is written) so they never tear them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -29,6 +29,28 @@ struct State {
     steps: HashMap<StepId, PlannedStep>,
     lines: HashMap<StepId, ProgressBar>,
     transfers: HashMap<String, ProgressBar>,
+    output: HashMap<StepId, Tail>,
+}
+
+/// How many of a running command's last lines are shown under its step.
+const TAIL_SHOWN: usize = 5;
+
+/// How many are kept, to print when the build fails while the command runs.
+const TAIL_KEPT: usize = 30;
+
+/// The last lines of a running `RUN`, and the rows showing them.
+#[derive(Debug, Default)]
+struct Tail {
+    kept: VecDeque<String>,
+    rows: Vec<ProgressBar>,
+}
+
+impl Tail {
+    fn clear(self) {
+        for row in self.rows {
+            row.finish_and_clear();
+        }
+    }
 }
 
 impl Live {
@@ -67,6 +89,41 @@ impl Live {
         line.set_style(style("{prefix:.bold} {wide_msg}"));
         let text = step.map(PlannedStep::display).unwrap_or_default();
         line.finish_with_message(format!("{text} {state}{detail}"));
+    }
+
+    /// Shows `line` under step `id`, which keeps its last [`TAIL_SHOWN`] lines in view.
+    fn run_output(&self, id: StepId, line: &[u8]) {
+        let mut state = self.state();
+        let Some(step_line) = self.step_line(&mut state, id) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(line).replace('\t', "    ");
+        let tail = state.output.entry(id).or_default();
+        if tail.kept.len() == TAIL_KEPT {
+            tail.kept.pop_front();
+        }
+        tail.kept.push_back(text);
+        if tail.rows.len() < TAIL_SHOWN {
+            let after = tail.rows.last().unwrap_or(&step_line).clone();
+            let row = self.multi.insert_after(&after, ProgressBar::new_spinner());
+            row.set_style(style("  {wide_msg:.dim}"));
+            tail.rows.push(row);
+        }
+        let shown = tail.kept.len().min(tail.rows.len());
+        for (row, text) in tail
+            .rows
+            .iter()
+            .zip(tail.kept.iter().skip(tail.kept.len() - shown))
+        {
+            row.set_message(format!("> {text}"));
+        }
+    }
+
+    /// The step left the view's running set: its output rows go.
+    fn end_output(state: &mut State, id: StepId) {
+        if let Some(tail) = state.output.remove(&id) {
+            tail.clear();
+        }
     }
 
     fn transfer(&self, progress: &kiln_registry::TransferProgress<'_>) {
@@ -122,8 +179,10 @@ impl Observer for Live {
                     Self::finish_line(&line, "CACHED", state.steps.get(id), &detail);
                 }
             }
+            Event::RunOutput { id, line } => self.run_output(*id, line),
             Event::Snapshotting(id) => {
                 let mut state = self.state();
+                Self::end_output(&mut state, *id);
                 if let (Some(line), Some(step)) =
                     (self.step_line(&mut state, *id), state.steps.get(id))
                 {
@@ -131,7 +190,8 @@ impl Observer for Live {
                 }
             }
             Event::StepDone { id, layer } => {
-                let state = self.state();
+                let mut state = self.state();
+                Self::end_output(&mut state, *id);
                 if let Some(line) = state.lines.get(id).cloned() {
                     let took = human_duration(line.elapsed());
                     let detail = match layer {
@@ -147,8 +207,20 @@ impl Observer for Live {
     }
 
     fn finish(&self, outcome: &Outcome) -> anyhow::Result<()> {
+        let mut unfinished_output = String::new();
         {
-            let state = self.state();
+            let mut state = self.state();
+            // A command that was running when the build ended (it failed, or kiln was stopped):
+            // its last lines are what the error needs next to it.
+            for (id, tail) in std::mem::take(&mut state.output) {
+                let step = state.steps.get(&id).map(PlannedStep::display);
+                unfinished_output
+                    .push_str(&format!("\nLast output of {}:\n", step.unwrap_or_default()));
+                for line in &tail.kept {
+                    unfinished_output.push_str(&format!("  {line}\n"));
+                }
+                tail.clear();
+            }
             for line in state.lines.values().filter(|line| !line.is_finished()) {
                 line.abandon();
             }
@@ -165,7 +237,8 @@ impl Observer for Live {
             return Ok(());
         }
         let summary = summary(&report);
-        self.multi.suspend(|| eprint!("{summary}"));
+        self.multi
+            .suspend(|| eprint!("{unfinished_output}{summary}"));
         Ok(())
     }
 }

@@ -24,6 +24,7 @@ impl Executor<'_> {
     pub(super) fn linked(
         &self,
         root: &RootFs,
+        id: crate::events::StepId,
         step: &Step,
         copy: &CopyStep,
         built: &dyn Progress<StageImage>,
@@ -43,7 +44,7 @@ impl Executor<'_> {
             let (uid, gid) = resolve_chown(root, spec)?;
             target.chown = Some(format!("{uid}:{gid}"));
         }
-        let mut changes = self.apply(&scratch, &owned, built, snapshotter, false)?;
+        let mut changes = self.apply(&scratch, id, &owned, built, snapshotter, false)?;
         snapshotter.filter(&mut changes);
         if changes.is_empty() {
             return Ok(None);
