@@ -390,12 +390,12 @@ fn registry_failures_end_with_a_hint_at_the_likely_fix() {
 }
 
 #[test]
-fn the_live_view_shows_a_running_commands_last_lines_and_prints_them_when_it_fails() {
+fn the_live_view_shows_a_running_commands_last_lines_the_snapshot_bytes_and_the_failed_output() {
     let script = crate::support::tools::require("script", "bsdutils");
     let (_registry, base) = Registry::with_busybox();
     let project = Project::new().dockerfile(&format!(
         "FROM {base}\n\
-         RUN echo tail-visible && sleep 1\n\
+         RUN echo tail-visible && head -c 24000000 /dev/urandom > /big && sleep 1\n\
          RUN echo first-line && echo second-line >&2 && sleep 1 && exit 3\n"
     ));
     let cache = tempfile::tempdir().unwrap();
@@ -418,6 +418,11 @@ fn the_live_view_shows_a_running_commands_last_lines_and_prints_them_when_it_fai
     // Drawn under its step while it ran, never as a bare line of kiln's own output.
     assert!(seen.contains("> tail-visible"), "{seen}");
     assert!(!seen.contains("\ntail-visible"), "{seen}");
+    // A 24 MB layer is written with its bytes and rate on the step's line.
+    assert!(
+        seen.contains(" writing layer ") && seen.contains("MiB at "),
+        "{seen}"
+    );
     // The failed command's last lines come with the failure, stdout and stderr alike.
     let last = seen
         .find("Last output of RUN echo first-line")

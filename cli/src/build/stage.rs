@@ -283,7 +283,7 @@ impl Executor<'_> {
                 } else {
                     crate::events::emit(crate::events::Event::Snapshotting(id));
                     Some(
-                        self.snapshot(root, &changes)
+                        self.snapshot(root, id, &changes)
                             .with_context(|| format!("snapshotting {}", at()))?,
                     )
                 }
@@ -371,7 +371,12 @@ impl Executor<'_> {
         let layer = if changes.is_empty() {
             None
         } else {
-            Some(self.snapshot(&root, &changes).with_context(snapshotting)?)
+            // One layer for the whole stage: its bytes count toward the last step.
+            let id = crate::events::StepId::new(stage.index, stage.steps.len().saturating_sub(1));
+            Some(
+                self.snapshot(&root, id, &changes)
+                    .with_context(snapshotting)?,
+            )
         };
         // Every instruction keeps its history entry; the last one carries the layer.
         let last = deferred_history.len().saturating_sub(1);
@@ -967,10 +972,16 @@ impl Executor<'_> {
     }
 
     /// Writes `changes` as a layer into the store, compressed and timestamped as the flags say.
-    fn snapshot(&self, root: &RootFs, changes: &Changes) -> anyhow::Result<Layer> {
+    fn snapshot(
+        &self,
+        root: &RootFs,
+        id: crate::events::StepId,
+        changes: &Changes,
+    ) -> anyhow::Result<Layer> {
         let options = &self.layers;
-        let written = write_layer(root, changes, options, self.store.writer()?)?;
-        let blob = written.sink.commit()?;
+        let sink = crate::events::SnapshotProgress::new(id, self.store.writer()?);
+        let written = write_layer(root, changes, options, sink)?;
+        let blob = written.sink.into_inner().commit()?;
         tracing::debug!(
             "layer {} ({} bytes, {} uncompressed, {:?})",
             blob.digest,

@@ -16,7 +16,10 @@ pub mod markdown;
 pub mod plain;
 pub mod reasons;
 pub mod report;
+mod snapshot;
 pub mod tty;
+
+pub use snapshot::SnapshotProgress;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -115,6 +118,13 @@ pub enum Event<'a> {
     },
     /// The changes of a step are being written as a layer.
     Snapshotting(StepId),
+    /// How far the layer of a step has been written: compressed bytes so far.
+    SnapshotBytes {
+        /// Which step.
+        id: StepId,
+        /// Compressed bytes written.
+        written: u64,
+    },
     /// A step finished executing.
     StepDone {
         /// Which step.

@@ -185,7 +185,7 @@ impl Observer for Plain {
             Event::StepStarted(id) => self.started(*id),
             Event::StepCached { id, layer, remote } => self.cached(*id, *layer, *remote),
             // Only the live view asks for RUN output as events.
-            Event::RunOutput { .. } => {}
+            Event::RunOutput { .. } | Event::SnapshotBytes { .. } => {}
             Event::Snapshotting(id) => {
                 if let Some(step) = self.state().steps.get(id) {
                     tracing::debug!("Taking a snapshot of {}", step.location);

@@ -191,7 +191,7 @@ impl Tally {
                     entry.report.layer = layer.map(LayerReport::from);
                 }
             }
-            Event::Snapshotting(_) | Event::RunOutput { .. } => {}
+            Event::Snapshotting(_) | Event::RunOutput { .. } | Event::SnapshotBytes { .. } => {}
             Event::StepDone { id, layer } => {
                 if let Some(entry) = state.steps.get_mut(id) {
                     entry.report.status = StepStatus::Built;

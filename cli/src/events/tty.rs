@@ -180,13 +180,20 @@ impl Observer for Live {
                 }
             }
             Event::RunOutput { id, line } => self.run_output(*id, line),
+            Event::SnapshotBytes { id, written } => {
+                if let Some(line) = self.state().lines.get(id) {
+                    line.set_position(*written);
+                }
+            }
             Event::Snapshotting(id) => {
                 let mut state = self.state();
                 Self::end_output(&mut state, *id);
-                if let (Some(line), Some(step)) =
-                    (self.step_line(&mut state, *id), state.steps.get(id))
-                {
-                    line.set_message(format!("{} (snapshotting)", step.display()));
+                if let Some(line) = self.step_line(&mut state, *id) {
+                    // The bytes go where a long instruction cannot push them off the line.
+                    line.set_style(style(
+                        "{spinner:.cyan} {prefix:.bold} {wide_msg} writing layer {bytes} at {binary_bytes_per_sec} {elapsed:>4}",
+                    ));
+                    line.set_position(0);
                 }
             }
             Event::StepDone { id, layer } => {

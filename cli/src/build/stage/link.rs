@@ -49,7 +49,7 @@ impl Executor<'_> {
         if changes.is_empty() {
             return Ok(None);
         }
-        let layer = self.snapshot(&scratch, &changes)?;
+        let layer = self.snapshot(&scratch, id, &changes)?;
         self.apply_cached(root, &layer)
             .context("extracting the --link layer over the stage")?;
         snapshotter.invalidate();
