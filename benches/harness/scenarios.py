@@ -180,8 +180,8 @@ SCENARIOS = (
         prepare_s5,
         push_only=True,
         notes=(
-            "kiln has no push-only command: its S5 is `FROM <the 1 GB image>` + `LABEL` with the "
-            "base layers already in its store, so it also unpacks the image before pushing",
+            "kiln's S5 is `kiln push` of the image built (unmeasured) into an OCI layout with "
+            "`--no-push --oci-layout-path`; Buildah's is `buildah push` of the image it pulled",
         ),
     ),
 )
