@@ -24,6 +24,7 @@ mod env_auth;
 mod errors;
 mod explain;
 mod extract;
+mod faults;
 mod frontend;
 mod kaniko_flags;
 mod layers;
