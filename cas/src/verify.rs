@@ -27,7 +27,9 @@ pub enum Problem {
         digest: String,
     },
     /// A step record names a layer whose size in the store differs from the recorded one.
-    #[error("the step record {key} names the layer {digest} of {recorded} bytes; the store holds {stored}")]
+    #[error(
+        "the step record {key} names the layer {digest} of {recorded} bytes; the store holds {stored}"
+    )]
     WrongSize {
         /// The record's key, hex.
         key: String,
@@ -209,7 +211,10 @@ mod tests {
         let path = store.blob_path(&layer.digest);
         std::fs::write(&path, b"lay").unwrap();
         let problem = Verifier::new().check(&store, &index).unwrap_err();
-        assert!(matches!(problem, Problem::WrongSize { stored: 3, .. }), "{problem}");
+        assert!(
+            matches!(problem, Problem::WrongSize { stored: 3, .. }),
+            "{problem}"
+        );
         std::fs::remove_file(&path).unwrap();
         let problem = Verifier::new().check(&store, &index).unwrap_err();
         assert!(matches!(problem, Problem::MissingLayer { .. }), "{problem}");

@@ -76,14 +76,22 @@ pub fn settled(limit: Duration, leftovers: impl Fn() -> Vec<String>) -> Vec<Stri
 }
 
 /// The digest of the manifest `image` (`host:port/repo:tag`) points at, as skopeo reads it from
-/// the registry; `None` if the tag does not exist.
+/// the registry; `None` if the tag does not exist. Any other failure fails the test.
 pub fn tag_digest(image: &str) -> Option<String> {
     let output = skopeo()
         .args(["inspect", "--raw", "--tls-verify=false"])
         .arg(format!("docker://{image}"))
         .output()
         .unwrap();
-    output.status.success().then(|| sha256(&output.stdout))
+    if output.status.success() {
+        return Some(sha256(&output.stdout));
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("manifest unknown"),
+        "skopeo inspect {image}: {stderr}"
+    );
+    None
 }
 
 /// `sha256:<hex>` of `bytes`.

@@ -16,14 +16,17 @@ use crate::support::{Kiln, Outcome, Project, Registry};
 /// `--network=none`, a scratch image.
 const DOCKERFILES: [&str; 8] = [
     "ARG BASE\nFROM ${BASE}\nCOPY common/ /common/\nRUN echo zero > /id\n",
-    "ARG BASE\nFROM ${BASE}\nCOPY common/ /common/\nRUN --mount=type=cache,target=/var/cache/shared,sharing=locked echo one >> /var/cache/shared/log && echo one > /id\n",
+    "ARG BASE\nFROM ${BASE}\nCOPY common/ /common/\nRUN --mount=type=cache,id=shared,target=/var/cache/shared,sharing=locked echo one >> /var/cache/shared/log && echo one > /id\n",
     "ARG BASE\nFROM ${BASE} AS build\nCOPY common/ /common/\nRUN cat /common/a /common/b > /all\nFROM ${BASE}\nCOPY --from=build /all /all\n",
     "ARG BASE\nFROM ${BASE}\nCOPY common/ /common/\nWORKDIR /work/three\nCOPY common/a ./\nRUN ls -l > /listing\n",
     "ARG BASE\nFROM ${BASE} AS base\nCOPY common/ /common/\nFROM scratch\nCOPY --from=base /common/ /\n",
     "ARG BASE\nFROM ${BASE}\nCOPY common/ /common/\nRUN mkdir -p /five/a && echo five > /five/a/b && rm /etc/group\n",
     "ARG BASE\nFROM ${BASE}\nCOPY common/ /common/\nUSER app\nRUN --mount=type=cache,target=/tmp/cache,uid=1000,sharing=private echo six > /tmp/six\n",
-    "ARG BASE\nFROM ${BASE}\nCOPY common/ /common/\nENV SEVEN=7\nLABEL seven=7\nRUN --network=none --mount=type=cache,target=/c,sharing=shared echo $SEVEN > /seven\n",
+    "ARG BASE\nFROM ${BASE}\nCOPY common/ /common/\nENV SEVEN=7\nLABEL seven=7\nRUN --network=none --mount=type=cache,id=shared,target=/c,sharing=shared echo $SEVEN >> /c/log && echo $SEVEN > /seven\n",
 ];
+
+/// The COPY, RUN and WORKDIR steps of all eight Dockerfiles.
+const CACHEABLE_STEPS: usize = 19;
 
 fn project(dockerfile: &str) -> Project {
     Project::new()
@@ -117,6 +120,12 @@ fn eight_builds_sharing_one_cache_directory_and_repository_push_the_digests_they
                 "round {round}: Dockerfile {i}"
             );
             cached += cached_steps(&log);
+        }
+        if round == 2 {
+            assert_eq!(
+                cached, CACHEABLE_STEPS,
+                "the second round must reuse every step the first recorded"
+            );
         }
         let summary = cache_is_consistent(cache_dir.path(), &mut verifier, "shared");
         assert_eq!(mounts_under(cache_dir.path()), Vec::<String>::new());

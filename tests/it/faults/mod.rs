@@ -4,7 +4,8 @@
 //! ([`concurrent`]). After each, [`check`] verifies the cache directory, the mount table, the
 //! process table and the registry.
 
-mod check;
-mod matrix;
-mod kills;
+pub(crate) mod check;
 mod concurrent;
+mod kills;
+mod matrix;
+mod regressions;

@@ -1,8 +1,8 @@
 //! A fault-injecting HTTP/1.1 proxy between kiln and a real registry: it forwards requests
 //! unchanged (the registry sees the proxy's address as its own, so upload locations point back
 //! through it), records each one, and on request answers with an error, cuts, stalls or
-//! corrupts a response body, corrupts a request body, drops or resets a connection, or rewrites
-//! a status or digest header, a given number of times.
+//! corrupts a response body, cuts or corrupts a request body, drops or resets a connection, or
+//! rewrites a status, a given number of times.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -39,8 +39,6 @@ pub enum Action {
     /// Flip one bit in the middle of the request body, then forward: content damaged on the
     /// way to the registry (an upload the registry must refuse by its digest).
     FlipRequestByte,
-    /// Forward, then replace the response's `Docker-Content-Digest` with a wrong one.
-    WrongDigestHeader,
     /// Forward the head and half the request body, then close both connections: an upload
     /// cut off mid-body.
     CutRequestBody,
@@ -308,13 +306,6 @@ fn serve(client: TcpStream, upstream: &str, state: &State) {
                     return;
                 }
                 continue;
-            }
-            Some(Action::WrongDigestHeader) => {
-                for (name, value) in &mut response.headers {
-                    if name.eq_ignore_ascii_case("docker-content-digest") {
-                        *value = format!("sha256:{}", "0".repeat(64));
-                    }
-                }
             }
             Some(Action::AddHeader(name, value)) => response.headers.push((name, value)),
             Some(Action::RewriteStatus(new)) => {
