@@ -17,12 +17,14 @@ pub mod index;
 pub mod record;
 pub mod refs;
 mod store;
+pub mod verify;
 mod writer;
 
 pub use error::Error;
 pub use index::{Index, Session};
 pub use record::{FileIdentity, ImageRecord, LayerRecord, SiteRecord, StepRecord};
 pub use store::{Blob, Store, StoredBlob};
+pub use verify::Verifier;
 pub use writer::BlobWriter;
 
 /// Result type of this crate.

@@ -279,6 +279,22 @@ pub enum Error {
         /// Digest of what we received.
         actual: String,
     },
+    /// The registry stored other content than the bytes sent (its `Docker-Content-Digest`
+    /// differs from theirs): they were damaged on the way, and the tag points at the damaged
+    /// manifest until the PUT is repeated.
+    #[error(
+        "{operation} {target}: the registry stored content with digest {stored}, not the {sent} sent (damaged in flight)"
+    )]
+    StoredOther {
+        /// What was being done.
+        operation: Operation,
+        /// Image.
+        target: String,
+        /// Digest of the bytes sent.
+        sent: String,
+        /// Digest the registry reports for what it stored.
+        stored: String,
+    },
     /// A manifest or config was larger than its descriptor said or than we accept.
     #[error("{operation} {target}: response exceeds {limit} bytes")]
     TooLarge {
@@ -408,8 +424,13 @@ impl Error {
     /// Whether trying the same operation again may succeed: the network or the registry
     /// failed transiently (5xx, 408, 429, resets, timeouts, truncated bodies), or content was
     /// damaged in flight (a download whose digest does not match, an upload the registry
-    /// refused as `DIGEST_INVALID`, an upload session that vanished). Other 4xx answers are
+    /// refused as `DIGEST_INVALID`, an upload session that vanished, a manifest the registry
+    /// stored as other bytes or refused for naming a blob it lacks). Other 4xx answers are
     /// never worth repeating.
+    ///
+    /// A manifest is only pushed once every blob it names was found in or put into the
+    /// repository, so `MANIFEST_BLOB_UNKNOWN` means the manifest's bytes were damaged on the
+    /// way (or the registry's storage has not caught up with its own upload yet): both pass.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Http {
@@ -418,12 +439,15 @@ impl Error {
                 body,
                 ..
             } => {
+                let damaged =
+                    |codes: &[&str]| body.errors.iter().any(|e| codes.contains(&e.code.as_str()));
                 crate::retry::retryable_status(*status)
                     || (*operation == Operation::PushBlob
-                        && body.errors.iter().any(|e| {
-                            matches!(e.code.as_str(), "DIGEST_INVALID" | "BLOB_UPLOAD_UNKNOWN")
-                        }))
+                        && damaged(&["DIGEST_INVALID", "BLOB_UPLOAD_UNKNOWN"]))
+                    || (*operation == Operation::PushManifest
+                        && damaged(&["DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN"]))
             }
+            Error::StoredOther { .. } => true,
             Error::Transport { source, .. } | Error::Unreachable { source, .. } => {
                 crate::retry::retryable_transport(source)
             }
@@ -644,7 +668,14 @@ mod tests {
         assert!(!http(Operation::PushManifest, 403, b"").is_transient());
         let digest_invalid = br#"{"errors":[{"code":"DIGEST_INVALID"}]}"#;
         assert!(http(Operation::PushBlob, 400, digest_invalid).is_transient());
-        assert!(!http(Operation::PushManifest, 400, digest_invalid).is_transient());
+        // A manifest whose bytes were damaged on the way: refused for its digest or for naming
+        // a blob kiln had just confirmed (tests/it/faults/matrix.rs finds both).
+        assert!(http(Operation::PushManifest, 400, digest_invalid).is_transient());
+        let blob_unknown = br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN"}]}"#;
+        assert!(http(Operation::PushManifest, 400, blob_unknown).is_transient());
+        assert!(!http(Operation::PullManifest, 400, blob_unknown).is_transient());
+        let invalid = br#"{"errors":[{"code":"MANIFEST_INVALID"}]}"#;
+        assert!(!http(Operation::PushManifest, 400, invalid).is_transient());
         let mismatch = |operation| Error::DigestMismatch {
             operation,
             target: "r/a".to_owned(),
@@ -652,6 +683,14 @@ mod tests {
             actual: "sha256:b".to_owned(),
         };
         assert!(mismatch(Operation::PullBlob).is_transient());
+        // The body does not match the digest the caller pinned: nothing in flight about it.
         assert!(!mismatch(Operation::PushManifest).is_transient());
+        let stored_other = Error::StoredOther {
+            operation: Operation::PushManifest,
+            target: "r/a:1".to_owned(),
+            sent: "sha256:a".to_owned(),
+            stored: "sha256:b".to_owned(),
+        };
+        assert!(stored_other.is_transient());
     }
 }

@@ -267,36 +267,40 @@ impl Client {
         )
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::Bytes(body));
-        let response = self
-            .with_retries(Access::Push, || {
-                self.execute_expecting(
+        // The digest check is part of the attempt: a registry that stored other bytes than
+        // those sent (damaged in flight) now has the tag on them, and only sending the
+        // manifest again puts it right.
+        self.with_retries(Access::Push, || async {
+            let response = self
+                .execute_expecting(
                     &call,
                     &spec,
                     &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
                 )
-            })
-            .await?;
-        let reported = header_str(
-            &response,
-            &header::HeaderName::from_static("docker-content-digest"),
-        )
-        .filter(|d| digest::validate(d).is_ok())
-        .map(str::to_owned);
-        match reported {
-            Some(reported)
-                if digest::algorithm_of(&reported) == digest::algorithm_of(&computed)
-                    && reported != computed =>
-            {
-                Err(Error::DigestMismatch {
-                    operation: op,
-                    target: display,
-                    expected: computed,
-                    actual: reported,
-                })
+                .await?;
+            let reported = header_str(
+                &response,
+                &header::HeaderName::from_static("docker-content-digest"),
+            )
+            .filter(|d| digest::validate(d).is_ok())
+            .map(str::to_owned);
+            match reported {
+                Some(reported)
+                    if digest::algorithm_of(&reported) == digest::algorithm_of(&computed)
+                        && reported != computed =>
+                {
+                    Err(Error::StoredOther {
+                        operation: op,
+                        target: display.clone(),
+                        sent: computed.clone(),
+                        stored: reported,
+                    })
+                }
+                Some(reported) => Ok(reported),
+                None => Ok(computed.clone()),
             }
-            Some(reported) => Ok(reported),
-            None => Ok(computed),
-        }
+        })
+        .await
     }
 }
 

@@ -26,6 +26,7 @@ mod env_auth;
 mod errors;
 mod explain;
 mod extract;
+mod faults;
 mod frontend;
 mod git_context;
 mod kaniko_flags;

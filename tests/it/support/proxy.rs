@@ -1,12 +1,14 @@
 //! A fault-injecting HTTP/1.1 proxy between kiln and a real registry: it forwards requests
 //! unchanged (the registry sees the proxy's address as its own, so upload locations point back
-//! through it), records each one, and on request answers with an error, cuts or corrupts a
-//! response body, drops a request, or rewrites a status, a given number of times.
+//! through it), records each one, and on request answers with an error, cuts, stalls or
+//! corrupts a response body, cuts or corrupts a request body, drops or resets a connection, or
+//! rewrites a status, a given number of times.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What to do to a matching request.
 #[derive(Debug, Clone)]
@@ -24,11 +26,22 @@ pub enum Action {
     /// Forward, then report this status instead of the registry's (ECR's 201 on PATCH).
     RewriteStatus(u16),
     /// Forward, then hold the response back this long: a registry that is slow, not dead.
-    Stall(std::time::Duration),
+    Stall(Duration),
     /// Forward without the `Range` header, as a registry that ignores ranges would answer.
     IgnoreRange,
     /// Forward, then add this header to the response.
     AddHeader(String, String),
+    /// Read the request, then reset the connection (TCP RST) without answering or forwarding.
+    Reset,
+    /// Forward, then send the head and half the body, pause this long, and send the rest: a
+    /// body that stalls mid-transfer.
+    StallBody(Duration),
+    /// Flip one bit in the middle of the request body, then forward: content damaged on the
+    /// way to the registry (an upload the registry must refuse by its digest).
+    FlipRequestByte,
+    /// Forward the head and half the request body, then close both connections: an upload
+    /// cut off mid-body.
+    CutRequestBody,
 }
 
 /// One request as the proxy saw it.
@@ -129,6 +142,11 @@ impl Proxy {
         self.state.log.lock().unwrap().clone()
     }
 
+    /// Removes every fault not used up yet: requests are forwarded unchanged from now on.
+    pub fn heal(&self) {
+        self.state.faults.lock().unwrap().clear();
+    }
+
     /// How many requests so far were `method` on a path containing `fragment`.
     pub fn count(&self, method: &str, fragment: &str) -> usize {
         self.requests()
@@ -209,13 +227,25 @@ fn serve(client: TcpStream, upstream: &str, state: &State) {
                 let _ = client.shutdown(Shutdown::Both);
                 return;
             }
+            Some(Action::Reset) => {
+                // A zero linger time makes close() send RST instead of FIN.
+                let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+                return;
+            }
             _ => {}
         }
         let mut request = request;
-        if matches!(action, Some(Action::IgnoreRange)) {
-            request
+        match action {
+            Some(Action::IgnoreRange) => request
                 .headers
-                .retain(|(k, _)| !k.eq_ignore_ascii_case("range"));
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("range")),
+            Some(Action::FlipRequestByte) => {
+                let middle = request.body.len() / 2;
+                if let Some(byte) = request.body.get_mut(middle) {
+                    *byte ^= 0x01;
+                }
+            }
+            _ => {}
         }
         if server.is_none() {
             let Ok(stream) = TcpStream::connect(upstream) else {
@@ -227,6 +257,14 @@ fn serve(client: TcpStream, upstream: &str, state: &State) {
         let Some((to_server, from_server)) = server.as_mut() else {
             return;
         };
+        if matches!(action, Some(Action::CutRequestBody)) {
+            let half = request.body.len() / 2;
+            let _ = request.write_head(to_server);
+            let _ = to_server.write_all(&request.body[..half]);
+            let _ = to_server.shutdown(Shutdown::Both);
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
         if request.write_head(to_server).is_err() || to_server.write_all(&request.body).is_err() {
             return;
         }
@@ -258,6 +296,17 @@ fn serve(client: TcpStream, upstream: &str, state: &State) {
                 }
             }
             Some(Action::Stall(pause)) => std::thread::sleep(pause),
+            Some(Action::StallBody(pause)) => {
+                let half = response.body.len() / 2;
+                let sent = response.write_head(&mut client).is_ok()
+                    && client.write_all(&response.body[..half]).is_ok()
+                    && client.flush().is_ok();
+                std::thread::sleep(pause);
+                if !sent || client.write_all(&response.body[half..]).is_err() {
+                    return;
+                }
+                continue;
+            }
             Some(Action::AddHeader(name, value)) => response.headers.push((name, value)),
             Some(Action::RewriteStatus(new)) => {
                 let reason = if new == 201 { "Created" } else { "Rewritten" };
