@@ -8,7 +8,8 @@
 //! A build killed outright (SIGKILL, OOM) never gets to do that. Each work directory therefore
 //! has a lock file next to it, locked (`flock`) before the directory exists and for as long as
 //! its build runs: a later build that can take the lock knows the owner is gone and moves the
-//! directory to the trash. The kernel drops the lock with the process, whatever kills it.
+//! directory to the trash. The kernel drops the lock with the process, whatever kills it. (A
+//! kill between creating and locking the file leaves an empty `.locking` file: harmless.)
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -33,16 +34,22 @@ impl WorkDir {
         let trash = root.join("trash");
         std::fs::create_dir_all(&trash).with_context(|| format!("creating {}", trash.display()))?;
         reclaim_abandoned(&root, &trash);
-        let (lock_file, lock) = tempfile::Builder::new()
+        // Locked under a name the sweep ignores, then renamed (the lock stays with the open
+        // file): a `.lock` file is never seen unlocked while its build lives, so no other build
+        // can take it for abandoned in between.
+        let (lock_file, locking) = tempfile::Builder::new()
             .prefix("build-")
-            .suffix(".lock")
+            .suffix(".locking")
             .tempfile_in(&root)
             .with_context(|| format!("creating a work directory in {}", root.display()))?
             .keep()
             .with_context(|| format!("creating a work directory in {}", root.display()))?;
         lock_file
             .lock()
-            .with_context(|| format!("locking {}", lock.display()))?;
+            .with_context(|| format!("locking {}", locking.display()))?;
+        let lock = locking.with_extension("lock");
+        std::fs::rename(&locking, &lock)
+            .with_context(|| format!("renaming {} to {}", locking.display(), lock.display()))?;
         let dir = lock.with_extension("");
         std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         sweep_in_background(trash.clone());
