@@ -292,7 +292,12 @@ impl World {
                 ));
             }
             let stderr = outcome.stderr();
-            let error = stderr.lines().last().unwrap_or_default();
+            // The error line: the last one, before the `hint:` that may follow it.
+            let error = stderr
+                .lines()
+                .rev()
+                .find(|line| !line.trim_start().starts_with("hint:"))
+                .unwrap_or_default();
             if stderr.contains("panicked") || !error.contains(proxy.addr()) {
                 return Err(format!("the error does not name the registry:\n{stderr}"));
             }
