@@ -11,7 +11,8 @@
 //! index entries go first (the `blobs` entries, every step record whose layer is removed, every
 //! image record whose manifest is removed), in one atomic batch, and the files after: a
 //! collection killed half way leaves files no entry names, which the next one removes, and never
-//! an entry naming a missing blob.
+//! an entry naming a missing blob. With a maximum age, context file hashes recorded before it
+//! go too (a hash forgotten too early only costs reading that file once more).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -45,6 +46,8 @@ pub struct Report {
     pub kept_bytes: u64,
     /// Step and image records forgotten because they named a removed blob.
     pub records_forgotten: usize,
+    /// Context file hashes forgotten for being older than the maximum age.
+    pub file_hashes_forgotten: usize,
 }
 
 /// A blob file and when it was last used.
@@ -95,6 +98,10 @@ pub fn collect(store: &Store, index: &Index, limits: Limits, now: SystemTime) ->
     }
     let gone: HashSet<Digest> = removed.iter().map(|c| c.digest.clone()).collect();
     let records_forgotten = session.forget_blobs_and_records(&gone)?;
+    let file_hashes_forgotten = match too_old {
+        Some(oldest) => session.forget_files_before(oldest)?,
+        None => 0,
+    };
     for candidate in &removed {
         let path = store.blob_path(&candidate.digest);
         match std::fs::remove_file(&path) {
@@ -110,6 +117,7 @@ pub fn collect(store: &Store, index: &Index, limits: Limits, now: SystemTime) ->
         kept: kept.len(),
         kept_bytes: kept.iter().map(|c| c.size).sum(),
         records_forgotten,
+        file_hashes_forgotten,
     })
 }
 
@@ -186,5 +194,47 @@ mod tests {
         let used: Vec<_> = index.read().unwrap().blobs().unwrap();
         assert_eq!(used.len(), 1);
         assert_eq!(used[0].0, recent.digest);
+    }
+
+    #[test]
+    fn file_hashes_recorded_before_the_maximum_age_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let index = Index::open(&dir.path().join("index")).unwrap();
+        let identity = |ino| crate::FileIdentity {
+            dev: 1,
+            ino,
+            size: 3,
+            mtime_ns: 1,
+            ctime_ns: 1,
+            mode: 0o100644,
+        };
+        index
+            .write()
+            .unwrap()
+            .put_files(&[(identity(1), [7; 32]), (identity(2), [8; 32])])
+            .unwrap();
+        let keep_all = Limits {
+            max_age: Some(Duration::from_secs(DAY)),
+            max_size: None,
+        };
+        let report = collect(&store, &index, keep_all, SystemTime::now()).unwrap();
+        assert_eq!(report.file_hashes_forgotten, 0);
+        assert_eq!(
+            index.read().unwrap().files(&[identity(1)]).unwrap(),
+            [Some([7; 32])]
+        );
+        // A day later, both were recorded before the limit.
+        let later = SystemTime::now() + Duration::from_secs(2 * DAY);
+        let report = collect(&store, &index, keep_all, later).unwrap();
+        assert_eq!(report.file_hashes_forgotten, 2);
+        assert_eq!(
+            index
+                .read()
+                .unwrap()
+                .files(&[identity(1), identity(2)])
+                .unwrap(),
+            [None, None]
+        );
     }
 }

@@ -80,7 +80,7 @@ impl Session {
     pub fn file(&self, identity: &FileIdentity) -> Result<Option<[u8; 32]>> {
         Ok(self
             .get(FILES, &identity.to_key())?
-            .and_then(|value| <[u8; 32]>::try_from(value.as_slice()).ok()))
+            .and_then(|value| file_hash(&value)))
     }
 
     /// The blake3 hashes recorded for many file identities, in one batched lookup (a
@@ -97,7 +97,7 @@ impl Session {
             .into_iter()
             .map(|found| {
                 found
-                    .map(|value| value.and_then(|value| <[u8; 32]>::try_from(value.as_ref()).ok()))
+                    .map(|value| value.and_then(|value| file_hash(&value)))
                     .map_err(|err| Error::Index {
                         action: "reading",
                         message: err.into_string(),
@@ -167,14 +167,40 @@ impl Session {
         self.put(ALIASES, from, to)
     }
 
-    /// Records file hashes, all at once.
+    /// Records file hashes, all at once, stamped with the time (for `kiln cache gc`).
     pub fn put_files(&self, files: &[(FileIdentity, [u8; 32])]) -> Result<()> {
         let (db, cf) = self.writable_family(FILES)?;
+        let now = crate::record::now().to_be_bytes();
         let mut batch = WriteBatch::default();
         for (identity, hash) in files {
-            batch.put_cf(cf, identity.to_key(), hash);
+            let mut value = [0u8; 40];
+            value[..32].copy_from_slice(hash);
+            value[32..].copy_from_slice(&now);
+            batch.put_cf(cf, identity.to_key(), value);
         }
         db.write(batch).map_err(write_error)
+    }
+
+    /// Forgets the file hashes recorded before `oldest` (seconds since the epoch): files long
+    /// gone or changed leave entries nothing would ever read. A forgotten hash of a file that
+    /// is still there only costs reading it once more. Returns how many went.
+    pub fn forget_files_before(&self, oldest: u64) -> Result<usize> {
+        let mut stale = Vec::new();
+        self.each(FILES, |key, value| {
+            if file_recorded(value) < oldest {
+                stale.push(key.to_vec());
+            }
+        })?;
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let (db, cf) = self.writable_family(FILES)?;
+        let mut batch = WriteBatch::default();
+        for key in &stale {
+            batch.delete_cf(cf, key);
+        }
+        db.write(batch).map_err(write_error)?;
+        Ok(stale.len())
     }
 
     /// Records what `reference` resolved to.
@@ -350,4 +376,19 @@ fn write_error(err: rocksdb::Error) -> Error {
         action: "writing",
         message: err.into_string(),
     }
+}
+
+/// The hash in a `files` value: 32 bytes, then when it was recorded.
+fn file_hash(value: &[u8]) -> Option<[u8; 32]> {
+    value
+        .get(..32)
+        .and_then(|hash| <[u8; 32]>::try_from(hash).ok())
+}
+
+/// When a `files` value was recorded; 0 for an entry without a time.
+fn file_recorded(value: &[u8]) -> u64 {
+    value
+        .get(32..40)
+        .and_then(|time| <[u8; 8]>::try_from(time).ok())
+        .map_or(0, u64::from_be_bytes)
 }

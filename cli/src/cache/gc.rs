@@ -40,10 +40,11 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
     let report = collect(&store, &index, limits, SystemTime::now())
         .with_context(|| format!("collecting garbage in {}", cache_dir.display()))?;
     println!(
-        "Removed {} blobs ({} bytes) and {} index records; kept {} blobs ({} bytes) in {}",
+        "Removed {} blobs ({} bytes), {} index records and {} context file hashes; kept {} blobs ({} bytes) in {}",
         report.removed,
         report.freed,
         report.records_forgotten,
+        report.file_hashes_forgotten,
         report.kept,
         report.kept_bytes,
         cache_dir.display()
