@@ -51,6 +51,9 @@ fn verbatim_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(EntryType::Regular);
         header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_700_000_000);
         header.set_size(contents.len() as u64);
         header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
         header.set_cksum();
@@ -69,9 +72,7 @@ fn serve_image(hostile: &HostileRegistry, scratch: &Path, repo: &str, layers: Ve
 /// Builds `dockerfile` (FROM images on the hostile registry) towards `destination`.
 fn build(dockerfile: &str, destination: &str) -> crate::support::Outcome {
     let project = Project::new().dockerfile(dockerfile);
-    Kiln::build(project.path())
-        .push_to(destination)
-        .run()
+    Kiln::build(project.path()).push_to(destination).run()
 }
 
 #[test]
@@ -95,7 +96,10 @@ fn a_context_tar_climbing_out_with_dotdot_fails_naming_the_entry_and_writes_noth
         .failure();
     assert!(stderr.contains(&name), "names the entry: {stderr}");
     assert!(stderr.contains("climbs above the root"), "{stderr}");
-    assert!(!Path::new("/tmp").join(&escape).exists(), "written on the host");
+    assert!(
+        !Path::new("/tmp").join(&escape).exists(),
+        "written on the host"
+    );
     assert!(!exists(&destination), "pushed");
 }
 
@@ -104,7 +108,13 @@ fn copy_through_context_symlinks_pointing_outside_never_reads_host_files() {
     let registry = Registry::start();
     let secret = unique("host-secret-content");
     let host_file = Sentinel::new(&unique("host-secret"), &secret);
-    let file_name = host_file.0.file_name().unwrap().to_str().unwrap().to_owned();
+    let file_name = host_file
+        .0
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let host_dir = host_file.0.parent().unwrap().to_owned();
     let project = Project::new().file("plain", "plain\n");
     let link = |name: &str, target: &Path| {
@@ -126,9 +136,7 @@ fn copy_through_context_symlinks_pointing_outside_never_reads_host_files() {
         )
         .unwrap();
         let destination = registry.image("symlinks:1");
-        let outcome = Kiln::build(project.path())
-            .push_to(&destination)
-            .run();
+        let outcome = Kiln::build(project.path()).push_to(&destination).run();
         assert!(
             !outcome.everything_printed().contains(&secret),
             "COPY {source}: the host file's contents were printed"
@@ -137,7 +145,10 @@ fn copy_through_context_symlinks_pointing_outside_never_reads_host_files() {
             let scratch = tempfile::tempdir().unwrap();
             let rootfs = unpack(&format!("docker://{destination}"), scratch.path());
             let leaked = grep_tree(&rootfs, secret.as_bytes());
-            assert!(leaked.is_empty(), "COPY {source} copied host bytes into {leaked:?}");
+            assert!(
+                leaked.is_empty(),
+                "COPY {source} copied host bytes into {leaked:?}"
+            );
         } else {
             assert!(!exists(&destination), "COPY {source} failed but pushed");
         }
@@ -173,7 +184,13 @@ fn base_layer_traversal_tricks_that_docker_roots_land_inside_the_root() {
     let abs = unique("abs");
     let via_link = unique("via-symlinked-parent");
     let whiteout_target = Sentinel::new(&unique("whiteout-target"), "keep");
-    let wh_name = whiteout_target.0.file_name().unwrap().to_str().unwrap().to_owned();
+    let wh_name = whiteout_target
+        .0
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let mut tricks = Layer::new();
     tricks
         .dir("tmp/", image::Meta::mode(0o1777))
@@ -241,15 +258,26 @@ fn base_layer_entries_climbing_out_are_refused_naming_layer_and_entry() {
     for (repo, kind, name, link) in cases {
         let mut layer = Layer::new();
         layer.verbatim(kind, &name, &link, b"");
-        serve_image(&hostile, registry.scratch(), repo, vec![image::busybox(), layer]);
+        serve_image(
+            &hostile,
+            registry.scratch(),
+            repo,
+            vec![image::busybox(), layer],
+        );
         let destination = registry.image(&format!("{repo}-never:1"));
         let stderr = build(
-            &format!("FROM {}\nRUN true\n", hostile.image(&format!("{repo}:latest"))),
+            &format!(
+                "FROM {}\nRUN true\n",
+                hostile.image(&format!("{repo}:latest"))
+            ),
             &destination,
         )
         .failure();
         assert!(stderr.contains("climbs above the root"), "{repo}: {stderr}");
-        assert!(stderr.contains("sha256:"), "{repo}: names the layer: {stderr}");
+        assert!(
+            stderr.contains("sha256:"),
+            "{repo}: names the layer: {stderr}"
+        );
         assert!(!exists(&destination), "{repo}: pushed");
         target.assert_untouched("keep");
     }
@@ -300,7 +328,10 @@ fn blobs_that_lie_about_their_digest_or_size_fail_the_build_and_push_nothing() {
     hostile.route(&config_path, Route::ok("application/octet-stream", config));
     let destination = registry.image("liar-config:1");
     let stderr = build(&from, &destination).failure();
-    assert!(stderr.contains(&config_digest), "names the config: {stderr}");
+    assert!(
+        stderr.contains(&config_digest),
+        "names the config: {stderr}"
+    );
     assert!(!exists(&destination));
 }
 
@@ -343,14 +374,19 @@ fn a_registry_redirect_to_another_host_does_not_carry_the_credentials() {
         .run();
     let log = printed.everything_printed();
     assert!(printed.succeeded(), "{log}");
-    assert!(!log.contains(&password) && !log.contains(&auth), "credentials logged");
+    assert!(
+        !log.contains(&password) && !log.contains(&auth),
+        "credentials logged"
+    );
     assert!(
         origin.seen().iter().any(|r| r.authorization.is_some()),
         "the origin got the credentials"
     );
     let followed = elsewhere.seen();
     assert!(
-        followed.iter().any(|r| r.path.contains("/blobs/")),
+        followed
+            .iter()
+            .any(|r| r.method == "GET" && r.path.contains("/blobs/")),
         "the redirect was followed: {followed:?}"
     );
     assert!(
@@ -392,7 +428,7 @@ fn a_4_gib_manifest_is_refused_after_a_bounded_read() {
         assert!(!outcome.succeeded(), "{tag}: {stderr}");
         assert!(stderr.contains("huge"), "{tag}: names the image: {stderr}");
         assert!(
-            stderr.contains("larger than") || stderr.contains("limit") || stderr.contains("MiB"),
+            stderr.contains("exceeds 16777216 bytes"),
             "{tag}: says it is too large: {stderr}"
         );
         assert!(peak < 256 << 20, "{tag}: peak memory {} MiB", peak >> 20);

@@ -30,8 +30,8 @@ impl Planted {
 
     /// Every form a planted value could leak in (credentials also as their Basic token).
     fn needles(&self, user: &str) -> Vec<String> {
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{user}:{}", self.password));
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", self.password));
         vec![
             self.file_secret.clone(),
             self.env_secret.clone(),
@@ -97,25 +97,35 @@ fn secrets_and_registry_credentials_appear_in_no_layer_config_log_or_error() {
     let secret_file = project.out("file-secret");
     std::fs::write(&secret_file, &planted.file_secret).unwrap();
     let docker_config = tempfile::tempdir().unwrap();
-    let auth = base64::engine::general_purpose::STANDARD
-        .encode(format!("{user}:{}", planted.password));
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", planted.password));
     std::fs::write(
         docker_config.path().join("config.json"),
-        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, private.addr()),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            private.addr()
+        ),
     )
     .unwrap();
     let kaniko = format!("KANIKO_{}", private.addr().replace(['.', ':', '-'], "_"));
     let with_secrets = |kiln: Kiln| {
-        kiln.args(["--secret", &format!("id=file,src={}", secret_file.display())])
-            .args(["--secret", "id=api,env=KILN_SCAN_API_KEY"])
-            .env("KILN_SCAN_API_KEY", &planted.env_secret)
+        kiln.args([
+            "--secret",
+            &format!("id=file,src={}", secret_file.display()),
+        ])
+        .args(["--secret", "id=api,env=KILN_SCAN_API_KEY"])
+        .env("KILN_SCAN_API_KEY", &planted.env_secret)
     };
 
     // Credentials from a docker config and from the environment, at every verbosity.
     for (verbosity, source) in [("trace", "config"), ("debug", "env"), ("info", "config")] {
         let destination = public.image(&format!("scanned-{verbosity}:1"));
-        let kiln = with_secrets(Kiln::build(project.path()).push_to(&destination))
-            .args(["--verbosity", verbosity, "--build-arg", "VISIBLE=on-record"]);
+        let kiln = with_secrets(Kiln::build(project.path()).push_to(&destination)).args([
+            "--verbosity",
+            verbosity,
+            "--build-arg",
+            "VISIBLE=on-record",
+        ]);
         let kiln = match source {
             "config" => kiln.env("DOCKER_CONFIG", docker_config.path()),
             _ => kiln
@@ -153,11 +163,13 @@ fn secrets_and_registry_credentials_appear_in_no_layer_config_log_or_error() {
 
     // A refused pull: wrong credentials of the same shape; the error must not echo them.
     let wrong = format!("{}-wrong", planted.password);
-    let wrong_auth =
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{wrong}"));
+    let wrong_auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{wrong}"));
     std::fs::write(
         docker_config.path().join("config.json"),
-        format!(r#"{{"auths":{{"{}":{{"auth":"{wrong_auth}"}}}}}}"#, private.addr()),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{wrong_auth}"}}}}}}"#,
+            private.addr()
+        ),
     )
     .unwrap();
     let destination = public.image("scanned-refused:1");

@@ -165,7 +165,13 @@ impl Layer {
 
     /// An entry of any kind whose name and link target are written verbatim (`..`, absolute
     /// paths and all), as a hostile layer would have them.
-    pub fn verbatim(&mut self, kind: EntryType, name: &str, link: &str, contents: &[u8]) -> &mut Layer {
+    pub fn verbatim(
+        &mut self,
+        kind: EntryType,
+        name: &str,
+        link: &str,
+        contents: &[u8],
+    ) -> &mut Layer {
         let mut header = Layer::header(kind, &Meta::default(), contents.len() as u64);
         let old = header.as_old_mut();
         old.name[..name.len()].copy_from_slice(name.as_bytes());

@@ -188,11 +188,10 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         if state.basic.is_some() && state.basic != authorization {
             Route {
                 status: 401,
-                headers: vec![(
-                    "WWW-Authenticate".into(),
-                    "Basic realm=\"hostile\"".into(),
-                )],
-                body: Body::Bytes(Arc::new(b"{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}".to_vec())),
+                headers: vec![("WWW-Authenticate".into(), "Basic realm=\"hostile\"".into())],
+                body: Body::Bytes(Arc::new(
+                    b"{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}".to_vec(),
+                )),
             }
         } else if path == "/v2/" {
             Route::ok("application/json", b"{}".to_vec())
@@ -216,9 +215,10 @@ fn respond(mut stream: TcpStream, method: &str, route: Route) -> std::io::Result
     }
     match &route.body {
         Body::Bytes(bytes) => head.push_str(&format!("Content-Length: {}\r\n", bytes.len())),
-        Body::Endless { len, announce: true } => {
-            head.push_str(&format!("Content-Length: {len}\r\n"))
-        }
+        Body::Endless {
+            len,
+            announce: true,
+        } => head.push_str(&format!("Content-Length: {len}\r\n")),
         Body::Endless { .. } => {}
     }
     head.push_str("\r\n");
