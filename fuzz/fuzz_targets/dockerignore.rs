@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let (patterns, paths) = text.split_once('\0').unwrap_or((text, "a/b/c\nDockerfile\n.git"));
+    let (patterns, paths) = text
+        .split_once('\0')
+        .unwrap_or((text, "a/b/c\nDockerfile\n.git"));
     let Ok(ignore) = Dockerignore::parse(patterns) else {
         return;
     };

@@ -32,7 +32,12 @@ fuzz_target!(|data: &[u8]| {
                 })
             })
             .collect();
-        for wanted in ["linux/amd64", "linux/arm/v7", "linux/arm64", "windows/amd64"] {
+        for wanted in [
+            "linux/amd64",
+            "linux/arm/v7",
+            "linux/arm64",
+            "windows/amd64",
+        ] {
             let wanted: Platform = wanted.parse().expect("a valid platform");
             if let Some(chosen) = platform::select(&wanted, &candidates) {
                 assert!(chosen < candidates.len());

@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
     let again: Reference = shown
         .parse()
         .unwrap_or_else(|e| panic!("{text:?} parsed, but its display {shown:?} does not: {e}"));
-    assert_eq!(again.to_string(), shown, "display of {text:?} is not stable");
+    assert_eq!(
+        again.to_string(),
+        shown,
+        "display of {text:?} is not stable"
+    );
     let _ = reference.repo_ref();
     let _ = reference.origin();
     if let Some(digest) = reference.digest() {

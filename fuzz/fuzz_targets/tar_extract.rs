@@ -50,14 +50,24 @@ fn assert_outside_untouched(base: &Path) {
         .map(|e| e.expect("dir entry").file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["outdir", "outside", "root"], "extraction wrote next to its root");
-    assert_eq!(fs::read(base.join("outside")).expect("outside file"), b"host");
+    assert_eq!(
+        names,
+        ["outdir", "outside", "root"],
+        "extraction wrote next to its root"
+    );
+    assert_eq!(
+        fs::read(base.join("outside")).expect("outside file"),
+        b"host"
+    );
     let inner: Vec<_> = fs::read_dir(base.join("outdir"))
         .expect("outdir readable")
         .map(|e| e.expect("dir entry").file_name())
         .collect();
     assert_eq!(inner, ["keep"], "extraction wrote into a sibling directory");
-    assert_eq!(fs::read(base.join("outdir/keep")).expect("kept file"), b"keep");
+    assert_eq!(
+        fs::read(base.join("outdir/keep")).expect("kept file"),
+        b"keep"
+    );
     let meta = fs::symlink_metadata(base.join("outside")).expect("outside metadata");
     assert!(meta.file_type().is_file(), "outside replaced");
     assert_eq!(meta.len(), 4);
