@@ -126,6 +126,13 @@ fn secrets_and_registry_credentials_appear_in_no_layer_config_log_or_error() {
             "--build-arg",
             "VISIBLE=on-record",
         ]);
+        // One run logs JSON (structured fields are where a credential would slip in); the
+        // trace run also turns on every dependency's logs (HTTP, TLS) with `KILN_LOG`.
+        let kiln = match verbosity {
+            "debug" => kiln.args(["--log-format", "json"]),
+            "trace" => kiln.env("KILN_LOG", "trace"),
+            _ => kiln,
+        };
         let kiln = match source {
             "config" => kiln.env("DOCKER_CONFIG", docker_config.path()),
             _ => kiln
