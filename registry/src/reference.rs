@@ -246,11 +246,6 @@ impl FromStr for Reference {
                 repository: path.to_owned(),
             });
         }
-        if name.len() > MAX_NAME_LEN {
-            return Err(ReferenceError::NameTooLong {
-                input: input.to_owned(),
-            });
-        }
         if let Some(tag) = tag
             && !valid_tag(tag)
         {
@@ -268,6 +263,20 @@ impl FromStr for Reference {
         }
 
         let (registry, repository) = normalise_docker_hub(registry, path);
+        // Docker's limit applies to the normalised name, spelt with `docker.io`
+        // (distribution/reference's ParseNormalizedNamed): `foo` counts as
+        // `docker.io/library/foo`. Counting the input instead accepted names whose own display
+        // (`index.docker.io/library/...`) was then refused (found by the `reference` fuzz target).
+        let counted_registry = if registry == DOCKER_HUB {
+            DOCKER_HUB_ALIAS
+        } else {
+            registry.as_str()
+        };
+        if counted_registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(ReferenceError::NameTooLong {
+                input: input.to_owned(),
+            });
+        }
         let tag = match (tag, digest) {
             (None, None) => Some(DEFAULT_TAG.to_owned()),
             (tag, _) => tag.map(str::to_owned),
@@ -660,5 +669,30 @@ mod tests {
             long_tag.parse::<Reference>(),
             Err(ReferenceError::Tag { .. })
         ));
+    }
+
+    /// Found by the `reference` fuzz target: a Docker Hub name of 232 characters parsed, but
+    /// its display, `index.docker.io/library/<name>`, was longer than 255 and did not. The limit
+    /// counts the normalised name as Docker does (`docker.io/library/<name>`), for the input and
+    /// the display alike.
+    #[test]
+    fn the_name_limit_counts_the_normalised_name_so_every_display_parses_again() {
+        let fuzzed = "lh-c_b__j_b__j-cb-clh-c_b__j-cb-c_b__j_j-cb-clh__40coco-cb-clh-c_j_j-cb-clh__04coco-cb-clh_b__j-cb-c_b__jlh-c_b__j_b__ber.i0000j-cb-clh-c_b__j-cb-c_b__j_j-cb-clh__04coco-cb-clh-c_b__j-cb-c_b__j_j-cb-clh__04cococo_j-cb-clh__04cocococ";
+        let parsed: Reference = fuzzed.parse().unwrap();
+        let again: Reference = parsed.to_string().parse().unwrap();
+        assert_eq!(again, parsed);
+        // `docker.io/library/` is 18 characters: 237 more make exactly 255.
+        let at_limit = "a".repeat(255 - "docker.io/library/".len());
+        let parsed: Reference = at_limit.parse().unwrap();
+        let again: Reference = parsed.to_string().parse().unwrap();
+        assert_eq!(again, parsed);
+        assert!(matches!(
+            format!("{at_limit}b").parse::<Reference>(),
+            Err(ReferenceError::NameTooLong { .. })
+        ));
+        // Other registries count as written.
+        let own = format!("r.example/{}", "c".repeat(255 - "r.example/".len()));
+        assert!(own.parse::<Reference>().is_ok());
+        assert!(format!("{own}c").parse::<Reference>().is_err());
     }
 }

@@ -5,7 +5,7 @@
 //! content hashes) must be identical, and so must the extended attributes kiln's extractor
 //! writes.
 
-mod image;
+pub(crate) mod image;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -163,6 +163,24 @@ impl Layer {
         self
     }
 
+    /// An entry of any kind whose name and link target are written verbatim (`..`, absolute
+    /// paths and all), as a hostile layer would have them.
+    pub fn verbatim(
+        &mut self,
+        kind: EntryType,
+        name: &str,
+        link: &str,
+        contents: &[u8],
+    ) -> &mut Layer {
+        let mut header = Layer::header(kind, &Meta::default(), contents.len() as u64);
+        let old = header.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_cksum();
+        self.builder.append(&header, contents).unwrap();
+        self
+    }
+
     /// A whiteout of `path` (`dir/.wh.name`), or an opaque marker for `dir/.wh..wh..opq`.
     pub fn whiteout(&mut self, path: &str) -> &mut Layer {
         self.file(path, Meta::default(), b"")

@@ -5,6 +5,7 @@ pub mod base;
 pub mod fake_cloud;
 pub mod files;
 pub mod git_server;
+pub mod hostile_registry;
 pub mod kiln;
 pub mod pki;
 pub mod pod;

@@ -1,7 +1,7 @@
 //! Feeds arbitrary text to the Dockerfile parser and, when it parses, to the formatter (whose
 //! output must parse to the same instructions) and the planner: none may panic, loop or
 //! overflow, whatever the input. A crash found here becomes a regression
-//! test in `graph/src/syntax/tests.rs`.
+//! test in `graph/src/syntax/format/tests.rs`.
 #![no_main]
 
 use std::collections::BTreeMap;
