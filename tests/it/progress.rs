@@ -150,29 +150,19 @@ fn secret_values_and_registry_credentials_reach_no_log_or_report() {
 
 #[test]
 fn the_live_view_on_a_terminal_ends_with_the_summary_table_and_the_digest() {
-    let script = crate::support::tools::require("script", "bsdutils");
     let (registry, base) = Registry::with_busybox();
     let project = fixed_project(&base);
     let destination = registry.image("progress/live:1");
-    let cache = tempfile::tempdir().unwrap();
-    let kiln = format!(
-        "{} build --context {} --cache-dir {} --destination {destination} --insecure --insecure-pull",
-        env!("CARGO_BIN_EXE_kiln"),
-        project.path().display(),
-        cache.path().display()
+    let (succeeded, seen) = build_on_a_terminal(
+        &project,
+        &[
+            "--destination",
+            &destination,
+            "--insecure",
+            "--insecure-pull",
+        ],
     );
-    // `script` gives kiln a pseudo-terminal for stdout and stderr; its transcript is what a
-    // person would have seen.
-    let output = std::process::Command::new(script)
-        .args(["--quiet", "--return", "--command", &kiln, "/dev/null"])
-        .env_remove("DOCKER_CONFIG")
-        .env("HOME", cache.path())
-        .env("TERM", "xterm-256color")
-        .env("COLUMNS", "120")
-        .output()
-        .unwrap();
-    let seen = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "{seen}");
+    assert!(succeeded, "{seen}");
     // Drawn live: cursor movements and line clears, not just lines.
     assert!(seen.contains("\u{1b}["), "no terminal drawing:\n{seen}");
     let summary_at = seen
@@ -391,30 +381,14 @@ fn registry_failures_end_with_a_hint_at_the_likely_fix() {
 
 #[test]
 fn the_live_view_shows_a_running_commands_last_lines_the_snapshot_bytes_and_the_failed_output() {
-    let script = crate::support::tools::require("script", "bsdutils");
     let (_registry, base) = Registry::with_busybox();
     let project = Project::new().dockerfile(&format!(
         "FROM {base}\n\
          RUN echo tail-visible && head -c 24000000 /dev/urandom > /big && sleep 1\n\
          RUN echo first-line && echo second-line >&2 && sleep 1 && exit 3\n"
     ));
-    let cache = tempfile::tempdir().unwrap();
-    let kiln = format!(
-        "{} build --context {} --cache-dir {} --no-push --insecure-pull",
-        env!("CARGO_BIN_EXE_kiln"),
-        project.path().display(),
-        cache.path().display()
-    );
-    let output = std::process::Command::new(script)
-        .args(["--quiet", "--return", "--command", &kiln, "/dev/null"])
-        .env_remove("DOCKER_CONFIG")
-        .env("HOME", cache.path())
-        .env("TERM", "xterm-256color")
-        .env("COLUMNS", "120")
-        .output()
-        .unwrap();
-    let seen = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(!output.status.success(), "{seen}");
+    let (succeeded, seen) = build_on_a_terminal(&project, &["--no-push", "--insecure-pull"]);
+    assert!(!succeeded, "{seen}");
     // Drawn under its step while it ran, never as a bare line of kiln's own output.
     assert!(seen.contains("> tail-visible"), "{seen}");
     assert!(!seen.contains("\ntail-visible"), "{seen}");
@@ -431,4 +405,30 @@ fn the_live_view_shows_a_running_commands_last_lines_the_snapshot_bytes_and_the_
     assert!(after.contains("  first-line\r\n"), "{after}");
     assert!(after.contains("  second-line\r\n"), "{after}");
     assert!(after.contains("Build FAILED"), "{after}");
+}
+
+/// `kiln build` of `project` with `flags` on a 120-column pseudo-terminal (`script` gives kiln one
+/// for stdout and stderr): whether it succeeded, and the transcript a person would have seen.
+fn build_on_a_terminal(project: &Project, flags: &[&str]) -> (bool, String) {
+    let script = crate::support::tools::require("script", "bsdutils");
+    let cache = tempfile::tempdir().unwrap();
+    let kiln = format!(
+        "{} build --context {} --cache-dir {} {}",
+        env!("CARGO_BIN_EXE_kiln"),
+        project.path().display(),
+        cache.path().display(),
+        flags.join(" ")
+    );
+    let output = std::process::Command::new(script)
+        .args(["--quiet", "--return", "--command", &kiln, "/dev/null"])
+        .env_remove("DOCKER_CONFIG")
+        .env("HOME", cache.path())
+        .env("TERM", "xterm-256color")
+        .env("COLUMNS", "120")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }

@@ -36,13 +36,25 @@ impl Kiln {
     }
 
     fn build_with_cache(context: &Path, cache: tempfile::TempDir, cache_dir: &Path) -> Kiln {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        command
-            .arg("build")
+        let mut kiln = Kiln::private(cache, ["build"]);
+        kiln.command
             .arg("--context")
             .arg(context)
             .arg("--cache-dir")
-            .arg(cache_dir)
+            .arg(cache_dir);
+        kiln
+    }
+
+    /// `kiln <args>` with `HOME` at a private directory (kept for the run) and no
+    /// `DOCKER_CONFIG`, so no credentials of the host's leak in.
+    fn private<I, S>(cache: tempfile::TempDir, args: I) -> Kiln
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .args(args)
             .env_remove("DOCKER_CONFIG")
             .env("HOME", cache.path());
         Kiln { command, cache }
@@ -50,76 +62,43 @@ impl Kiln {
 
     /// `kiln plan` on `context`, with no registry flags: planning must not need one.
     pub fn plan(context: &Path) -> Kiln {
-        let cache = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        command
-            .arg("plan")
-            .arg("--context")
-            .arg(context)
-            .env_remove("DOCKER_CONFIG")
-            .env("HOME", cache.path());
-        Kiln { command, cache }
+        let mut kiln = Kiln::private(tempfile::tempdir().unwrap(), ["plan"]);
+        kiln.command.arg("--context").arg(context);
+        kiln
     }
 
     /// `kiln login` with `HOME` pointing at a private directory and no `DOCKER_CONFIG`.
     pub fn login() -> Kiln {
-        let cache = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        command
-            .arg("login")
-            .env_remove("DOCKER_CONFIG")
-            .env("HOME", cache.path());
-        Kiln { command, cache }
+        Kiln::private(tempfile::tempdir().unwrap(), ["login"])
     }
 
     /// `kiln warm --cache-dir <cache_dir>` with a private `HOME`.
     pub fn warm(cache_dir: &Path) -> Kiln {
-        let cache = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        command
-            .arg("warm")
-            .arg("--cache-dir")
-            .arg(cache_dir)
-            .env_remove("DOCKER_CONFIG")
-            .env("HOME", cache.path());
-        Kiln { command, cache }
+        let mut kiln = Kiln::private(tempfile::tempdir().unwrap(), ["warm", "--cache-dir"]);
+        kiln.command.arg(cache_dir);
+        kiln
     }
 
     /// `kiln push <source>` with a private `HOME` and no `DOCKER_CONFIG`.
     pub fn push(source: &str) -> Kiln {
-        let cache = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        command
-            .args(["push", source])
-            .env_remove("DOCKER_CONFIG")
-            .env("HOME", cache.path());
-        Kiln { command, cache }
+        Kiln::private(tempfile::tempdir().unwrap(), ["push", source])
     }
 
     /// `kiln cache gc --cache-dir <cache_dir>` with a private `HOME`.
     pub fn cache_gc(cache_dir: &Path) -> Kiln {
-        let cache = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        command
-            .args(["cache", "gc", "--cache-dir"])
-            .arg(cache_dir)
-            .env_remove("DOCKER_CONFIG")
-            .env("HOME", cache.path());
-        Kiln { command, cache }
+        let mut kiln = Kiln::private(tempfile::tempdir().unwrap(), ["cache", "gc", "--cache-dir"]);
+        kiln.command.arg(cache_dir);
+        kiln
     }
 
     /// `kiln cache explain --context <context> --cache-dir <cache_dir>` with a private `HOME`.
     pub fn cache_explain(context: &Path, cache_dir: &Path) -> Kiln {
-        let cache = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        command
-            .args(["cache", "explain", "--context"])
-            .arg(context)
-            .arg("--cache-dir")
-            .arg(cache_dir)
-            .env_remove("DOCKER_CONFIG")
-            .env("HOME", cache.path());
-        Kiln { command, cache }
+        let mut kiln = Kiln::private(
+            tempfile::tempdir().unwrap(),
+            ["cache", "explain", "--context"],
+        );
+        kiln.command.arg(context).arg("--cache-dir").arg(cache_dir);
+        kiln
     }
 
     /// Runs kiln in a private mount namespace where `dir` is bind-mounted onto itself
