@@ -21,6 +21,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
@@ -32,9 +33,11 @@ use crate::ignore::{IgnoreList, list_dir, remove_all};
 mod pipeline;
 mod policy;
 mod sparse;
+mod writers;
 
 pub use pipeline::{LayerStream, apply_layers, apply_layers_except};
 use sparse::SparseWriter;
+use writers::{Job, Pending, SMALL_FILE, Writers};
 
 /// Prefix of a whiteout entry, which deletes the lower-layer file it names.
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -110,25 +113,26 @@ pub fn apply_layer_except(
     layer: &str,
     ignore: &IgnoreList,
 ) -> Result<(), UnpackError> {
-    let mut unpacker = Unpacker {
-        root,
-        layer,
-        ignore,
-        written: HashSet::new(),
-        last_entry: None,
-        opaque_dirs: Vec::new(),
-        dir_times: Vec::new(),
-        buf: vec![0; COPY_BUFFER],
-    };
-    let mut archive = tar::Archive::new(tar);
-    let entries = archive
-        .entries()
-        .map_err(|source| unpacker.read_error(source))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|source| unpacker.read_error(source))?;
-        unpacker.apply(&mut entry)?;
-    }
-    unpacker.finish()
+    std::thread::scope(|scope| {
+        let writers = Writers::start(scope, layer);
+        let mut unpacker = Unpacker {
+            root,
+            layer,
+            ignore,
+            writers: &writers,
+            pending: Pending::default(),
+            written: HashSet::new(),
+            last_entry: None,
+            opaque_dirs: Vec::new(),
+            dir_times: Vec::new(),
+            last_parent: None,
+            buf: vec![0; COPY_BUFFER],
+        };
+        let applied = unpacker.apply_all(tar);
+        // Whatever happened, nothing may still be writing when the caller gets control back.
+        let written = writers.barrier();
+        applied.and(written).and_then(|()| unpacker.finish())
+    })
 }
 
 /// State carried across the entries of one layer.
@@ -137,6 +141,10 @@ struct Unpacker<'a> {
     layer: &'a str,
     /// Paths never written or deleted.
     ignore: &'a IgnoreList,
+    /// The threads small files are written on.
+    writers: &'a Writers,
+    /// What the writers have queued, to know when an entry must wait for them.
+    pending: Pending,
     /// Cleaned paths this layer wrote, with all their ancestors: what an opaque whiteout keeps.
     written: HashSet<PathBuf>,
     /// The entry being applied, or the last one: what a stream error is reported after.
@@ -145,6 +153,12 @@ struct Unpacker<'a> {
     opaque_dirs: Vec<PathBuf>,
     /// Directory modification times, applied last because writing their contents changes them.
     dir_times: Vec<(PathBuf, PathBuf, Timespec)>,
+    /// The directory the last file or hardlink went into, with its root-relative path. A tar
+    /// lists a directory's files together, so most files reuse it instead of resolving their
+    /// parent again. Any other kind of entry clears it, and an entry with another parent
+    /// replaces it, so an entry that could replace the directory or one of its ancestors (its
+    /// parent is always a different, shorter path) is never followed by a stale descriptor.
+    last_parent: Option<(PathBuf, Arc<OwnedFd>)>,
     buf: Vec<u8>,
 }
 
@@ -168,6 +182,27 @@ enum Node<'a> {
 type OpError = (&'static str, io::Error);
 
 impl Unpacker<'_> {
+    fn apply_all(&mut self, tar: impl Read) -> Result<(), UnpackError> {
+        let mut archive = tar::Archive::new(tar);
+        let entries = archive
+            .entries()
+            .map_err(|source| self.read_error(source))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|source| self.read_error(source))?;
+            self.apply(&mut entry)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the writers when an entry at `path` must not overtake them (`needed`).
+    fn wait_for_writers(&mut self, needed: bool) -> Result<(), UnpackError> {
+        if needed {
+            self.writers.barrier()?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw_name = entry.path_bytes().into_owned();
         let name = PathBuf::from(OsStr::from_bytes(&raw_name));
@@ -202,6 +237,7 @@ impl Unpacker<'_> {
                 let target = policy::whiteout_target(target)
                     .map_err(|reason| self.invalid(&name, reason))?;
                 let deleted = path.with_file_name(target);
+                self.wait_for_writers(true)?;
                 return self
                     .whiteout(&deleted)
                     .map_err(|e| self.entry_error(&name, e));
@@ -219,17 +255,58 @@ impl Unpacker<'_> {
             return Ok(());
         }
 
-        let (parent, file_name) = self.parent(&path).map_err(|e| self.entry_error(&name, e))?;
+        let is_file = matches!(
+            kind,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse | EntryType::Link
+        );
+        if !is_file {
+            self.last_parent = None;
+        }
+        // A queued file that replaces this entry's directory or one of its ancestors must land
+        // before the directory is resolved.
+        let shadowed = self.pending.shadows(path.parent().unwrap_or(Path::new("")));
+        self.wait_for_writers(shadowed)?;
+        let (parent_fd, file_name) = self
+            .file_parent(&path, is_file)
+            .map_err(|e| self.entry_error(&name, e))?;
+        let parent = &*parent_fd;
         let file_name = file_name.as_os_str();
+        let must_wait = match kind {
+            EntryType::Directory => self.pending.blocks_dir(&path),
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse
+                if entry.size() <= SMALL_FILE =>
+            {
+                self.pending.blocks_file(&path)
+            }
+            // Its target may still be queued.
+            EntryType::Link => true,
+            _ => self.pending.blocks(&path),
+        };
+        self.wait_for_writers(must_wait)?;
         match kind {
             EntryType::Directory => {
-                self.directory(&parent, file_name, &meta)
+                self.directory(parent, file_name, &meta)
                     .map_err(|e| self.entry_error(&name, e))?;
                 self.dir_times.push((path.clone(), name, meta.mtime));
             }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse
+                if entry.size() <= SMALL_FILE =>
+            {
+                let content = self.read_small(entry, &name)?;
+                let job = Job {
+                    parent: parent_fd.clone(),
+                    name: file_name.to_os_string(),
+                    content,
+                    meta,
+                    entry: name,
+                };
+                let dir = path.parent().unwrap_or(Path::new(""));
+                let idle = self.writers.write(job, dir)?;
+                self.pending.queued(&path, idle);
+            }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let expected = entry.size();
-                self.regular(&parent, file_name, entry, expected, &meta, &name)?;
+                self.regular(parent, file_name, entry, expected, &meta, &name)?;
             }
             EntryType::Symlink => {
                 let target = entry
@@ -238,7 +315,7 @@ impl Unpacker<'_> {
                     .into_owned();
                 policy::check_symlink_target(&path, &target)
                     .map_err(|reason| self.invalid(&name, reason))?;
-                self.symlink(&parent, file_name, &target, &meta)
+                self.symlink(parent, file_name, &target, &meta)
                     .map_err(|e| self.entry_error(&name, e))?;
             }
             EntryType::Link => {
@@ -246,7 +323,7 @@ impl Unpacker<'_> {
                     .link_name_bytes()
                     .ok_or_else(|| self.invalid(&name, "hardlink without a target".to_owned()))?
                     .into_owned();
-                self.hardlink(&parent, file_name, &path, &target, &name)?;
+                self.hardlink(parent, file_name, &path, &target, &name)?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let (file_type, dev) = match kind {
@@ -264,7 +341,7 @@ impl Unpacker<'_> {
                         (file_type, rustix::fs::makedev(major, minor))
                     }
                 };
-                self.special(&parent, file_name, file_type, dev, &meta)
+                self.special(parent, file_name, file_type, dev, &meta)
                     .map_err(|e| self.entry_error(&name, e))?;
             }
             other => {
@@ -421,6 +498,28 @@ impl Unpacker<'_> {
         })
     }
 
+    /// [`Unpacker::parent`], reusing the last file's directory when `reusable` (the entry is a
+    /// file or hardlink) and it is the same directory.
+    fn file_parent(
+        &mut self,
+        path: &Path,
+        reusable: bool,
+    ) -> Result<(Arc<OwnedFd>, OsString), OpError> {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        if let (true, Some((cached, fd)), Some(name)) =
+            (reusable, &self.last_parent, path.file_name())
+            && cached == dir
+        {
+            return Ok((fd.clone(), name.to_os_string()));
+        }
+        let (fd, name) = self.parent(path)?;
+        let fd = Arc::new(fd);
+        if reusable {
+            self.last_parent = Some((dir.to_path_buf(), fd.clone()));
+        }
+        Ok((fd, name))
+    }
+
     /// The entry's parent directory, created (root-owned, 0755, as Docker does) if the layer did
     /// not list it.
     fn parent(&self, path: &Path) -> Result<(OwnedFd, OsString), OpError> {
@@ -496,6 +595,39 @@ impl Unpacker<'_> {
         apply_meta(Node::Open(&dir), meta, MetaKind::Directory)
     }
 
+    /// Reads a small file's whole content, refusing a truncated one.
+    fn read_small<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        entry_name: &Path,
+    ) -> Result<Vec<u8>, UnpackError> {
+        let expected = entry.size();
+        let mut content = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+        entry
+            .read_to_end(&mut content)
+            .map_err(|source| self.read_error(source))?;
+        self.check_length(content.len() as u64, expected, entry_name)?;
+        Ok(content)
+    }
+
+    /// tar-rs ends an entry's data quietly when the stream ends early: a truncated layer would
+    /// otherwise leave a short file and look like success.
+    fn check_length(
+        &self,
+        copied: u64,
+        expected: u64,
+        entry_name: &Path,
+    ) -> Result<(), UnpackError> {
+        if copied == expected {
+            return Ok(());
+        }
+        Err(self.invalid(
+            entry_name,
+            format!("truncated tar: expected {expected} bytes of content, got {copied}"),
+        ))
+    }
+
+    /// Streams a large file's content into place.
     fn regular<R: Read>(
         &mut self,
         parent: &OwnedFd,
@@ -505,15 +637,9 @@ impl Unpacker<'_> {
         meta: &EntryMeta,
         entry_name: &Path,
     ) -> Result<(), UnpackError> {
-        replace_existing(parent.as_fd(), name).map_err(|e| self.entry_error(entry_name, e))?;
-        let fd = rustix::fs::openat(
-            parent,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| self.entry_error(entry_name, ("creating the file", e.into())))?;
-        let mut file = SparseWriter::new(File::from(fd));
+        let file =
+            create_file(parent.as_fd(), name).map_err(|e| self.entry_error(entry_name, e))?;
+        let mut file = SparseWriter::new(file);
         let mut copied: u64 = 0;
         loop {
             let n = match entry.read(&mut self.buf) {
@@ -529,14 +655,7 @@ impl Unpacker<'_> {
         let file = file
             .finish()
             .map_err(|e| self.entry_error(entry_name, ("writing the file", e)))?;
-        // tar-rs ends an entry's data quietly when the stream ends early: a truncated layer
-        // would otherwise leave a short file and look like success.
-        if copied != expected {
-            return Err(self.invalid(
-                entry_name,
-                format!("truncated tar: expected {expected} bytes of content, got {copied}"),
-            ));
-        }
+        self.check_length(copied, expected, entry_name)?;
         let fd = OwnedFd::from(file);
         apply_meta(Node::Open(&fd), meta, MetaKind::Other)
             .map_err(|e| self.entry_error(entry_name, e))
@@ -751,6 +870,42 @@ fn apply_meta(node: Node<'_>, meta: &EntryMeta, kind: MetaKind) -> Result<(), Op
 /// (`lsetxattr`): the magic link resolves to the directory itself, and `name` is not followed.
 fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
+}
+
+/// Creates the file `name` in `parent` for writing, replacing whatever is there. Most files are
+/// new, so creating is tried first and the path cleared only when that is refused.
+fn create_file(parent: BorrowedFd<'_>, name: &OsStr) -> Result<File, OpError> {
+    let create = || {
+        rustix::fs::openat(
+            parent,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    };
+    let fd = match create() {
+        Err(Errno::EXIST) => {
+            replace_existing(parent, name)?;
+            create()
+        }
+        other => other,
+    };
+    fd.map(File::from)
+        .map_err(|e| ("creating the file", e.into()))
+}
+
+/// Writes a whole small file: created, filled (with holes for zero blocks), then given its
+/// metadata. Runs on the writer threads.
+fn write_file(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    content: &[u8],
+    meta: &EntryMeta,
+) -> Result<(), OpError> {
+    let mut file = SparseWriter::new(create_file(parent, name)?);
+    file.write(content).map_err(|e| ("writing the file", e))?;
+    let fd = OwnedFd::from(file.finish().map_err(|e| ("writing the file", e))?);
+    apply_meta(Node::Open(&fd), meta, MetaKind::Other)
 }
 
 /// Removes whatever is at `name` before a non-directory entry takes its place.

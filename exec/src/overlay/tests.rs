@@ -32,3 +32,30 @@ fn a_directory_with_a_comma_is_refused_naming_it() {
     let err = overlay.mount().unwrap_err().to_string();
     assert!(err.contains("a,b"), "{err}");
 }
+
+#[test]
+fn the_probe_finds_volatile_overlays_on_this_kernel_and_later_mounts_use_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    if let Err(err) = probe(tmp.path()) {
+        panic!("this test needs overlayfs (root, a kernel with overlay): {err}");
+    }
+    assert!(
+        volatile(),
+        "overlayfs mounted here, but not with `volatile`: this test needs Linux 5.10 or later"
+    );
+    let lower = tmp.path().join("lower");
+    std::fs::create_dir(&lower).unwrap();
+    let overlay = Overlay::create(&lower, &tmp.path().join("ov")).unwrap();
+    let options = overlay
+        .mount()
+        .unwrap()
+        .options
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(options.ends_with(",volatile"), "{options}");
+    assert!(
+        !tmp.path().join("overlay-probe").exists(),
+        "the probe's directories are removed"
+    );
+}

@@ -298,6 +298,31 @@ fn directories_and_files_replace_each_other() {
 }
 
 #[test]
+fn files_after_their_directory_was_replaced_in_the_same_layer_follow_the_new_path() {
+    let sandbox = Sandbox::new();
+    fs::create_dir_all(sandbox.path("elsewhere")).unwrap();
+    let tar = TarBuf::default()
+        .dir("d/")
+        .file("d/one", b"1")
+        .file("d/one", b"1 again")
+        .symlink("d", "elsewhere")
+        .file("d/two", b"2")
+        .file("d/three", b"3")
+        .dir("e/")
+        .file("e/a", b"a")
+        .file("e", b"e is a file now")
+        .file("e/b", b"b")
+        .finish();
+    let err = sandbox.apply(&tar).unwrap_err().to_string();
+    assert!(err.contains("e/b"), "{err}");
+    assert_eq!(fs::read(sandbox.path("elsewhere/one")).ok(), None);
+    assert_eq!(fs::read(sandbox.path("elsewhere/two")).unwrap(), b"2");
+    assert_eq!(fs::read(sandbox.path("elsewhere/three")).unwrap(), b"3");
+    assert_eq!(fs::read(sandbox.path("e")).unwrap(), b"e is a file now");
+    assert_eq!(sandbox.parent_listing(), vec![OsString::from("root")]);
+}
+
+#[test]
 fn ownership_special_modes_times_devices_and_hardlinks_are_restored() {
     let sandbox = Sandbox::new();
     let mut tar = TarBuf::default();
