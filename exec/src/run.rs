@@ -15,6 +15,7 @@
 //! running sandbox (kiln's SIGINT/SIGTERM).
 
 pub mod cancel;
+mod descriptors;
 mod direct;
 mod mounts;
 mod output;

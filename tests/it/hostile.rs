@@ -496,3 +496,44 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// The CVE-2024-21626 class (runc): a command that inherits one of kiln's descriptors, or a
+/// `WORKDIR /proc/self/fd/N` entered while kiln's descriptors are still open (between fork and
+/// exec), reaches the host. With the layer cache on, kiln holds its index, store and registry
+/// connections while the RUN starts.
+#[test]
+fn a_run_inherits_no_descriptor_of_kiln_and_a_workdir_through_proc_fd_links_is_refused() {
+    let (registry, base) = Registry::with_busybox();
+    let cache = tempfile::tempdir().unwrap();
+    let project = Project::new().dockerfile(&format!("FROM {base}\nRUN ls /proc/self/fd > /fds\n"));
+    let destination = registry.image("fds:1");
+    Kiln::build_in(project.path(), cache.path())
+        .args(["--cache=true"])
+        .push_to(&destination)
+        .run()
+        .success();
+    let scratch = tempfile::tempdir().unwrap();
+    let rootfs = unpack(&format!("docker://{destination}"), scratch.path());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("fds")).unwrap(),
+        "0\n1\n2\n3\n",
+        "the command sees more than its stdio (3 is the directory ls reads)"
+    );
+
+    for fd in 3..=12 {
+        let project = Project::new().dockerfile(&format!(
+            "FROM {base}\nWORKDIR /proc/self/fd/{fd}\nRUN ls -a . ../.. > /cwd-listing\n"
+        ));
+        let destination = registry.image(&format!("proc-fd-workdir:{fd}"));
+        let stderr = Kiln::build_in(project.path(), cache.path())
+            .args(["--cache=true"])
+            .push_to(&destination)
+            .run()
+            .failure();
+        assert!(
+            stderr.contains("working directory"),
+            "WORKDIR /proc/self/fd/{fd}: {stderr}"
+        );
+        assert!(!exists(&destination), "WORKDIR /proc/self/fd/{fd}: pushed");
+    }
+}

@@ -124,13 +124,14 @@ pub fn run_direct(root: &RootFs, spec: &RunSpec) -> Result<(), RunError> {
 #[allow(unsafe_code)]
 fn set_credentials(command: &mut Command, groups: Vec<Gid>, uid: Uid, gid: Gid) {
     // SAFETY: the hook runs in the forked child before exec and only makes raw
-    // setgroups/setgid/setuid system calls on data prepared before the fork (no allocation, no
-    // locks). They act on the calling thread only, which is the child's only thread.
+    // setgroups/setgid/setuid/close_range system calls on data prepared before the fork (no
+    // allocation, no locks). They act on the calling thread only, which is the child's only thread.
     unsafe {
         command.pre_exec(move || {
             rustix::thread::set_thread_groups(&groups)?;
             rustix::thread::set_thread_gid(gid)?;
             rustix::thread::set_thread_uid(uid)?;
+            super::descriptors::close_on_exec_from_3();
             Ok(())
         });
     }

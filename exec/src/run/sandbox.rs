@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
 
-use rustix::fs::{CWD, Gid, Mode, OFlags, Uid};
+use rustix::fs::{CWD, Gid, Mode, OFlags, ResolveFlags, Uid};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
 use rustix::thread::UnshareFlags;
@@ -257,6 +257,7 @@ fn become_init() -> StepResult {
             // Set again: the parent-death signal is not inherited across fork.
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
                 .map_err(at(Step::DeathSignal))?;
+            super::descriptors::close_on_exec_from_3();
             Ok(())
         }
         Some(command) => init_loop(command),
@@ -350,7 +351,7 @@ fn sandbox(plan: &Plan) -> StepResult {
     }
     switch_root(plan)?;
     sethostname(plan.hostname).map_err(at(Step::Hostname))?;
-    rustix::process::chdir(plan.workdir.as_c_str()).map_err(at(Step::Chdir))?;
+    enter_workdir(plan).map_err(at(Step::Chdir))?;
     drop_capabilities(DOCKER_CAPABILITIES).map_err(at(Step::Capabilities))?;
     rustix::thread::set_thread_groups(&plan.groups).map_err(at(Step::SetGroups))?;
     rustix::thread::set_thread_gid(Gid::from_raw(plan.gid)).map_err(at(Step::SetGid))?;
@@ -515,6 +516,21 @@ fn loopback_up() -> rustix::io::Result<()> {
         libc::close(fd);
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// Makes the stage's working directory the current one, resolved inside the new root with magic
+/// links refused. Until the exec this process holds every descriptor kiln has open (close-on-exec
+/// only acts at the exec), so a plain `chdir` to `WORKDIR /proc/self/fd/N` would land in a host
+/// directory (runc's CVE-2024-21626).
+fn enter_workdir(plan: &Plan) -> rustix::io::Result<()> {
+    let dir = rustix::fs::openat2(
+        CWD,
+        plan.workdir.as_c_str(),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    rustix::process::fchdir(&dir)
 }
 
 /// `pivot_root` into the root and detach the old one, so no path leads back to the host; falls

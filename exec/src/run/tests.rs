@@ -2,6 +2,7 @@
 
 use super::*;
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -257,6 +258,50 @@ fn a_missing_workdir_is_a_setup_error() {
         Err(RunError::Setup { step, .. }) => assert!(step.contains("working directory"), "{step}"),
         other => panic!("expected a setup error, got {other:?}"),
     }
+}
+
+/// CVE-2024-21626 (runc): between fork and exec the sandbox holds every descriptor kiln has
+/// open, so `WORKDIR /proc/self/fd/N` would make a host directory the command's working
+/// directory.
+#[test]
+fn a_workdir_through_a_proc_fd_link_cannot_reach_a_host_directory_kiln_has_open() {
+    let tmp = root_with_users();
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("marker"), "host secret").unwrap();
+    let held = fs::File::open(host.path()).unwrap();
+    let root = RootFs::open(tmp.path()).unwrap();
+    let mut spec = sh("cat marker > /tmp/out; pwd >> /tmp/out");
+    spec.workdir = format!("/proc/self/fd/{}", held.as_raw_fd());
+    let outcome = run(&root, &spec);
+    let leaked = fs::read_to_string(tmp.path().join("tmp/out")).unwrap_or_default();
+    assert!(
+        !leaked.contains("host secret"),
+        "the command read a host file: {leaked}"
+    );
+    match outcome {
+        Err(RunError::Setup { step, .. }) => assert!(step.contains("working directory"), "{step}"),
+        other => panic!("expected a setup error, got {other:?} (output {leaked:?})"),
+    }
+}
+
+/// A descriptor kiln inherited without close-on-exec (a jobserver pipe, say) is not the
+/// command's to see: it gets its stdio and nothing else.
+#[test]
+fn the_command_inherits_only_its_stdio_even_of_descriptors_kiln_inherited() {
+    let tmp = root_with_users();
+    let held = fs::File::open(tmp.path()).unwrap();
+    // `dup` never sets close-on-exec.
+    let inheritable = rustix::io::dup(&held).unwrap();
+    assert!(inheritable.as_raw_fd() > 2);
+    let root = RootFs::open(tmp.path()).unwrap();
+    let outcome = run(&root, &sh("ls /proc/self/fd > /tmp/fds"));
+    drop(inheritable);
+    outcome.unwrap();
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("tmp/fds")).unwrap(),
+        "0\n1\n2\n3\n",
+        "3 is the directory ls reads"
+    );
 }
 
 #[test]
