@@ -39,7 +39,7 @@ fn the_benchmark_smoke_run_reports_every_scenario_for_kiln_and_buildah() {
         .arg(work.path())
         .arg("--out")
         .arg(&results)
-        // The hook for kiln's future cache flags: per-run arguments with placeholders.
+        // Per-run arguments with placeholders, appended to kiln's own (the layer cache).
         .arg("--kiln-arg=--label=bench.run={scenario}-r{rep}")
         .env_remove("KANIKO_EXECUTOR"));
 
@@ -111,10 +111,13 @@ fn the_benchmark_smoke_run_reports_every_scenario_for_kiln_and_buildah() {
         .filter(|log| log.exists())
         .collect();
     assert_eq!(logs.len(), 1, "no single kiln log for S3 in {logs:?}");
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
     assert!(
-        std::fs::read_to_string(&logs[0])
-            .unwrap()
-            .contains("--label=bench.run=s3-r1"),
+        log.contains("--label=bench.run=s3-r1"),
         "--kiln-arg was not substituted and passed to kiln"
+    );
+    assert!(
+        log.contains("--cache=true") && log.contains("/kiln-cache/s3-r1"),
+        "kiln did not run with its layer cache and a per-repetition cache repository:\n{log}"
     );
 }
