@@ -194,7 +194,7 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// Waits for the writers when an entry at `path` must not overtake them (`needed`).
+    /// Waits for the writers when `needed`: the entry at hand must not overtake what they hold.
     fn wait_for_writers(&mut self, needed: bool) -> Result<(), UnpackError> {
         if needed {
             self.writers.barrier()?;
