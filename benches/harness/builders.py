@@ -7,6 +7,7 @@ own business, as documented on each class."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,20 @@ exec chroot "$root" /kaniko/executor "$@"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
+def shared_libraries(binary: Path) -> list[Path]:
+    """The shared libraries (loader included) a dynamically linked executor needs inside the pod
+    root, by the absolute paths `ldd` resolves; none for a static one, like Kaniko's own."""
+    listing = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False)
+    if listing.returncode != 0:
+        return []
+    found = []
+    for line in listing.stdout.splitlines():
+        for word in line.split():
+            if word.startswith("/"):
+                found.append(Path(word))
+    return found
+
+
 class Kaniko:
     """A Kaniko executor run the way a pod runs it (peers.md): a throw-away root filesystem
     holding only `/kaniko/executor` and CA certificates, entered with new mount and pid
@@ -157,6 +172,10 @@ class Kaniko:
         for directory in ("kaniko", "workspace", "proc", "dev", "etc/ssl/certs", "tmp"):
             (root / directory).mkdir(parents=True, exist_ok=True)
         shutil.copy2(self.executor, root / "kaniko" / "executor")
+        for library in shared_libraries(self.executor):
+            target = root / library.relative_to("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(library, target)
         if CA_BUNDLE.exists():
             shutil.copy2(CA_BUNDLE, root / "etc/ssl/certs/ca-certificates.crt")
         for name in ("resolv.conf", "hosts"):

@@ -303,7 +303,8 @@ pub struct BuildOptions {
     /// Where RUN executes: `chroot` (a sandbox with its own namespaces over a private root
     /// filesystem), `none` (directly in this container's own `/`, over which the base image is
     /// extracted: Kaniko's model), or `auto`: `none` when running as a container's
-    /// `$KANIKO_DIR/executor`, else `chroot`.
+    /// `$KANIKO_DIR/executor` (or as the executor with `--force` where no container is
+    /// detected, as Kaniko builds), else `chroot`.
     #[arg(
         long,
         env = "KILN_ISOLATION",
@@ -599,7 +600,8 @@ pub struct BuildOptions {
 /// `--isolation` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IsolationArg {
-    /// `none` when kiln is a container's `$KANIKO_DIR/executor`, else `chroot`.
+    /// `none` when kiln is a container's `$KANIKO_DIR/executor` (or the executor with
+    /// `--force`), else `chroot`.
     Auto,
     /// RUN in a sandbox over a private root filesystem.
     Chroot,

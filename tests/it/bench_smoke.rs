@@ -121,3 +121,46 @@ fn the_benchmark_smoke_run_reports_every_scenario_for_kiln_and_buildah() {
         "kiln did not run with its layer cache and a per-repetition cache repository:\n{log}"
     );
 }
+
+/// The third column: an executor run the way a Kaniko pod runs it (a chroot holding only the
+/// executor and CA certificates, `--force`). There is no Kaniko binary here, so kiln's own
+/// binary stands in for `/kaniko/executor`, as in kiln's executor image; the harness copies a
+/// dynamically linked executor's libraries into the pod.
+#[test]
+fn the_kaniko_column_runs_an_executor_in_a_chroot_pod_with_kilns_binary_standing_in() {
+    for (program, package) in [
+        ("python3", "python3"),
+        ("buildah", "buildah"),
+        ("ldd", "libc-bin"),
+    ] {
+        require(program, package);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let results = work.path().join("results.md");
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/run");
+    run(Command::new("python3")
+        .arg(harness)
+        .args(["--smoke", "--scenarios", "S1"])
+        .args(["--kiln", env!("CARGO_BIN_EXE_kiln")])
+        .arg("--work")
+        .arg(work.path())
+        .arg("--out")
+        .arg(&results)
+        .env("KANIKO_EXECUTOR", env!("CARGO_BIN_EXE_kiln")));
+    let report = std::fs::read_to_string(&results).unwrap();
+    assert!(
+        report.contains("| kiln s | buildah s | kaniko s |"),
+        "no Kaniko column:\n{report}"
+    );
+    for variant in ["cold", "warm", "change"] {
+        let row = report
+            .lines()
+            .find(|line| line.starts_with(&format!("| S1 | {variant} |")))
+            .unwrap_or_else(|| panic!("no row for S1 {variant}:\n{report}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert!(
+            cells[5].parse::<f64>().is_ok_and(|seconds| seconds > 0.0),
+            "S1 {variant}: the executor has no time: {row}"
+        );
+    }
+}

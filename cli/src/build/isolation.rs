@@ -6,7 +6,8 @@
 //! cannot read the build's credentials or overwrite the builder, Kaniko #2153), so `auto` keeps
 //! it everywhere except where kiln *is* the container: a container whose `$KANIKO_DIR/executor`
 //! is the running kiln, which is what the executor image runs in a pod with no privileges to
-//! create namespaces. A developer running `kiln build` in a dev container keeps the sandbox
+//! create namespaces, or where the executor is run with Kaniko's `--force` and no container
+//! marker is visible. A developer running `kiln build` in a dev container keeps the sandbox
 //! (and their files); `--isolation=none` asks for Kaniko's behaviour explicitly.
 
 use std::path::Path;
@@ -82,31 +83,14 @@ pub fn in_executor_image() -> bool {
 /// Decides `--isolation` and logs the choice with its reason.
 pub fn decide(options: &BuildOptions) -> anyhow::Result<Isolation> {
     let marker = container_marker(|name| std::env::var(name).ok(), Path::new("/"));
-    let (mode, reason) = match (options.isolation, &marker) {
-        (IsolationArg::Chroot, _) => (Isolation::Chroot, "--isolation=chroot".to_owned()),
-        (IsolationArg::None, Some(marker)) => (
-            Isolation::None,
-            format!("--isolation=none, in a container ({marker})"),
-        ),
-        (IsolationArg::None, None) if options.force => (
-            Isolation::None,
-            "--isolation=none outside a container, forced".to_owned(),
-        ),
-        (IsolationArg::None, None) => bail!(
-            "--isolation=none builds in this machine's own root filesystem (it extracts the base image over / and deletes files between stages), and no container was detected (/.dockerenv, /run/.containerenv, $KUBERNETES_SERVICE_HOST, $container, /proc/1/cgroup): pass --force if you are sure, or use --isolation=chroot"
-        ),
-        (IsolationArg::Auto, Some(marker)) if running_as_executor(&options.kaniko_dir) => (
-            Isolation::None,
-            format!(
-                "running as {} in a container ({marker})",
-                options.kaniko_dir.join("executor").display()
-            ),
-        ),
-        (IsolationArg::Auto, _) => (
-            Isolation::Chroot,
-            "the default outside an executor container".to_owned(),
-        ),
-    };
+    let executor = running_as_executor(&options.kaniko_dir)
+        .then(|| options.kaniko_dir.join("executor").display().to_string());
+    let (mode, reason) = choose(
+        options.isolation,
+        marker.as_deref(),
+        options.force,
+        executor.as_deref(),
+    )?;
     match mode {
         Isolation::None => tracing::info!(
             "Isolation: none ({reason}): building in this container's own root filesystem"
@@ -116,6 +100,45 @@ pub fn decide(options: &BuildOptions) -> anyhow::Result<Isolation> {
         ),
     }
     Ok(mode)
+}
+
+/// The isolation for `--isolation` given the container marker found, `--force`, and the
+/// executor path kiln runs as (if it is `$KANIKO_DIR/executor`), with the reason to log. As
+/// the executor, kiln does what Kaniko does: it builds in its own root inside a container, and
+/// outside one only when forced (Kaniko's `--force`, which pipelines pass on CI runners and
+/// sandboxes that hide every container marker).
+fn choose(
+    isolation: IsolationArg,
+    marker: Option<&str>,
+    force: bool,
+    executor: Option<&str>,
+) -> anyhow::Result<(Isolation, String)> {
+    Ok(match (isolation, marker, executor) {
+        (IsolationArg::Chroot, _, _) => (Isolation::Chroot, "--isolation=chroot".to_owned()),
+        (IsolationArg::None, Some(marker), _) => (
+            Isolation::None,
+            format!("--isolation=none, in a container ({marker})"),
+        ),
+        (IsolationArg::None, None, _) if force => (
+            Isolation::None,
+            "--isolation=none outside a container, forced".to_owned(),
+        ),
+        (IsolationArg::None, None, _) => bail!(
+            "--isolation=none builds in this machine's own root filesystem (it extracts the base image over / and deletes files between stages), and no container was detected (/.dockerenv, /run/.containerenv, $KUBERNETES_SERVICE_HOST, $container, /proc/1/cgroup): pass --force if you are sure, or use --isolation=chroot"
+        ),
+        (IsolationArg::Auto, Some(marker), Some(executor)) => (
+            Isolation::None,
+            format!("running as {executor} in a container ({marker})"),
+        ),
+        (IsolationArg::Auto, None, Some(executor)) if force => (
+            Isolation::None,
+            format!("running as {executor} with --force, no container detected"),
+        ),
+        (IsolationArg::Auto, _, _) => (
+            Isolation::Chroot,
+            "the default outside an executor container".to_owned(),
+        ),
+    })
 }
 
 /// The ignore list of a build in kiln's own root: `$KANIKO_DIR`, `/proc`, `/sys`, `/dev`,
@@ -231,5 +254,22 @@ mod tests {
         );
         // The test binary is not /kaniko/executor, so auto keeps the sandbox.
         assert_eq!(decide(&options(&[])).unwrap(), Isolation::Chroot);
+    }
+
+    #[test]
+    fn the_executor_builds_in_its_own_root_in_a_container_or_when_forced_as_kaniko_does() {
+        let executor = Some("/kaniko/executor");
+        let mode = |marker, force, executor| {
+            choose(IsolationArg::Auto, marker, force, executor)
+                .unwrap()
+                .0
+        };
+        assert_eq!(mode(Some("/.dockerenv"), false, executor), Isolation::None);
+        assert_eq!(mode(None, true, executor), Isolation::None);
+        assert_eq!(mode(None, false, executor), Isolation::Chroot);
+        // `kiln build --force` is not the executor: the sandbox stays.
+        assert_eq!(mode(None, true, None), Isolation::Chroot);
+        assert_eq!(mode(Some("/.dockerenv"), true, None), Isolation::Chroot);
+        assert!(choose(IsolationArg::None, None, false, executor).is_err());
     }
 }
