@@ -127,7 +127,9 @@ class Buildah:
 
 
 # Inside new mount and pid namespaces: the context at /workspace, the host's resolver files
-# bind-mounted (Kaniko leaves only mount points alone), /proc and /dev, then chroot.
+# bind-mounted (Kaniko leaves only mount points alone), /proc and /dev, then chroot with only the
+# environment Kaniko's image sets (its Dockerfile's ENV lines), so a run depends on nothing of the
+# harness's own environment.
 KANIKO_POD = """set -e
 root=$1; context=$2; shift 2
 mount --bind "$context" "$root/workspace"
@@ -135,7 +137,9 @@ mount --bind /etc/resolv.conf "$root/etc/resolv.conf"
 mount --bind /etc/hosts "$root/etc/hosts"
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
-exec chroot "$root" /kaniko/executor "$@"
+chroot=$(command -v chroot)
+exec env -i PATH=/usr/local/bin:/kaniko HOME=/root USER=root SSL_CERT_DIR=/kaniko/ssl/certs \
+    DOCKER_CONFIG=/kaniko/.docker/ "$chroot" "$root" /kaniko/executor "$@"
 """
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -169,7 +173,7 @@ class Kaniko:
     def _root(self, job: Job) -> Path:
         root = job.state / f"pod-{job.variant}"
         scratch.remove(root)
-        for directory in ("kaniko", "workspace", "proc", "dev", "etc/ssl/certs", "tmp"):
+        for directory in ("kaniko/ssl/certs", "kaniko/.docker", "workspace", "proc", "dev", "etc/ssl/certs", "tmp"):
             (root / directory).mkdir(parents=True, exist_ok=True)
         shutil.copy2(self.executor, root / "kaniko" / "executor")
         for library in shared_libraries(self.executor):
@@ -178,6 +182,7 @@ class Kaniko:
             shutil.copy2(library, target)
         if CA_BUNDLE.exists():
             shutil.copy2(CA_BUNDLE, root / "etc/ssl/certs/ca-certificates.crt")
+            shutil.copy2(CA_BUNDLE, root / "kaniko/ssl/certs/ca-certificates.crt")
         for name in ("resolv.conf", "hosts"):
             (root / "etc" / name).touch()
         return root
