@@ -140,11 +140,7 @@ fn sha256_hex(path: &Path) -> Result<String, crate::Error> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect())
+    Ok(crate::writer::to_hex(&hasher.finalize()))
 }
 
 #[cfg(test)]

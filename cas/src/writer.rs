@@ -83,7 +83,8 @@ impl Write for BlobWriter {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+/// Lower-case hex of a digest.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes
         .iter()

@@ -10,7 +10,7 @@ use tar::EntryType;
 
 use crate::extract::image::{self, Layer};
 use crate::support::hostile_registry::{Body, HostileRegistry, Route};
-use crate::support::tools::{exists, unpack};
+use crate::support::tools::{exists, regular_files, unpack};
 use crate::support::{Kiln, Project, Registry};
 
 /// A name unique to this test process, for host files a hostile input aims at.
@@ -158,23 +158,11 @@ fn copy_through_context_symlinks_pointing_outside_never_reads_host_files() {
 
 /// Regular files under `root` (not following symlinks) that contain `needle`.
 fn grep_tree(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() {
-                let bytes = std::fs::read(entry.path()).unwrap();
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    found.push(entry.path());
-                }
-            }
-        }
-    }
-    found
+    regular_files(root)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(path, _)| path)
+        .collect()
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use base64::Engine as _;
 
 use crate::support::base::{busybox_layout, copy_to_registry};
-use crate::support::tools::{config_of, raw_manifest, unpack};
+use crate::support::tools::{config_of, raw_manifest, regular_files, unpack};
 use crate::support::{Kiln, Project, Registry};
 
 /// Unique values, so a hit can only be a leak.
@@ -50,24 +50,6 @@ fn assert_clean(what: &str, haystack: &[u8], needles: &[String]) {
             "{what} contains the planted value {needle:?}"
         );
     }
-}
-
-/// Every regular file under `root`, with its path.
-fn files(root: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() {
-                out.push((entry.path(), std::fs::read(entry.path()).unwrap()));
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -155,7 +137,7 @@ fn secrets_and_registry_credentials_appear_in_no_layer_config_log_or_error() {
         let rootfs = unpack(&format!("docker://{destination}"), scratch.path());
         assert!(rootfs.join("used").exists(), "the secrets were used");
         assert!(!rootfs.join("run/secrets").exists());
-        for (path, bytes) in files(&rootfs) {
+        for (path, bytes) in regular_files(&rootfs) {
             assert_clean(&format!("layer file {}", path.display()), &bytes, &needles);
         }
         let config = config_of(&destination);

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use kiln_cas::verify::Summary;
 use kiln_cas::{Index, Store, Verifier};
-use sha2::{Digest as _, Sha256};
 
+use crate::support::base::sha256;
 use crate::support::tools::skopeo;
 
 /// Checks the cache directory `cache_dir` with `verifier` (which remembers the blobs it has
@@ -92,15 +92,6 @@ pub fn tag_digest(image: &str) -> Option<String> {
         "skopeo inspect {image}: {stderr}"
     );
     None
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
 }
 
 /// The image digest a successful kiln build printed (the last line of its standard output).

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use kiln_cas::Verifier;
 
-use super::check::{cache_is_consistent, printed_digest, sha256, tag_digest};
+use super::check::{cache_is_consistent, printed_digest, tag_digest};
+use crate::support::base::sha256;
 use crate::support::proxy::{Action, Proxy};
 use crate::support::tools::raw_manifest;
 use crate::support::{Kiln, Outcome, Project, Registry};

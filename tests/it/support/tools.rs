@@ -119,3 +119,21 @@ pub fn unpack_layout(layout: &Path, tag: &str, scratch: &Path) -> PathBuf {
         .arg(&bundle));
     bundle.join("rootfs")
 }
+
+/// Every regular file under `root` (symlinks not followed), with its bytes.
+pub fn regular_files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                out.push((entry.path(), std::fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
